@@ -1,8 +1,107 @@
-"""The EPP's Prometheus registry. Each area defines its own metrics on ``REGISTRY`` with
-upstream's names and labels; the metrics port serves this registry."""
+"""The EPP's Prometheus registry and its per-request metrics (upstream names and labels).
+
+Each area defines its own metrics on ``REGISTRY`` in its own module (flow control, scheduling,
+data layer); this module holds the registry and the request-level metrics the director records.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+_M = ("model_name", "target_model_name")
+
+# Upstream's ladders (pkg/epp/metrics/metrics.go), 32778 (sic) included.
+LATENCY_BUCKETS = (
+    0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20,
+    30, 45, 60, 120, 180, 240, 300, 360, 480, 600, 900, 1200, 1800, 2700, 3600,
+)  # fmt: skip
+REQUEST_SIZE_BUCKETS = tuple(float(2**i) for i in range(6, 31))
+RESPONSE_SIZE_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384,
+                         32778, 65536)  # fmt: skip
+INPUT_TOKEN_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32778,
+                       65536, 131072, 262144, 524288, 1048576)  # fmt: skip
+OUTPUT_TOKEN_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+NTPOT_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+REQUEST_TOTAL = Counter(
+    "inference_objective_request_total",
+    "[ALPHA] Counter of inference objective requests broken out for each model and target model.",
+    (*_M, "priority"),
+    registry=REGISTRY,
+)
+REQUEST_ERRORS = Counter(
+    "inference_objective_request_error_total",
+    "[ALPHA] Counter of inference objective requests errors broken out for each model and target "
+    "model.",
+    (*_M, "error_code"),
+    registry=REGISTRY,
+)
+REQUEST_DURATION = Histogram(
+    "inference_objective_request_duration_seconds",
+    "[ALPHA] Inference objective response latency distribution in seconds.",
+    _M,
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+REQUEST_SIZES = Histogram(
+    "inference_objective_request_sizes",
+    "[ALPHA] Inference objective requests size distribution in bytes.",
+    _M,
+    buckets=REQUEST_SIZE_BUCKETS,
+    registry=REGISTRY,
+)
+RESPONSE_SIZES = Histogram(
+    "inference_objective_response_sizes",
+    "[ALPHA] Inference objective responses size distribution in bytes.",
+    _M,
+    buckets=RESPONSE_SIZE_BUCKETS,
+    registry=REGISTRY,
+)
+INPUT_TOKENS = Histogram(
+    "inference_objective_input_tokens",
+    "[ALPHA] Inference objective input token count distribution.",
+    _M,
+    buckets=INPUT_TOKEN_BUCKETS,
+    registry=REGISTRY,
+)
+OUTPUT_TOKENS = Histogram(
+    "inference_objective_output_tokens",
+    "[ALPHA] Inference objective output token count distribution.",
+    _M,
+    buckets=OUTPUT_TOKEN_BUCKETS,
+    registry=REGISTRY,
+)
+CACHED_TOKENS = Histogram(
+    "inference_objective_prompt_cached_tokens",
+    "[ALPHA] Inference objective prompt cached token count distribution.",
+    _M,
+    buckets=INPUT_TOKEN_BUCKETS,
+    registry=REGISTRY,
+)
+RUNNING_REQUESTS = Gauge(
+    "inference_objective_running_requests",
+    "[ALPHA] Inference objective number of running requests in each model.",
+    ("model_name",),
+    registry=REGISTRY,
+)
+NTPOT = Histogram(
+    "inference_objective_normalized_time_per_output_token_seconds",
+    "[ALPHA] Inference objective latency divided by number of output tokens in seconds.",
+    _M,
+    buckets=NTPOT_BUCKETS,
+    registry=REGISTRY,
+)
+USAGE_ESTIMATED = Counter(
+    "endpoint_picker_usage_estimated_total",
+    "Requests whose token usage was estimated because the front could not see the response body.",
+    _M,
+    registry=REGISTRY,
+)
+INFO = Gauge(
+    "inference_extension_info",
+    "[ALPHA] General information of the current build of Inference Extension.",
+    ("commit", "build_ref"),
+    registry=REGISTRY,
+)

@@ -1,0 +1,307 @@
+"""One request's journey: parse -> objective -> admit -> candidates -> schedule -> respond -> account.
+
+The director takes and returns plain Python values (header dicts, body bytes, a context object),
+never protobuf messages or HTTP objects: every front (Envoy ext_proc, the fast ext_authz front, an
+in-process transport) drives the same policy through these four calls, so behaviour cannot drift
+between fronts. The cut is here on purpose: fronts translate, the director decides.
+
+Accounting invariant: every context handed out by :meth:`Director.handle_request` is finished
+exactly once (:meth:`Director.finish` is idempotent), and finishing releases the in-flight load
+the request put on its endpoint, then wakes flow control, which may now dispatch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from endpoint_picker import metrics as m
+from endpoint_picker.clock import SYSTEM_CLOCK, Clock
+from endpoint_picker.datastore import Datastore, Endpoint
+from endpoint_picker.errors import Code, InferenceError, Internal, ServiceUnavailable
+from endpoint_picker.requests.types import (
+    DESTINATION_HEADER,
+    DESTINATION_SERVED_HEADER,
+    REQUEST_ID_HEADER,
+    InferenceRequest,
+    Usage,
+)
+
+log = logging.getLogger(__name__)
+
+# Rough size of one token in characters, to weigh in-flight load before usage is known.
+CHARS_PER_TOKEN = 4
+
+
+class Parser(Protocol):
+    def parse(self, headers: dict[str, str], body: bytes, path: str = "") -> InferenceRequest: ...
+
+
+class Admission(Protocol):
+    async def admit(self, request: InferenceRequest) -> None: ...
+
+
+class SchedulingResult(Protocol):
+    endpoints: list[Endpoint]
+
+
+class Scheduler(Protocol):
+    def schedule(
+        self, request: InferenceRequest, candidates: Sequence[Endpoint]
+    ) -> SchedulingResult: ...
+
+    def pre_request(self, request: InferenceRequest, result: Any) -> None: ...
+
+    def response_complete(self, request: InferenceRequest, endpoint: Endpoint) -> None: ...
+
+
+class UsageSink(Protocol):
+    def feed(self, chunk: bytes) -> None: ...
+
+    @property
+    def usage(self) -> Usage | None: ...
+
+
+@dataclass(eq=False)
+class RequestContext:
+    """What a front needs to forward one request, and what the director needs to finish it."""
+
+    request: InferenceRequest
+    destination: str  # comma-joined "ip:port" list, primary first
+    body: bytes  # the request body to forward
+    headers_to_set: dict[str, str] = field(default_factory=dict)
+    endpoint: Endpoint | None = None
+    received_at: float = 0.0
+    response_status: int = 0
+    response_bytes: int = 0
+    streaming: bool = False
+    usage: Usage | None = None
+    finished: bool = False
+    _tracker: UsageSink | None = None
+    _inflight_tokens: int = 0
+
+
+class Director:
+    def __init__(
+        self,
+        datastore: Datastore,
+        parser: Parser,
+        admission: Admission,
+        scheduler: Scheduler,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        disable_subset_filter: bool = False,
+    ) -> None:
+        self.datastore = datastore
+        self.parser = parser
+        self.admission = admission
+        self.scheduler = scheduler
+        self.clock = clock
+        self.disable_subset_filter = disable_subset_filter
+        # Counters of every outcome, so totals can be reconciled with clients (demo, benchmarks).
+        self.outcomes: dict[str, int] = {}
+
+    # -- request path ------------------------------------------------------------------------------
+    async def handle_request(
+        self,
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        has_body: bool = True,
+        subset_hint: list[str] | None = None,
+    ) -> RequestContext:
+        """Decide when and where a request goes. Raises :class:`InferenceError` to answer it."""
+        received = self.clock.now()
+        if not has_body:
+            return self._header_only(headers, received)
+        request: InferenceRequest | None = None
+        try:
+            request = self.parser.parse(headers, body, headers.get(":path", ""))
+            request.priority = self.datastore.priority_of(request.objective)
+            await self.admission.admit(request)
+            # From here to the end of this method nothing awaits: the admitted request is scheduled
+            # and its load recorded in the same event-loop step, so admission sees it at once.
+            candidates = self._candidates(subset_hint)
+            if not candidates:
+                raise ServiceUnavailable(
+                    "failed to find endpoint candidates for serving the request"
+                )
+            result = self.scheduler.schedule(request, candidates)
+            if not result.endpoints:
+                raise Internal("scheduler returned no endpoints")
+            self.scheduler.pre_request(request, result)
+        except InferenceError as err:
+            self._count_error(request, err.code.value)
+            raise
+        except asyncio.CancelledError:
+            # The client went away while queued; flow control has already dropped the request.
+            self.outcomes["cancelled"] = self.outcomes.get("cancelled", 0) + 1
+            raise
+        forward = self._rewrite_body(request, body)
+        primary = result.endpoints[0]
+        ctx = RequestContext(
+            request=request,
+            destination=",".join(ep.hostport for ep in result.endpoints),
+            body=forward,
+            endpoint=primary,
+            received_at=received,
+            streaming=request.stream,
+        )
+        ctx.headers_to_set[REQUEST_ID_HEADER] = request.request_id
+        ctx._inflight_tokens = len(request.prompt_text) // CHARS_PER_TOKEN + (
+            request.max_tokens or 0
+        )
+        primary.inflight_requests += 1
+        primary.inflight_tokens += ctx._inflight_tokens
+        labels = (request.incoming_model, request.target_model)
+        m.REQUEST_TOTAL.labels(*labels, str(request.priority)).inc()
+        m.REQUEST_SIZES.labels(*labels).observe(len(forward))
+        if request.incoming_model:
+            m.RUNNING_REQUESTS.labels(request.incoming_model).inc()
+        return ctx
+
+    def _header_only(self, headers: dict[str, str], received: float) -> RequestContext:
+        # Upstream picks a uniformly random endpoint for body-less requests (e.g. GET /v1/models).
+        endpoints = self.datastore.endpoints()
+        if not endpoints:
+            raise Internal("no pods available in datastore")
+        request = InferenceRequest(
+            request_id=headers.get(REQUEST_ID_HEADER) or _new_id(), headers={}
+        )
+        ctx = RequestContext(
+            request=request,
+            destination=random.choice(endpoints).hostport,
+            body=b"",
+            received_at=received,
+            finished=True,  # nothing to account for
+        )
+        ctx.headers_to_set[REQUEST_ID_HEADER] = request.request_id
+        return ctx
+
+    def _candidates(self, subset_hint: list[str] | None) -> Sequence[Endpoint]:
+        endpoints = self.datastore.endpoints()
+        if self.disable_subset_filter or subset_hint is None:
+            return endpoints
+        # The hint lists "ip:port" strings; upstream matches on IP only (all ranks of a pod).
+        ips = {h.rsplit(":", 1)[0].strip("[]") for h in subset_hint if isinstance(h, str)}
+        return [ep for ep in endpoints if ep.address in ips]
+
+    @staticmethod
+    def _rewrite_body(request: InferenceRequest, body: bytes) -> bytes:
+        # Re-serialise only when the model name really changes (upstream always does; we keep the
+        # client's bytes otherwise, which is cheaper and byte-exact).
+        if request.body is None or request.target_model == request.incoming_model:
+            return body
+        request.body["model"] = request.target_model
+        return json.dumps(request.body, separators=(",", ":")).encode()
+
+    # -- response path -----------------------------------------------------------------------------
+    def handle_response_headers(
+        self, ctx: RequestContext, headers: dict[str, str]
+    ) -> dict[str, str]:
+        status = headers.get(":status") or headers.get("status") or "200"
+        ctx.response_status = int(status) if status.isdigit() else 0
+        if "text/event-stream" in headers.get("content-type", ""):
+            ctx.streaming = True
+        served = headers.get(DESTINATION_SERVED_HEADER)
+        if served and ctx.endpoint is not None and served != ctx.endpoint.hostport:
+            self._move_load(ctx, served)
+        return {}
+
+    def handle_response_body(self, ctx: RequestContext, chunk: bytes, end_of_stream: bool) -> bytes:
+        ctx.response_bytes += len(chunk)
+        if ctx._tracker is None:
+            ctx._tracker = _usage_tracker()
+        ctx._tracker.feed(chunk)
+        req = ctx.request
+        if req.incoming_model and req.target_model and req.incoming_model != req.target_model:
+            chunk = _rewrite_model(chunk, req.target_model, req.incoming_model)
+        if end_of_stream:
+            self.finish(ctx)
+        return chunk
+
+    def finish(self, ctx: RequestContext, *, error: BaseException | None = None) -> None:
+        """Close a request's books: exactly once, whatever happened to the stream."""
+        if ctx.finished:
+            return
+        ctx.finished = True
+        req = ctx.request
+        labels = (req.incoming_model, req.target_model)
+        ep = ctx.endpoint
+        if ep is not None:
+            ep.inflight_requests = max(0, ep.inflight_requests - 1)
+            ep.inflight_tokens = max(0, ep.inflight_tokens - ctx._inflight_tokens)
+            self.scheduler.response_complete(req, ep)
+        if req.incoming_model:
+            m.RUNNING_REQUESTS.labels(req.incoming_model).dec()
+        if error is not None or (ctx.response_status and ctx.response_status >= 400):
+            code = Code.MODEL_SERVER_ERROR.value if error is None else _error_code(error)
+            self._count_error(req, code)
+        else:
+            self.outcomes["completed"] = self.outcomes.get("completed", 0) + 1
+        duration = self.clock.now() - ctx.received_at
+        m.REQUEST_DURATION.labels(*labels).observe(duration)
+        m.RESPONSE_SIZES.labels(*labels).observe(ctx.response_bytes)
+        usage = ctx._tracker.usage if ctx._tracker is not None else None
+        ctx.usage = usage
+        if usage is not None:
+            m.INPUT_TOKENS.labels(*labels).observe(usage.prompt_tokens)
+            m.OUTPUT_TOKENS.labels(*labels).observe(usage.completion_tokens)
+            if usage.cached_tokens is not None:
+                m.CACHED_TOKENS.labels(*labels).observe(usage.cached_tokens)
+            if usage.completion_tokens > 0:
+                m.NTPOT.labels(*labels).observe(duration / usage.completion_tokens)
+        notify = getattr(self.admission, "notify", None)
+        if notify is not None:
+            notify()
+
+    def _move_load(self, ctx: RequestContext, served: str) -> None:
+        """Envoy used a fallback endpoint: move the in-flight load to the one that serves."""
+        other = self.datastore.endpoint_by_hostport(served)
+        if other is None or ctx.endpoint is None:
+            return
+        ctx.endpoint.inflight_requests = max(0, ctx.endpoint.inflight_requests - 1)
+        ctx.endpoint.inflight_tokens = max(0, ctx.endpoint.inflight_tokens - ctx._inflight_tokens)
+        other.inflight_requests += 1
+        other.inflight_tokens += ctx._inflight_tokens
+        ctx.endpoint = other
+
+    def _count_error(self, request: InferenceRequest | None, code: str) -> None:
+        self.outcomes[code] = self.outcomes.get(code, 0) + 1
+        model = request.incoming_model if request else ""
+        target = request.target_model if request else ""
+        m.REQUEST_ERRORS.labels(model, target, code).inc()
+
+
+def _error_code(error: BaseException) -> str:
+    if isinstance(error, InferenceError):
+        return error.code.value
+    return Code.UNKNOWN.value
+
+
+def _new_id() -> str:
+    import uuid
+
+    return str(uuid.uuid4())
+
+
+def _usage_tracker() -> UsageSink:
+    from endpoint_picker.requests import UsageTracker
+
+    tracker: UsageSink = UsageTracker()
+    return tracker
+
+
+def _rewrite_model(chunk: bytes, target: str, incoming: str) -> bytes:
+    from endpoint_picker.requests import rewrite_model_name
+
+    out: bytes = rewrite_model_name(chunk, target, incoming)
+    return out
+
+
+__all__ = ["DESTINATION_HEADER", "Director", "RequestContext"]
