@@ -1,4 +1,4 @@
-"""One request's journey: parse -> objective -> admit -> candidates -> schedule -> respond -> account.
+"""One request's journey: parse, objective, admit, candidates, schedule, respond, account.
 
 The director takes and returns plain Python values (header dicts, body bytes, a context object),
 never protobuf messages or HTTP objects: every front (Envoy ext_proc, the fast ext_authz front, an
