@@ -1,0 +1,106 @@
+"""``InferenceObjective`` (``inference.networking.x-k8s.io/v1alpha2``): priority for a workload.
+
+A request names its objective in the ``x-gateway-inference-objective`` header; the objective's
+``priority`` (unset reads as 0) orders it in flow control. Mirrors upstream's
+``apix/v1alpha2/inferenceobjective_types.go``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AfterValidator, Field
+
+from endpoint_picker.api.types import (
+    CONDITION_LIST_EXTRA,
+    Condition,
+    Group,
+    Int64,
+    Kind,
+    Model,
+    ObjectName,
+    Resource,
+    unique_condition_types,
+)
+
+OBJECTIVE_GROUP = "inference.networking.x-k8s.io"
+OBJECTIVE_API_VERSION = f"{OBJECTIVE_GROUP}/v1alpha2"
+
+# The CRD's default when status carries no conditions. Upstream's CRD says type "Ready" while its
+# docs name "Accepted"; we keep the CRD's value so objects read the same as from a cluster.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DEFAULT_CONDITION = {
+    "type": "Ready",
+    "status": "Unknown",
+    "reason": "Pending",
+    "message": "Waiting for controller",
+    "lastTransitionTime": "1970-01-01T00:00:00Z",
+}
+
+
+def _default_conditions() -> list[Condition]:
+    return [
+        Condition(
+            type="Ready",
+            status="Unknown",
+            reason="Pending",
+            message="Waiting for controller",
+            last_transition_time=_EPOCH,
+        )
+    ]
+
+
+class PoolObjectReference(Model):
+    """An InferencePool in the objective's own namespace."""
+
+    group: Group = "inference.networking.k8s.io"
+    """Group is the group of the referent."""
+    kind: Kind = "InferencePool"
+    """Kind is kind of the referent. For example "InferencePool"."""
+    name: ObjectName
+    """Name is the name of the referent."""
+
+
+class InferenceObjectiveSpec(Model):
+    """Desired state of one workload's objective (owned by the Inference Workload Owner)."""
+
+    priority: Int64 | None = None
+    """How important requests of this objective are within the pool: higher is served first,
+    negative values are allowed, and consumers treat unset as 0. Fairness applies only between
+    requests of equal priority."""
+    pool_ref: PoolObjectReference
+    """The InferencePool (same namespace) these requests go to."""
+
+
+class InferenceObjectiveStatus(Model):
+    """Observed state of an InferenceObjective."""
+
+    conditions: Annotated[
+        list[Condition],
+        Field(
+            max_length=8,
+            json_schema_extra={**CONDITION_LIST_EXTRA, "default": [DEFAULT_CONDITION]},
+        ),
+        AfterValidator(unique_condition_types),
+    ] = Field(default_factory=_default_conditions)
+    """Conditions track the state of the InferenceObjective. Known condition types: Accepted."""
+
+
+class InferenceObjective(Resource):
+    """Priority (and future performance objectives) for requests that name this objective."""
+
+    API_VERSION: ClassVar[str] = OBJECTIVE_API_VERSION
+    KIND: ClassVar[str] = "InferenceObjective"
+
+    api_version: Literal["inference.networking.x-k8s.io/v1alpha2"] = (
+        "inference.networking.x-k8s.io/v1alpha2"
+    )
+    kind: Literal["InferenceObjective"] = "InferenceObjective"
+    spec: InferenceObjectiveSpec
+    status: InferenceObjectiveStatus = Field(default_factory=InferenceObjectiveStatus)
+
+    @property
+    def effective_priority(self) -> int:
+        """The priority flow control uses: unset reads as 0."""
+        return self.spec.priority if self.spec.priority is not None else 0
