@@ -1,0 +1,144 @@
+"""The scheduling framework's extension points and result types.
+
+A *profile* runs filters in order, then weighted scorers, then exactly one picker (upstream's
+``SchedulerProfile.Run``). A *profile handler* chooses which profiles run and merges their
+results. Plugins know only these types, the request and the endpoints; they never import the
+config, the director or any front.
+
+Scores travel as plain lists aligned with the endpoint list, not dicts: scheduling runs per
+request and a list index is the cheapest association Python has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from endpoint_picker.datastore import Endpoint
+from endpoint_picker.requests.types import InferenceRequest
+
+
+class SchedulingError(Exception):
+    """A profile or profile handler could not produce a result (the scheduler maps it to 429)."""
+
+
+class Plugin(Protocol):
+    """Every plugin has its upstream type name and an instance name (default: the type)."""
+
+    type_name: str
+    name: str
+
+
+@runtime_checkable
+class Filter(Plugin, Protocol):
+    def filter(self, request: InferenceRequest, endpoints: list[Endpoint]) -> list[Endpoint]:
+        """Return the endpoints that may serve ``request`` (a subset, order kept)."""
+        ...
+
+
+@runtime_checkable
+class Scorer(Plugin, Protocol):
+    def score(self, request: InferenceRequest, endpoints: list[Endpoint]) -> list[float]:
+        """One score in [0, 1] per endpoint, aligned with ``endpoints``."""
+        ...
+
+
+@runtime_checkable
+class Picker(Plugin, Protocol):
+    def pick(
+        self, request: InferenceRequest, endpoints: list[Endpoint], scores: list[float]
+    ) -> list[Endpoint]:
+        """Choose the target endpoints, best first (the rest are fallbacks)."""
+        ...
+
+
+@runtime_checkable
+class DataProducer(Plugin, Protocol):
+    def prepare(self, request: InferenceRequest, endpoints: Sequence[Endpoint]) -> None:
+        """Compute per-request data (into ``request.state``) before any profile runs."""
+        ...
+
+
+@runtime_checkable
+class PreRequest(Plugin, Protocol):
+    def pre_request(self, request: InferenceRequest, result: SchedulingResult) -> None:
+        """Called once the request is about to be sent to ``result``'s primary endpoint."""
+        ...
+
+
+@runtime_checkable
+class ResponseComplete(Plugin, Protocol):
+    def response_complete(self, request: InferenceRequest, endpoint: Endpoint) -> None:
+        """Called once the response from ``endpoint`` has ended (success or not)."""
+        ...
+
+
+@runtime_checkable
+class EndpointRemoved(Plugin, Protocol):
+    def remove_endpoint(self, endpoint: Endpoint) -> None:
+        """Drop any state kept for an endpoint that left the pool."""
+        ...
+
+
+@runtime_checkable
+class ResponseHeaderProcessor(Plugin, Protocol):
+    def process_response_headers(
+        self,
+        request: InferenceRequest,
+        headers: dict[str, str],
+        metadata: Mapping[str, Mapping[str, str]],
+    ) -> None:
+        """Add or change response ``headers``; ``metadata`` is the request's dynamic metadata
+        by namespace (e.g. ``envoy.lb``), as the gateway sent it."""
+        ...
+
+
+@dataclass(slots=True)
+class WeightedScorer:
+    scorer: Scorer
+    weight: float = 1.0
+
+
+@dataclass(slots=True)
+class ProfileRunResult:
+    """What one profile chose: target endpoints, best first."""
+
+    endpoints: list[Endpoint]
+
+
+@dataclass(slots=True)
+class SchedulingResult:
+    """The scheduler's answer. ``endpoints`` = the primary profile's picks, primary first."""
+
+    profile_results: dict[str, ProfileRunResult | None]
+    primary_profile_name: str
+    endpoints: list[Endpoint] = field(default_factory=list)
+
+    @property
+    def primary(self) -> Endpoint:
+        return self.endpoints[0]
+
+
+class Profile(Protocol):
+    """What a profile handler sees of a profile (see :class:`SchedulerProfile`)."""
+
+    name: str
+
+
+@runtime_checkable
+class ProfileHandler(Plugin, Protocol):
+    def pick_profiles(
+        self,
+        request: InferenceRequest,
+        profiles: Mapping[str, Profile],
+        results: Mapping[str, ProfileRunResult | None],
+    ) -> list[str]:
+        """Names of the profiles to run next; an empty list ends the scheduling cycle."""
+        ...
+
+    def process_results(
+        self, request: InferenceRequest, results: Mapping[str, ProfileRunResult | None]
+    ) -> SchedulingResult:
+        """Merge profile results into the final answer (raise on failure)."""
+        ...

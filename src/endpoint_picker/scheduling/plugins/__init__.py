@@ -1,0 +1,58 @@
+"""Upstream's in-tree scheduling plugins, by type name (see ``PLUGIN_CLASSES``)."""
+
+from endpoint_picker.scheduling.plugins.filters import HeaderBasedTestingFilter, SaturationFilter
+from endpoint_picker.scheduling.plugins.handlers import (
+    DestinationEndpointServedVerifier,
+    SingleProfileHandler,
+)
+from endpoint_picker.scheduling.plugins.pickers import (
+    MaxScorePicker,
+    RandomPicker,
+    WeightedRandomPicker,
+)
+from endpoint_picker.scheduling.plugins.prefix import ApproxPrefixCacheProducer, PrefixCacheScorer
+from endpoint_picker.scheduling.plugins.scorers import (
+    KVCacheUtilizationScorer,
+    LoraAffinityScorer,
+    QueueScorer,
+    RunningRequestsSizeScorer,
+    TokenLoadScorer,
+)
+
+PLUGIN_CLASSES = {
+    cls.type_name: cls
+    for cls in (
+        QueueScorer,
+        KVCacheUtilizationScorer,
+        RunningRequestsSizeScorer,
+        LoraAffinityScorer,
+        TokenLoadScorer,
+        PrefixCacheScorer,
+        ApproxPrefixCacheProducer,
+        MaxScorePicker,
+        RandomPicker,
+        WeightedRandomPicker,
+        SingleProfileHandler,
+        HeaderBasedTestingFilter,
+        DestinationEndpointServedVerifier,
+    )
+}
+"""Type name -> class; each class has ``from_params(name, params)``."""
+
+__all__ = [
+    "PLUGIN_CLASSES",
+    "ApproxPrefixCacheProducer",
+    "DestinationEndpointServedVerifier",
+    "HeaderBasedTestingFilter",
+    "KVCacheUtilizationScorer",
+    "LoraAffinityScorer",
+    "MaxScorePicker",
+    "PrefixCacheScorer",
+    "QueueScorer",
+    "RandomPicker",
+    "RunningRequestsSizeScorer",
+    "SaturationFilter",
+    "SingleProfileHandler",
+    "TokenLoadScorer",
+    "WeightedRandomPicker",
+]

@@ -1,0 +1,175 @@
+"""The scheduler: runs profiles chosen by the profile handler and returns target endpoints.
+
+This is the director's only entry into scheduling. It owns the plugins' lifecycle hooks
+(data producers before the profiles, pre-request after the choice, response completion,
+endpoint removal) so the director does not need to know which plugin implements what.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from time import perf_counter
+
+from endpoint_picker.datastore import Endpoint
+from endpoint_picker.errors import InferenceError, ResourceExhausted
+from endpoint_picker.requests.types import InferenceRequest
+from endpoint_picker.scheduling import metrics as m
+from endpoint_picker.scheduling.framework import (
+    DataProducer,
+    EndpointRemoved,
+    PreRequest,
+    ProfileHandler,
+    ProfileRunResult,
+    ResponseComplete,
+    ResponseHeaderProcessor,
+    SchedulingError,
+    SchedulingResult,
+)
+from endpoint_picker.scheduling.profile import NoEndpointsError, SchedulerProfile
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    """Profiles + one profile handler + the request-control plugins that go with them."""
+
+    def __init__(
+        self,
+        profiles: Sequence[SchedulerProfile],
+        handler: ProfileHandler,
+        *,
+        plugins: Iterable[object] = (),
+    ) -> None:
+        if not profiles:
+            raise ValueError("a scheduler needs at least one profile")
+        self.profiles: dict[str, SchedulerProfile] = {p.name: p for p in profiles}
+        self.handler = handler
+        seen: dict[int, object] = {}
+        for p in profiles:
+            members: list[object] = [*p.filters, *(ws.scorer for ws in p.scorers), p.picker]
+            for obj in members:
+                seen.setdefault(id(obj), obj)
+        for extra in plugins:
+            seen.setdefault(id(extra), extra)
+        everything = list(seen.values())
+        self.producers = [p for p in everything if isinstance(p, DataProducer)]
+        self.pre_request_plugins = [p for p in everything if isinstance(p, PreRequest)]
+        self.response_plugins = [p for p in everything if isinstance(p, ResponseComplete)]
+        self.removal_plugins = [p for p in everything if isinstance(p, EndpointRemoved)]
+        self.response_header_processors: list[ResponseHeaderProcessor] = [
+            p for p in everything if isinstance(p, ResponseHeaderProcessor)
+        ]
+        self._producer_timers = [
+            (p, m.plugin_timer(m.PREPARE_DATA, p.type_name, p.name)) for p in self.producers
+        ]
+        self._handler_pick_timer = m.plugin_timer(m.PROFILE_PICKER, handler.type_name, handler.name)
+        self._handler_proc_timer = m.plugin_timer(
+            m.PROCESS_RESULTS, handler.type_name, handler.name
+        )
+
+    def schedule(
+        self, request: InferenceRequest, candidates: Sequence[Endpoint]
+    ) -> SchedulingResult:
+        """Choose endpoints for ``request`` among ``candidates`` (primary first, then fallbacks).
+
+        Raises :class:`ResourceExhausted` ("failed to find target endpoint: ...") when no
+        profile yields an endpoint.
+        """
+        start = perf_counter()
+        try:
+            result = self._schedule(request, candidates)
+        except InferenceError as err:
+            self._record(start, request, None)
+            if isinstance(err, ResourceExhausted):
+                raise
+            raise ResourceExhausted(f"failed to find target endpoint: {err.msg}") from err
+        self._record(start, request, result)
+        return result
+
+    def _schedule(
+        self, request: InferenceRequest, candidates: Sequence[Endpoint]
+    ) -> SchedulingResult:
+        if not candidates:
+            raise ResourceExhausted("failed to find target endpoint: no candidate endpoints")
+        for producer, timer in self._producer_timers:
+            t = perf_counter()
+            producer.prepare(request, candidates)
+            timer.observe(perf_counter() - t)
+        results: dict[str, ProfileRunResult | None] = {}
+        errors: list[str] = []
+        while True:
+            t = perf_counter()
+            names = self.handler.pick_profiles(request, self.profiles, results)
+            self._handler_pick_timer.observe(perf_counter() - t)
+            names = [n for n in names if n not in results]  # a handler cannot loop us forever
+            if not names:
+                break
+            for name in names:
+                profile = self.profiles.get(name)
+                if profile is None:
+                    raise ResourceExhausted(f"failed to find target endpoint: no profile {name!r}")
+                try:
+                    results[name] = profile.run(request, candidates)
+                except NoEndpointsError as err:
+                    results[name] = None
+                    errors.append(f"profile {name!r}: {err}")
+        if not results:
+            raise ResourceExhausted(
+                "failed to find target endpoint: failed to run any scheduler profile for "
+                f"request {request.request_id}"
+            )
+        t = perf_counter()
+        try:
+            result = self.handler.process_results(request, results)
+        except SchedulingError as err:
+            detail = "; ".join([str(err), *errors])
+            raise ResourceExhausted(f"failed to find target endpoint: {detail}") from err
+        finally:
+            self._handler_proc_timer.observe(perf_counter() - t)
+        if not result.endpoints:
+            raise ResourceExhausted("failed to find target endpoint: no endpoint chosen")
+        return result
+
+    def _record(
+        self, start: float, request: InferenceRequest, result: SchedulingResult | None
+    ) -> None:
+        m.SCHEDULER_E2E_DURATION.observe(perf_counter() - start)
+        if result is None:
+            m.SCHEDULER_ATTEMPTS.labels("failure", request.target_model, "", "", "").inc()
+        else:
+            ep = result.endpoints[0]
+            m.SCHEDULER_ATTEMPTS.labels(
+                "success", request.target_model, ep.pod_name, ep.namespace, str(ep.port)
+            ).inc()
+
+    # -- hooks ------------------------------------------------------------------------------------
+    def pre_request(self, request: InferenceRequest, result: SchedulingResult) -> None:
+        """The request is about to go to ``result.endpoints[0]`` (upstream's PreRequest)."""
+        for plugin in self.pre_request_plugins:
+            t = perf_counter()
+            plugin.pre_request(request, result)
+            m.plugin_timer(m.PRE_REQUEST, plugin.type_name, plugin.name).observe(perf_counter() - t)
+
+    def response_complete(self, request: InferenceRequest, endpoint: Endpoint) -> None:
+        """The response from ``endpoint`` ended (success, error or cancel)."""
+        for plugin in self.response_plugins:
+            plugin.response_complete(request, endpoint)
+
+    def process_response_headers(
+        self,
+        request: InferenceRequest,
+        headers: dict[str, str],
+        metadata: Mapping[str, Mapping[str, str]],
+    ) -> None:
+        """Let response-header plugins (e.g. the conformance verifier) edit ``headers``."""
+        for plugin in self.response_header_processors:
+            plugin.process_response_headers(request, headers, metadata)
+
+    def remove_endpoint(self, endpoint: Endpoint) -> None:
+        """Forget index state kept for an endpoint that left the pool."""
+        for plugin in self.removal_plugins:
+            plugin.remove_endpoint(endpoint)
+
+    def __repr__(self) -> str:
+        return f"Scheduler({list(self.profiles.values())}, handler={self.handler.name})"
