@@ -1,0 +1,128 @@
+"""The ``openai-parser``: OpenAI-style JSON bodies -> :class:`InferenceRequest`.
+
+API type comes from the path suffix (upstream's order: conversations, responses,
+chat/completions, completions, embeddings; unknown -> completions) and each API is validated
+with upstream's messages verbatim, so clients see the same 400s. The body is parsed once with
+``json.loads`` on the bytes and kept as a dict; nothing is re-serialised here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from endpoint_picker.errors import BadRequest
+from endpoint_picker.requests.common import base_request
+from endpoint_picker.requests.prompt import chat_text, json_text, prompt_text
+from endpoint_picker.requests.types import MODEL_REWRITE_HEADER, InferenceRequest
+from endpoint_picker.requests.usage import UsageTracker
+
+DEFAULT_PATH = "/v1/completions"
+PATH_HEADERS = (":path", "x-original-path", "x-forwarded-path")
+# Suffix -> api name, checked in this order (upstream's).
+API_SUFFIXES = (
+    ("/conversations", "conversations"),
+    ("/responses", "responses"),
+    ("/chat/completions", "chat/completions"),
+    ("/completions", "completions"),
+    ("/embeddings", "embeddings"),
+)
+MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
+def api_for_path(path: str) -> str:
+    """The API a request path addresses (query string ignored); unknown -> completions."""
+    path = path.split("?", 1)[0].rstrip("/")
+    for suffix, api in API_SUFFIXES:
+        if path.endswith(suffix):
+            return api
+    return "completions"
+
+
+def request_path(headers: Mapping[str, str], path: str = "") -> str:
+    if path:
+        return path
+    for name in PATH_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value
+    return DEFAULT_PATH
+
+
+def _validate(api: str, body: dict[str, Any]) -> str:
+    """Check the API's required field; return the prompt text used for prefix hashing."""
+    if api == "conversations":
+        items = body.get("items")
+        if not isinstance(items, list) or not items:
+            raise BadRequest("invalid conversations request: must have items field")
+        return json_text(items)
+    if api == "responses":
+        if body.get("input") is None:
+            raise BadRequest("invalid responses request: must have input field")
+        value = body["input"]
+        return value if isinstance(value, str) else json_text(value)
+    if api == "chat/completions":
+        text = chat_text(body.get("messages"))
+        if text is None:
+            raise BadRequest("invalid chat completions request: must have valid messages field")
+        return text
+    if api == "embeddings":
+        return prompt_text(body.get("input"), "invalid embeddings request: must have input field")
+    return prompt_text(body.get("prompt"), "invalid completions request: must have prompt field")
+
+
+def _max_tokens(body: dict[str, Any]) -> int | None:
+    for name in MAX_TOKENS_FIELDS:
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+class OpenAIParser:
+    """Upstream's ``openai-parser`` (completions, chat, responses, conversations, embeddings)."""
+
+    type_name = "openai-parser"
+
+    def parse(self, headers: Mapping[str, str], body: bytes, path: str = "") -> InferenceRequest:
+        """Parse one request. Raises :class:`BadRequest` with upstream's messages."""
+        req = base_request(headers, body)
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise BadRequest(f"error unmarshaling request bodyMap: {e}") from None
+        if not isinstance(data, dict):
+            raise BadRequest(
+                f"error unmarshaling request bodyMap: expected a JSON object, got "
+                f"{_json_kind(data)}"
+            )
+        req.body = data
+        req.api = api_for_path(request_path(req.headers, path))
+        req.prompt_text = _validate(req.api, data)
+        model = data.get("model")
+        if not isinstance(model, str):
+            raise BadRequest("model not found in request body")
+        req.incoming_model = model
+        req.target_model = req.headers.get(MODEL_REWRITE_HEADER) or model
+        salt = data.get("cache_salt")
+        req.cache_salt = salt if isinstance(salt, str) else ""
+        req.stream = data.get("stream") is True
+        req.max_tokens = _max_tokens(data)
+        return req
+
+    def usage_tracker(self, content_type: str | None = None) -> UsageTracker | None:
+        """A fresh tracker for one response (JSON or SSE by content type)."""
+        return UsageTracker(content_type)
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number"
