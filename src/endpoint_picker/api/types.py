@@ -8,7 +8,7 @@ validation here and the OpenAPI schema in the generated CRDs (see :mod:`.crds`).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -138,7 +138,7 @@ class ObjectMeta(Model):
 
 
 class Condition(Model):
-    """One aspect of an object's observed state (``metav1.Condition``)."""
+    """One aspect of an object's observed state (Kubernetes metav1.Condition)."""
 
     type: Annotated[str, Field(max_length=316, pattern=CONDITION_TYPE_PATTERN)]
     """Type of condition, in CamelCase or in foo.example.com/CamelCase."""
@@ -150,7 +150,9 @@ class Condition(Model):
     """A human-readable message about the transition; may be empty."""
     last_transition_time: Time = Field(json_schema_extra={"format": "date-time"})
     """When the condition last changed status."""
-    observed_generation: Annotated[Int64, Field(ge=0, json_schema_extra=INT64)] | None = None
+    observed_generation: (
+        Annotated[int, Field(ge=0, json_schema_extra=INT64), AfterValidator(_int64)] | None
+    ) = None
     """The .metadata.generation the condition was set based upon."""
 
 
@@ -173,15 +175,16 @@ CONDITION_LIST_EXTRA: dict[str, Any] = {
 class Resource(Model):
     """A top-level object: ``apiVersion``, ``kind``, ``metadata``, ``spec``, ``status``."""
 
+    API_VERSION: ClassVar[str]
+    KIND: ClassVar[str]
+
     metadata: ObjectMeta
     """Standard object metadata."""
 
     @property
     def key(self) -> tuple[str, str, str, str]:
         """Identity used to detect duplicates: (apiVersion, kind, namespace, name)."""
-        api_version: str = getattr(self, "api_version")  # noqa: B009 - declared by subclasses
-        kind: str = getattr(self, "kind")  # noqa: B009
-        return api_version, kind, self.metadata.namespace, self.metadata.name
+        return self.API_VERSION, self.KIND, self.metadata.namespace, self.metadata.name
 
     def to_manifest(self) -> dict[str, Any]:
         """The object as a user would ``kubectl apply`` it: camelCase, defaults applied.

@@ -1,0 +1,73 @@
+"""``epp crds`` and ``epp validate``: the API's two commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    crds = subparsers.add_parser(
+        "crds",
+        help="print the InferencePool and InferenceObjective CRDs (YAML)",
+        description=(
+            "Print the two CustomResourceDefinitions (apiextensions.k8s.io/v1) generated from this "
+            "project's models, as one multi-document YAML stream for `kubectl apply -f -`. With "
+            "--output-dir, write one file per CRD instead (as committed under deploy/crds/)."
+        ),
+    )
+    crds.add_argument(
+        "-o", "--output-dir", metavar="DIR", help="write <group>_<plural>.yaml files into DIR"
+    )
+    crds.set_defaults(func=_crds)
+
+    validate = subparsers.add_parser(
+        "validate",
+        help="check InferencePool/InferenceObjective manifests as the API server would",
+        description=(
+            "Validate multi-document YAML or JSON manifests (the files you would `kubectl apply`) "
+            "against the InferencePool (inference.networking.k8s.io/v1) and InferenceObjective "
+            "(inference.networking.x-k8s.io/v1alpha2) schemas. Exits 0 when every object is "
+            "valid; otherwise prints one line per problem - file, document number (1-based), "
+            "kind/name, field path and reason - and exits 1."
+        ),
+    )
+    validate.add_argument(
+        "-f",
+        "--filename",
+        dest="files",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="a manifest file (repeat for several; duplicates are checked across all)",
+    )
+    validate.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    validate.set_defaults(func=_validate)
+
+
+def _crds(args: argparse.Namespace) -> int:
+    from endpoint_picker.api import crds
+
+    if args.output_dir:
+        for path in crds.write(args.output_dir):
+            print(path)
+    else:
+        sys.stdout.write(crds.render_all())
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from endpoint_picker.api.manifests import load_manifests
+
+    result = load_manifests(args.files)
+    for error in result.errors:
+        print(error, file=sys.stderr)
+    if not args.quiet:
+        for doc in result.documents:
+            meta = doc.obj.metadata
+            print(f"{doc.file}: document {doc.index} ({doc.obj.kind}/{meta.name}): valid")
+    if result.errors:
+        print(f"{len(result.errors)} error(s) in {len(args.files)} file(s)", file=sys.stderr)
+        return 1
+    return 0
