@@ -11,6 +11,8 @@ timestamp, condition Ready=True) matching the pool selector, per target port, na
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -18,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from endpoint_picker.api import InferenceObjective, InferencePool
+
+log = logging.getLogger(__name__)
 
 ACTIVE_PORTS_ANNOTATION = "inference.networking.k8s.io/active-ports"
 ENGINE_TYPE_LABEL = "inference.networking.k8s.io/engine-type"
@@ -102,26 +106,40 @@ class Event(StrEnum):
 Listener = Callable[[Event, Any], None]
 
 
+_LEADING_INT = re.compile(r"[+-]?[0-9]+")
+
+
 def active_ports(pod: Pod, target_ports: list[int]) -> list[tuple[int, int]]:
-    """(rank, port) pairs a pod serves: all target ports unless the active-ports annotation narrows them."""
+    """(rank, port) pairs a pod serves: all target ports unless the annotation narrows them.
+
+    As upstream (Go's ``Sscanf("%d")``): each comma-separated item is read as its leading integer;
+    unparsable items, non-positive numbers and ports outside the pool are ignored, and an
+    annotation that names no pool port (including an empty one) leaves the pod no endpoints.
+    """
     ranks = list(enumerate(target_ports))
     raw = pod.annotations.get(ACTIVE_PORTS_ANNOTATION)
     if raw is None:
         return ranks
     wanted: set[int] = set()
     for part in raw.split(","):
-        try:
-            wanted.add(int(part.strip()))
-        except ValueError:
-            continue  # unparsable values are ignored, as upstream
+        match = _LEADING_INT.match(part.strip())
+        if match is not None and int(match.group()) > 0:
+            wanted.add(int(match.group()))
     return [(i, p) for i, p in ranks if p in wanted]
 
 
 class Datastore:
+    """Pool, objectives (keyed by name) and endpoints, with synchronous change notifications.
+
+    Every pod a source reports is remembered (ready or not, matching or not), so that a changed
+    selector or port list can re-derive the endpoint set without asking the source to re-list.
+    """
+
     def __init__(self, *, model_server_metrics_port: int = 0) -> None:
         self.pool: InferencePool | None = None
         self._objectives: dict[str, InferenceObjective] = {}
-        self._pods: dict[str, Pod] = {}
+        self._pods: dict[str, Pod] = {}  # members: ready and matching the selector
+        self._known: dict[str, Pod] = {}  # every pod reported and not deleted
         self._endpoints: dict[str, Endpoint] = {}
         self._static: dict[str, Endpoint] = {}
         self._snapshot: tuple[Endpoint, ...] | None = None
@@ -132,11 +150,20 @@ class Datastore:
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(event, obj)`` on every change; returns an unsubscribe function."""
         self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
 
     def _emit(self, event: Event, obj: Any) -> None:
+        # A failing listener must not leave the writer (a source) half-way through an update.
         for listener in list(self._listeners):
-            listener(event, obj)
+            try:
+                listener(event, obj)
+            except Exception:
+                log.exception("datastore listener %r failed on %s", listener, event)
 
     # -- pool --------------------------------------------------------------------------------------
     @property
@@ -161,6 +188,7 @@ class Datastore:
         self.pool = None
         self._objectives.clear()
         self._pods.clear()
+        self._known.clear()
         for ep in list(self._endpoints.values()):
             self._remove_endpoint(ep.name)
         self._emit(Event.CLEARED, None)
@@ -188,15 +216,16 @@ class Datastore:
             return 0
         return obj.spec.priority
 
-    # -- pods and endpoints --------------------------------------------------------------------------
+    # -- pods and endpoints ------------------------------------------------------------------------
     def _matches(self, pod: Pod) -> bool:
         sel = self.selector
         return bool(sel) and all(pod.labels.get(k) == v for k, v in sel.items())
 
     def upsert_pod(self, pod: Pod) -> None:
         """Add or update a pod; a pod that is not ready or no longer matches loses its endpoints."""
+        self._known[pod.name] = pod
         if not pod.ready or not self._matches(pod):
-            self.delete_pod(pod.name)
+            self._drop_member(pod.name)
             return
         self._pods[pod.name] = pod
         wanted = {f"{pod.name}-rank-{i}": port for i, port in active_ports(pod, self.target_ports)}
@@ -220,6 +249,11 @@ class Datastore:
                 self._emit(Event.ENDPOINT_ADDED, ep)
 
     def delete_pod(self, name: str) -> None:
+        """The pod is gone: forget it and remove all its rank endpoints."""
+        self._known.pop(name, None)
+        self._drop_member(name)
+
+    def _drop_member(self, name: str) -> None:
         self._pods.pop(name, None)
         for ep_name in [n for n, ep in self._endpoints.items() if ep.pod_name == name]:
             self._remove_endpoint(ep_name)
@@ -228,16 +262,16 @@ class Datastore:
         """Make the pod set exactly ``pods`` (a re-list): missing ones are deleted, never leaked."""
         pods = list(pods)
         keep = {p.name for p in pods}
-        for name in [n for n in self._pods if n not in keep]:
+        for name in [n for n in self._known if n not in keep]:
             self.delete_pod(name)
         for pod in pods:
             self.upsert_pod(pod)
 
     def _resync(self) -> None:
-        for ep in [ep for ep in self._endpoints.values() if ep.pod_name in self._pods]:
-            self._remove_endpoint(ep.name)
-        pods, self._pods = list(self._pods.values()), {}
-        for pod in pods:
+        # Re-derive membership of every known pod. Endpoints whose name survives keep their
+        # identity (metrics, in-flight counts), as upstream's resync does; the rest are removed.
+        self._pods = {}
+        for pod in list(self._known.values()):
             self.upsert_pod(pod)
 
     def _remove_endpoint(self, name: str) -> None:
@@ -247,17 +281,22 @@ class Datastore:
             self._emit(Event.ENDPOINT_REMOVED, ep)
 
     def set_static_endpoints(self, endpoints: Mapping[str, tuple[str, int]]) -> None:
-        """Endpoints given directly as ``name -> (address, port)`` (standalone runs without pods)."""
+        """Endpoints given directly as ``name -> (address, port)`` (runs without pods).
+
+        Unchanged entries keep their Endpoint object; a changed address is a remove plus an add.
+        """
         for name in [n for n in self._static if n not in endpoints]:
-            ep = self._static.pop(name)
+            gone = self._static.pop(name)
             self._snapshot = None
-            self._emit(Event.ENDPOINT_REMOVED, ep)
+            self._emit(Event.ENDPOINT_REMOVED, gone)
         for name, (address, port) in endpoints.items():
-            ep = self._static.get(name)
-            if ep is not None and (ep.address, ep.port) == (address, port):
+            old = self._static.get(name)
+            if old is not None and (old.address, old.port) == (address, port):
                 continue
-            if ep is not None:
-                self._emit(Event.ENDPOINT_REMOVED, ep)
+            if old is not None:
+                del self._static[name]
+                self._snapshot = None
+                self._emit(Event.ENDPOINT_REMOVED, old)
             ep = Endpoint(name=name, pod_name=name, address=address, port=port)
             self._static[name] = ep
             self._snapshot = None
