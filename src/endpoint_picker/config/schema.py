@@ -1,0 +1,97 @@
+"""The ``EndpointPickerConfig`` document as typed models: upstream's keys, nothing else.
+
+Strict like upstream's decoder (``serializer.EnableStrict``): an unknown key anywhere is an
+error naming its path. Plugin ``parameters`` and the ``flowControl`` block stay raw here;
+their owners parse them (plugins strictly, flow control with its own reader).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+API_VERSION = "inference.networking.x-k8s.io/v1alpha1"
+KIND = "EndpointPickerConfig"
+
+# Upstream's registered gates (``dataLayer`` is a deprecated no-op there too).
+FEATURE_GATES = ("dataLayer", "enableLegacyMetrics", "flowControl")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class PluginSpec(_Strict):
+    name: str = ""
+    type: str
+    parameters: dict[str, Any] | None = None
+
+
+class ProfilePluginRef(_Strict):
+    plugin_ref: str = Field(alias="pluginRef")
+    weight: float | None = None
+
+
+class SchedulingProfileSpec(_Strict):
+    name: str = ""
+    plugins: list[ProfilePluginRef] = Field(default_factory=list)
+
+
+class PluginRef(_Strict):
+    plugin_ref: str = Field("", alias="pluginRef")
+
+
+class DataSourceSpec(_Strict):
+    plugin_ref: str = Field(alias="pluginRef")
+    extractors: list[PluginRef] = Field(default_factory=list)
+
+
+class DataLayerSpec(_Strict):
+    sources: list[DataSourceSpec] = Field(default_factory=list)
+
+
+class EndpointPickerConfigDoc(_Strict):
+    api_version: str = Field(alias="apiVersion")
+    kind: str
+    feature_gates: list[str] = Field(default_factory=list, alias="featureGates")
+    plugins: list[PluginSpec] = Field(default_factory=list)
+    scheduling_profiles: list[SchedulingProfileSpec] = Field(
+        default_factory=list, alias="schedulingProfiles"
+    )
+    saturation_detector: PluginRef | None = Field(None, alias="saturationDetector")
+    data_layer: DataLayerSpec | None = Field(None, alias="dataLayer")
+    flow_control: dict[str, Any] | None = Field(None, alias="flowControl")
+    parser: PluginRef | None = None
+
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "apiVersion": API_VERSION,
+    "kind": KIND,
+    "plugins": [
+        {"type": "queue-scorer"},
+        {"type": "kv-cache-utilization-scorer"},
+        {"type": "prefix-cache-scorer"},
+        {"type": "metrics-data-source"},
+        {"type": "core-metrics-extractor"},
+    ],
+    "schedulingProfiles": [
+        {
+            "name": "default",
+            "plugins": [
+                {"pluginRef": "queue-scorer", "weight": 2},
+                {"pluginRef": "kv-cache-utilization-scorer", "weight": 2},
+                {"pluginRef": "prefix-cache-scorer", "weight": 3},
+            ],
+        }
+    ],
+    "dataLayer": {
+        "sources": [
+            {
+                "pluginRef": "metrics-data-source",
+                "extractors": [{"pluginRef": "core-metrics-extractor"}],
+            }
+        ]
+    },
+}
+"""Upstream's ``loadDefaultConfig``: what runs when no config file or text is given."""
