@@ -1,0 +1,308 @@
+"""The flow controller: admission by strict priority, fairness and saturation-gated dispatch.
+
+``admit(request)`` returns once the request is dispatched, or raises the client-facing error of
+its outcome. Dispatch is event-driven: on arrival, on ``notify()`` (request completion, metrics
+scrape), on TTL expiry, and on a short re-check timer while a held backlog waits.
+
+One dispatch at a time, and the next one only after the previous caller has run: a dispatched
+request's task resumes in the next loop step and its caller (the director) schedules it and
+counts it in flight in that same step. Only then does the next dispatch cycle measure
+saturation, so in-flight accounting is always seen by admission (upstream's section 4.9 bug).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from prometheus_client import Gauge
+
+from endpoint_picker.clock import SYSTEM_CLOCK, Clock
+from endpoint_picker.datastore import Endpoint
+from endpoint_picker.errors import InferenceError, Internal, ResourceExhausted, ServiceUnavailable
+from endpoint_picker.requests.types import DEFAULT_FAIRNESS_ID, InferenceRequest
+
+from . import metrics as m
+from .bands import FlowRegistry, Hold
+from .config import FlowControlConfig
+from .saturation import SaturationDetector
+from .types import (
+    ERR_CONTEXT_CANCELLED,
+    ERR_EVICTED,
+    ERR_NOT_RUNNING,
+    ERR_REJECTED,
+    ERR_TTL_EXPIRED,
+    NOT_YET_FINALIZED,
+    FlowKey,
+    Item,
+    Outcome,
+)
+
+CAPACITY_MESSAGE = f"{ERR_REJECTED}: queue at capacity"
+
+
+def outcome_error(outcome: Outcome) -> InferenceError | None:
+    """The client-facing error for a non-dispatched outcome (upstream's table, spec 2.7)."""
+    if outcome is Outcome.REJECTED_CAPACITY:
+        return ResourceExhausted(CAPACITY_MESSAGE)
+    if outcome is Outcome.EVICTED_TTL:
+        return ServiceUnavailable(f"request timed out in queue: {ERR_EVICTED}: {ERR_TTL_EXPIRED}")
+    if outcome is Outcome.EVICTED_CONTEXT_CANCELLED:
+        return ServiceUnavailable(f"client disconnected: {ERR_EVICTED}: {ERR_CONTEXT_CANCELLED}")
+    if outcome is Outcome.REJECTED_OTHER:
+        return Internal(f"internal flow control error: {ERR_REJECTED}: {ERR_NOT_RUNNING}")
+    if outcome is Outcome.EVICTED_OTHER:
+        return Internal(f"internal flow control error: {ERR_EVICTED}: {ERR_NOT_RUNNING}")
+    return None
+
+
+class FlowController:
+    """Queues requests per flow and releases them one at a time while the pool has room."""
+
+    def __init__(
+        self,
+        config: FlowControlConfig,
+        detector: SaturationDetector,
+        endpoints: Callable[[], Sequence[Endpoint]],
+        clock: Clock = SYSTEM_CLOCK,
+        *,
+        pool_name: str = "",
+        recheck_interval: float = 0.05,
+    ) -> None:
+        self.config = config
+        self.detector = detector
+        self.clock = clock
+        self.registry = FlowRegistry(config, clock.now())
+        self.pool_name = pool_name
+        self.recheck_interval = recheck_interval
+        self.outcomes: Counter[Outcome] = Counter()  # every finalization, by outcome
+        self.saturation = 0.0  # as seen by the last dispatch cycle
+        self._endpoints = endpoints
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._running = False
+        self._seq = 0
+        self._unaccounted = 0  # dispatched, caller not yet resumed
+        self._pass_pending = False
+        self._expiry: list[tuple[float, int, Item]] = []
+        self._expiry_timer: asyncio.TimerHandle | None = None
+        self._expiry_at = math.inf
+        self._recheck_timer: asyncio.TimerHandle | None = None
+        self._gc_timer: asyncio.TimerHandle | None = None
+        self._gauges: dict[tuple[FlowKey, str, str], tuple[Gauge, Gauge]] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._running = True
+        self._gc_timer = self._loop.call_later(self.config.flow_gc_timeout, self._on_gc_timer)
+
+    async def stop(self) -> None:
+        """Stop accepting; every queued request is evicted (``EvictedOther``, HTTP 500)."""
+        self._running = False
+        for timer in (self._expiry_timer, self._recheck_timer, self._gc_timer):
+            if timer is not None:
+                timer.cancel()
+        self._expiry_timer = self._recheck_timer = self._gc_timer = None
+        now = self.clock.now()
+        for band in self.registry.bands.values():
+            for flow in band.flows.values():
+                for item in flow.live_items():
+                    self._evict(item, Outcome.EVICTED_OTHER, now)
+        self._expiry.clear()
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    # -- admission ---------------------------------------------------------------------------
+    async def admit(self, request: InferenceRequest) -> None:
+        """Wait until ``request`` is dispatched; raise its outcome's error otherwise.
+
+        On cancellation (client disconnect) the request leaves the queue at once, the outcome
+        ``EvictedContextCancelled`` is recorded and ``CancelledError`` propagates.
+        """
+        key = FlowKey(request.fairness_id or DEFAULT_FAIRNESS_ID, request.priority)
+        size_gauge, bytes_gauge = self._flow_gauges(key, request)
+        size = request.size_bytes
+        size_gauge.inc()
+        bytes_gauge.inc(size)
+        try:
+            await self._admit(request, key)
+        finally:
+            size_gauge.dec()
+            bytes_gauge.dec(size)
+
+    async def _admit(self, request: InferenceRequest, key: FlowKey) -> None:
+        t0 = time.perf_counter()
+        now = self.clock.now()
+        loop = self._loop
+        self._seq += 1
+        ttl = self.config.default_request_ttl
+        deadline = now + ttl if ttl > 0 else math.inf
+        if not self._running or loop is None:
+            item = Item(request, key, self._seq, now, deadline, None)
+            self._finalize(item, Outcome.REJECTED_OTHER, now)
+            self._raise(item)
+        fut: asyncio.Future[None] = loop.create_future()
+        item = Item(request, key, self._seq, now, deadline, fut)
+        queued = self.registry.enqueue(item, now)
+        m.REQUEST_ENQUEUE_DURATION.labels(
+            key.fairness_id,
+            str(key.priority),
+            NOT_YET_FINALIZED if queued else Outcome.REJECTED_CAPACITY.value,
+        ).observe(time.perf_counter() - t0)
+        if not queued:
+            self._finalize(item, Outcome.REJECTED_CAPACITY, now)
+            self._raise(item)
+        if deadline < math.inf:
+            heapq.heappush(self._expiry, (deadline, item.seq, item))
+            self._arm_expiry(now)
+        if self._unaccounted == 0 and not self._pass_pending:
+            self._dispatch_cycle()  # fast path: dispatch at once when there is room
+        try:
+            if item.outcome is None:
+                await fut
+        except asyncio.CancelledError:
+            if item.outcome is None:
+                self._evict(item, Outcome.EVICTED_CONTEXT_CANCELLED, self.clock.now())
+                self._schedule_pass()  # an emptied band may unblock lower ones
+            elif item.outcome is Outcome.DISPATCHED:
+                self._resumed()
+            raise
+        if item.outcome is Outcome.DISPATCHED:
+            self._resumed()
+            return
+        self._raise(item)
+
+    def _raise(self, item: Item) -> NoReturn:
+        assert item.outcome is not None
+        err = outcome_error(item.outcome)
+        assert err is not None
+        raise err
+
+    def _resumed(self) -> None:
+        """A dispatched request's caller runs now; the next cycle goes after it has accounted."""
+        self._unaccounted -= 1
+        if self.registry.len:
+            self._schedule_pass()
+
+    def notify(self) -> None:
+        """Capacity may have changed (a request completed, metrics were scraped): re-check."""
+        self._schedule_pass()
+
+    # -- dispatch ----------------------------------------------------------------------------
+    def _schedule_pass(self) -> None:
+        if not self._pass_pending and self._running and self._loop is not None:
+            self._pass_pending = True
+            self._loop.call_soon(self._run_pass)
+
+    def _run_pass(self) -> None:
+        self._pass_pending = False
+        if self._unaccounted == 0 and self._running:
+            self._dispatch_cycle()
+
+    def _dispatch_cycle(self) -> None:
+        """Expire what is due, then dispatch at most one request (upstream's dispatchCycle)."""
+        t0 = time.perf_counter()
+        now = self.clock.now()
+        if self._expiry and self._expiry[0][0] <= now:
+            self._expire(now)
+        if self.registry.len == 0:
+            return
+        saturation = self.detector.saturation(self._endpoints(), now)
+        self.saturation = saturation
+        m.POOL_SATURATION.labels(self.pool_name).set(saturation)
+        picked = self.registry.select(saturation, now)
+        if isinstance(picked, Item):
+            self._finalize(picked, Outcome.DISPATCHED, now)
+            self._unaccounted += 1
+            if picked.future is not None and not picked.future.done():
+                picked.future.set_result(None)
+        elif isinstance(picked, Hold):
+            self._arm_recheck()
+        m.DISPATCH_CYCLE_DURATION.observe(time.perf_counter() - t0)
+
+    def _arm_recheck(self) -> None:
+        if self._recheck_timer is None and self._loop is not None:
+            self._recheck_timer = self._loop.call_later(self.recheck_interval, self._on_recheck)
+
+    def _on_recheck(self) -> None:
+        self._recheck_timer = None
+        self._schedule_pass()
+
+    # -- expiry and eviction -----------------------------------------------------------------
+    def _expire(self, now: float) -> None:
+        heap = self._expiry
+        while heap and heap[0][0] <= now:
+            item = heapq.heappop(heap)[2]
+            if item.outcome is None:
+                self._evict(item, Outcome.EVICTED_TTL, now)
+        if len(heap) > 64 and len(heap) > 2 * self.registry.len:
+            self._expiry = [e for e in heap if e[2].outcome is None]
+            heapq.heapify(self._expiry)
+
+    def _arm_expiry(self, now: float) -> None:
+        if not self._expiry or self._loop is None:
+            return
+        due = self._expiry[0][0]
+        if due >= self._expiry_at:
+            return
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+        self._expiry_at = due
+        self._expiry_timer = self._loop.call_later(max(0.0, due - now), self._on_expiry_timer)
+
+    def _on_expiry_timer(self) -> None:
+        self._expiry_timer, self._expiry_at = None, math.inf
+        now = self.clock.now()
+        self._expire(now)
+        self._arm_expiry(now)
+        self._schedule_pass()
+
+    def _evict(self, item: Item, outcome: Outcome, now: float) -> None:
+        self._finalize(item, outcome, now)
+        self.registry.remove(item, now)
+        if item.future is not None and not item.future.done():
+            item.future.set_result(None)
+
+    def _finalize(self, item: Item, outcome: Outcome, now: float) -> None:
+        """Exactly once per request: set the outcome and record the queue duration."""
+        assert item.outcome is None, f"{item} finalized twice"
+        item.outcome = outcome
+        self.outcomes[outcome] += 1
+        req = item.request
+        m.REQUEST_QUEUE_DURATION.labels(
+            item.key.fairness_id,
+            str(item.key.priority),
+            outcome.value,
+            self.pool_name,
+            req.incoming_model,
+            req.target_model,
+        ).observe(max(0.0, now - item.enqueue_time))
+
+    # -- garbage collection ------------------------------------------------------------------
+    def collect_garbage(self) -> tuple[int, int]:
+        """Delete idle flows and dynamic bands now; returns (flows, bands) deleted."""
+        return self.registry.collect_garbage(self.clock.now())
+
+    def _on_gc_timer(self) -> None:
+        self.collect_garbage()
+        if self._running and self._loop is not None:
+            self._gc_timer = self._loop.call_later(self.config.flow_gc_timeout, self._on_gc_timer)
+
+    def _flow_gauges(self, key: FlowKey, req: InferenceRequest) -> tuple[Gauge, Gauge]:
+        """Label children cached per (flow, model): labels() is the costly part of a metric."""
+        ck = (key, req.incoming_model, req.target_model)
+        pair = self._gauges.get(ck)
+        if pair is None:
+            if len(self._gauges) > 10_000:
+                self._gauges.clear()
+            labels = (key.fairness_id, str(key.priority), self.pool_name, *ck[1:])
+            pair = (m.QUEUE_SIZE.labels(*labels), m.QUEUE_BYTES.labels(*labels))
+            self._gauges[ck] = pair
+        return pair
