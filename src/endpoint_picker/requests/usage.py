@@ -19,6 +19,7 @@ from endpoint_picker.requests.types import Usage
 
 _USAGE = b'"usage"'
 _NULL_USAGE = (b'"usage":null', b'"usage": null')
+_SSE_STARTS = (b"data:", b"event:", b":", b"id:", b"retry:")
 MAX_BUFFER_BYTES = 32 * 1024 * 1024  # beyond this a JSON body / SSE line is not inspected
 
 
@@ -63,13 +64,14 @@ class UsageTracker:
     """Accumulates a response and reports its usage; ``content_type`` picks JSON vs SSE
     (``text/event-stream``); without it the first bytes decide (``data:``/``event:``/``:``)."""
 
-    __slots__ = ("_json_parts", "_mode", "_parsed", "_pending", "_size", "_usage")
+    __slots__ = ("_head", "_json_parts", "_mode", "_parsed", "_pending", "_size", "_usage")
 
     def __init__(self, content_type: str | None = None) -> None:
         self._mode: str | None = None
         if content_type:
             self._mode = "sse" if "text/event-stream" in content_type.lower() else "json"
         self._usage: Usage | None = None
+        self._head = b""  # bytes seen while sniffing the shape
         self._json_parts: list[bytes] = []
         self._pending: list[bytes] = []  # SSE: bytes of the current, unterminated line
         self._size = 0
@@ -80,10 +82,13 @@ class UsageTracker:
         if not chunk:
             return
         if self._mode is None:
-            head = chunk.lstrip()
-            if not head:
-                return  # leading whitespace only: decide on the next chunk
-            self._mode = "sse" if head.startswith((b"data:", b"event:", b":", b"id:")) else "json"
+            # Sniff: wait until the first bytes are decisive (b"d" may yet become b"data:").
+            self._head += chunk
+            head = self._head.lstrip()
+            if not head or any(len(head) < len(m) and m.startswith(head) for m in _SSE_STARTS):
+                return
+            self._mode = "sse" if head.startswith(_SSE_STARTS) else "json"
+            chunk, self._head = self._head, b""
         if self._mode == "json":
             if self._size <= MAX_BUFFER_BYTES:
                 self._json_parts.append(chunk)
