@@ -1,0 +1,294 @@
+"""One simulated vLLM instance over HTTP (aiohttp): OpenAI endpoints, /health, /metrics.
+
+Every response, errors included, names the instance in ``x-sim-endpoint: host:port`` and echoes
+``x-request-id``, so a test behind a gateway can tell which endpoint served it. Non-streaming
+generation responses also carry the engine's own timings (``x-sim-ttft-ms``,
+``x-sim-queue-ms``), which tests use instead of wall-clock measurements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import xxhash
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from endpoint_picker.clock import SYSTEM_CLOCK, Clock
+from endpoint_picker.sim.config import SimConfig
+from endpoint_picker.sim.engine import Engine, EngineStopped, QueueFull, SimRequest
+from endpoint_picker.sim.kvcache import block_hashes
+from endpoint_picker.sim.metrics import make_registry, render
+from endpoint_picker.sim.openai import (
+    ApiError,
+    ChunkWriter,
+    Parsed,
+    completion_body,
+    parse_generation,
+    parse_json,
+    resolve_model,
+)
+from endpoint_picker.sim.tokenizer import tokenize
+
+ENDPOINT_HEADER = "x-sim-endpoint"
+REQUEST_ID_HEADER = "x-request-id"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class SimServer:
+    """A simulated vLLM server: its own engine, KV cache, metrics registry and HTTP site."""
+
+    def __init__(
+        self,
+        config: SimConfig,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.config = config
+        self.host = host
+        self.port = port
+        self.engine = Engine(config, clock)
+        self.registry = make_registry(self.engine)
+        self._faults = random.Random(config.seed + 7919)  # apart from the engine's jitter
+        self._lengths = random.Random(config.seed + 104729)
+        self._metrics_cache: tuple[float, bytes] | None = None
+        self._runner: web.AppRunner | None = None
+        self.app = self._build_app()
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.endpoint}"
+
+    async def start(self) -> int:
+        """Bind and serve; returns the bound port (ephemeral when constructed with port 0)."""
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        try:
+            await site.start()
+        except OSError:
+            await self._runner.cleanup()
+            self._runner = None
+            raise
+        self.port = int(self._runner.addresses[0][1])
+        self.engine.start()
+        return self.port
+
+    async def stop(self) -> None:
+        """Fail unfinished requests, close connections, unbind."""
+        await self.engine.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- app ---------------------------------------------------------------------------------
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(
+            client_max_size=self.config.max_body_bytes, middlewares=[self._errors]
+        )
+        app.on_response_prepare.append(self._stamp)
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/health/ready", self._health)
+        app.router.add_get("/metrics", self._metrics)
+        return app
+
+    async def _stamp(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers[ENDPOINT_HEADER] = self.endpoint
+        rid = request.headers.get(REQUEST_ID_HEADER)
+        if rid is not None:
+            response.headers[REQUEST_ID_HEADER] = rid
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Every failure becomes an OpenAI-style JSON error body."""
+        try:
+            return await handler(request)
+        except ApiError as err:
+            return _error(err)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _error(ApiError(exc.status, exc.reason))
+
+    # -- generation --------------------------------------------------------------------------
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, "completions")
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, "chat")
+
+    def _inject_fault(self) -> None:
+        if self.config.fail_rate and self._faults.random() < self.config.fail_rate:
+            status = self._faults.choice(self.config.fail_statuses)
+            raise ApiError(status, f"simulated failure (fail-rate {self.config.fail_rate})")
+
+    async def _generate(self, request: web.Request, api: str) -> web.StreamResponse:
+        p = parse_generation(self.config, api, parse_json(await request.read()))
+        self._inject_fault()
+        total = len(p.tokens) + p.max_tokens
+        if not self.engine.fits_at_all(total):
+            raise ApiError(
+                413,
+                f"the request needs more KV-cache blocks ({total} tokens) than "
+                f"the simulated GPU holds",
+            )
+        out = p.max_tokens
+        if not p.ignore_eos:
+            out = self._lengths.randint(1, p.max_tokens)
+        seed = p.lora or p.model
+        req = SimRequest(
+            prompt_tokens=len(p.tokens),
+            output_len=out,
+            max_tokens=p.max_tokens,
+            hashes=block_hashes(p.tokens, self.config.block_size, seed),
+            lora=p.lora,
+            stream=p.stream,
+        )
+        try:
+            self.engine.submit(req)
+        except QueueFull as err:
+            raise ApiError(429, str(err)) from None
+        except EngineStopped as err:
+            raise ApiError(503, str(err)) from None
+        rid = ("chatcmpl-" if api == "chat" else "cmpl-") + f"sim-{req.id}"
+        if p.stream:
+            return await self._stream(request, p, req, rid)
+        try:
+            assert req.done is not None
+            await req.done
+        except EngineStopped as err:
+            raise ApiError(503, str(err)) from None
+        except asyncio.CancelledError:
+            self.engine.abort(req)
+            raise
+        body = completion_body(p, rid, req.generated, req.finish_reason, req.cached_tokens)
+        headers = {
+            "x-sim-ttft-ms": f"{req.ttft * 1000:.6f}",
+            "x-sim-queue-ms": f"{req.queue_time * 1000:.6f}",
+        }
+        return web.json_response(body, headers=headers)
+
+    async def _stream(
+        self, request: web.Request, p: Parsed, req: SimRequest, rid: str
+    ) -> web.StreamResponse:
+        resp = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        chunks = ChunkWriter(p, rid)
+        loop = asyncio.get_running_loop()
+        interval = self.config.stream_interval
+        sent = 0
+        try:
+            await resp.prepare(request)
+            if p.api == "chat":
+                await resp.write(chunks.role())
+            while True:
+                req.wake = wake = loop.create_future()
+                n, over = req.generated, req.done is not None and req.done.done()
+                if n > sent and (over or n - sent >= interval):
+                    reason = req.finish_reason if over else None
+                    await resp.write(chunks.tokens(sent, n, reason))
+                    sent = n
+                if over:
+                    break
+                await wake
+            assert req.done is not None
+            if req.done.exception() is None and p.include_usage:
+                await resp.write(chunks.usage(req.generated, req.cached_tokens))
+            await resp.write(chunks.done())
+            await resp.write_eof()
+        except (ConnectionError, asyncio.CancelledError):
+            self.engine.abort(req)
+            raise
+        return resp
+
+    # -- other endpoints ---------------------------------------------------------------------
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        body = parse_json(await request.read())
+        resolve_model(self.config, body)
+        inputs = body.get("input")
+        if isinstance(inputs, str) or (
+            isinstance(inputs, list) and inputs and all(type(t) is int for t in inputs)
+        ):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not inputs:
+            raise ApiError(
+                400, "'input' is required: a string, a list of strings or token ids", "input"
+            )
+        self._inject_fault()
+        data, total = [], 0
+        for i, item in enumerate(inputs):
+            if isinstance(item, str):
+                tokens = tokenize(item)
+            elif isinstance(item, list) and all(type(t) is int for t in item):
+                tokens = [str(t) for t in item]
+            else:
+                raise ApiError(400, f"input[{i}] must be a string or a list of token ids", "input")
+            total += len(tokens)
+            data.append({"object": "embedding", "index": i, "embedding": self._vector(tokens)})
+        usage = {"prompt_tokens": total, "total_tokens": total}
+        return web.json_response(
+            {"object": "list", "data": data, "model": body["model"], "usage": usage}
+        )
+
+    def _vector(self, tokens: list[str]) -> list[float]:
+        """A deterministic unit-ish vector for the text."""
+        h = xxhash.xxh64_intdigest("\x1f".join(tokens).encode())
+        rng = random.Random(h)
+        return [round(rng.uniform(-1.0, 1.0), 6) for _ in range(self.config.embedding_dim)]
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        created = int(time.time())
+        cfg = self.config
+
+        def card(name: str, parent: str | None) -> dict[str, Any]:
+            return {
+                "id": name,
+                "object": "model",
+                "created": created,
+                "owned_by": "vllm",
+                "root": name,
+                "parent": parent,
+                "max_model_len": cfg.max_model_len,
+            }
+
+        data = [card(cfg.model, None)] + [card(name, cfg.model) for name in cfg.lora]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _health(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=200)
+
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
+        cfg = self.config
+        if cfg.slow_metrics > 0:
+            await asyncio.sleep(cfg.slow_metrics)
+        now = time.monotonic()
+        cached = self._metrics_cache
+        if cfg.stale_metrics > 0 and cached is not None and now - cached[0] < cfg.stale_metrics:
+            text = cached[1]
+        else:
+            text = render(self.registry)
+            self._metrics_cache = (now, text)
+        return web.Response(body=text, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _error(err: ApiError) -> web.Response:
+    return web.Response(status=err.status, body=err.body(), content_type="application/json")
