@@ -1,0 +1,402 @@
+"""Kubernetes mode: keep the datastore in step with one InferencePool, its objectives and pods.
+
+Three reflectors (:mod:`.k8s_watch`) feed the datastore, as upstream's three reconcilers do:
+
+* the **pool**, by name (field selector) in its namespace: present -> ``set_pool`` (the
+  datastore re-derives endpoints when the selector or ports change); absent or deleting ->
+  ``clear``. A changed selector also restarts the pod reflector with the new label selector;
+* the **objectives** of the namespace: those whose poolRef is our pool go to the datastore;
+  those naming our pool get an ``Accepted`` condition (:mod:`.k8s_status`);
+* the **pods** matching the pool selector: every re-list goes through ``replace_pods``, so a pod
+  deleted while the watch was down is dropped, never leaked.
+
+In standalone mode (``endpoint_selector``) there are no CRDs: the pool is made from the
+selector and ports, and only pods are watched. With leader election on, only the leader is
+ready and writes status; every replica keeps its datastore current, so a new leader serves at
+once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from lightkube import AsyncClient, KubeConfig
+from lightkube.core.exceptions import ConfigError as LightkubeConfigError
+from lightkube.resources.core_v1 import Pod as K8sPod
+from lightkube.types import PatchType
+from pydantic import ValidationError
+
+from endpoint_picker.api import InferenceObjective, InferencePool
+from endpoint_picker.clock import SYSTEM_CLOCK, Clock
+from endpoint_picker.datastore import Datastore, Pod
+from endpoint_picker.errors import ConfigError
+from endpoint_picker.sources import k8s_status as st
+from endpoint_picker.sources.k8s_args import add_arguments, from_args
+from endpoint_picker.sources.k8s_resources import (
+    POOL_GROUP,
+    as_dict,
+    is_deleting,
+    objective_resource,
+    pod_from_k8s,
+    pool_manifest,
+    pool_resource,
+    trimmed,
+)
+from endpoint_picker.sources.k8s_watch import Backoff, Reflector, status_code
+from endpoint_picker.sources.leader import LeaderElector, lease_name
+
+__all__ = ["KubernetesSource", "add_arguments", "from_args"]
+
+log = logging.getLogger(__name__)
+
+
+class KubernetesSource:
+    """Feeds a :class:`Datastore` from the API server until :meth:`stop` (see module doc)."""
+
+    def __init__(
+        self,
+        datastore: Datastore,
+        *,
+        pool_name: str,
+        pool_namespace: str = "default",
+        pool_group: str = POOL_GROUP,
+        client: AsyncClient | None = None,
+        kubeconfig: str | None = None,
+        endpoint_selector: Mapping[str, str] | None = None,
+        target_ports: list[int] | None = None,
+        leader_election: bool = False,
+        identity: str | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        lease_duration: float = 15.0,
+        renew_deadline: float = 10.0,
+        retry_period: float = 2.0,
+        watch_timeout: int = 300,
+        backoff: tuple[float, float] = (0.5, 30.0),
+    ) -> None:
+        if not pool_name:
+            raise ConfigError("a pool name is required", path="--pool-name")
+        if endpoint_selector is not None and not target_ports:
+            raise ConfigError("standalone mode needs target ports", path="--endpoint-target-ports")
+        self.datastore = datastore
+        self.pool_name, self.namespace, self.pool_group = pool_name, pool_namespace, pool_group
+        self._client = client
+        self._owns_client = client is None
+        self._kubeconfig = kubeconfig
+        self._standalone = dict(endpoint_selector) if endpoint_selector is not None else None
+        self._ports = list(target_ports or [])
+        self.leader_election = leader_election
+        self.identity = identity or f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4()}"
+        self._clock = clock
+        self._lease = (lease_duration, renew_deadline, retry_period)
+        self._watch_timeout = watch_timeout
+        self._backoff = backoff
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pod_task: asyncio.Task[None] | None = None
+        self._pod_selector: dict[str, str] | None = None
+        self._objectives: dict[str, dict[str, Any]] = {}  # every objective in the namespace
+        self._served: set[str] = set()  # objective names we put in the datastore
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._elector: LeaderElector | None = None
+        self._stopped = asyncio.Event()
+        self.reflectors: dict[str, Reflector] = {}  # by kind, for readiness and tests
+
+    # -- public surface --------------------------------------------------------------------------
+    @property
+    def is_leader(self) -> bool:
+        """Whether this replica may act as the leader (always, without leader election)."""
+        return self._elector.is_leader if self._elector is not None else not self.leader_election
+
+    def is_ready(self) -> bool:
+        """Ready to serve: the pool is known and, with leader election, this replica leads."""
+        return self.datastore.pool is not None and self.is_leader
+
+    async def run(self) -> None:
+        """Watch until :meth:`stop` is called (or the task is cancelled)."""
+        client = await self._ensure_client()
+        if self.leader_election:
+            duration, deadline, period = self._lease
+            self._elector = LeaderElector(
+                client,
+                name=lease_name(self.namespace, self.pool_name),
+                namespace=self.namespace,
+                identity=self.identity,
+                clock=self._clock,
+                lease_duration=duration,
+                renew_deadline=deadline,
+                retry_period=period,
+                on_change=self._on_leadership,
+            )
+            self._spawn(self._elector.run(), "leader")
+        if self._standalone is not None:
+            self._set_pool(self._standalone_pool())
+        else:
+            pools = self._reflector(
+                "pool",
+                pool_resource(self.pool_group),
+                self._replace_pool,
+                self._pool_event,
+                fields={"metadata.name": self.pool_name},
+            )
+            objectives = self._reflector(
+                "objective", objective_resource(), self._replace_objectives, self._objective_event
+            )
+            self._spawn(pools.run(), "pool")
+            self._spawn(objectives.run(), "objective")
+            self._spawn(self._status_writer(), "status")
+        try:
+            await self._stopped.wait()
+        finally:
+            await self._shutdown()
+
+    async def stop(self) -> None:
+        """Stop watching, release the lease if held, close the client we made."""
+        self._stopped.set()
+        if not self._tasks:
+            await self._shutdown()
+
+    async def wait_synced(self) -> None:
+        """Wait until every reflector started so far has listed once."""
+        for reflector in list(self.reflectors.values()):
+            await reflector.synced.wait()
+
+    # -- plumbing ----------------------------------------------------------------------------------
+    async def _ensure_client(self) -> AsyncClient:
+        if self._client is None:
+            try:
+                config = await asyncio.to_thread(self._load_config)
+            except (LightkubeConfigError, OSError, ValueError) as err:
+                raise ConfigError(f"no usable Kubernetes configuration: {err}",
+                                  path="--kubeconfig") from None
+            self._client = AsyncClient(config, namespace=self.namespace,
+                                       field_manager="endpoint-picker")
+        return self._client
+
+    def _load_config(self) -> KubeConfig | None:
+        return KubeConfig.from_file(self._kubeconfig) if self._kubeconfig else None
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        task.set_name(f"k8s-{name}")
+        self._tasks.append(task)
+        return task
+
+    def _reflector(self, kind: str, resource: type[Any], on_replace: Any, on_event: Any,
+                   **kw: Any) -> Reflector:
+        assert self._client is not None
+        reflector = Reflector(
+            self._client, resource, namespace=self.namespace, on_replace=on_replace,
+            on_event=on_event, server_timeout=self._watch_timeout,
+            backoff=Backoff(*self._backoff), name=f"{kind} watch", **kw,
+        )
+        self.reflectors[kind] = reflector
+        return reflector
+
+    async def _shutdown(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        if self._pod_task is not None:
+            tasks.append(self._pod_task)
+            self._pod_task = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._elector is not None:
+            await self._elector.release()
+        if self._owns_client and self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    # -- pool --------------------------------------------------------------------------------------
+    def _standalone_pool(self) -> InferencePool:
+        return InferencePool.model_validate({
+            "metadata": {"name": self.pool_name, "namespace": self.namespace},
+            "spec": {
+                "selector": {"matchLabels": self._standalone},
+                "targetPorts": [{"number": p} for p in self._ports],
+            },
+        })
+
+    def _replace_pool(self, items: list[Any]) -> None:
+        live = [as_dict(o) for o in items if not is_deleting(as_dict(o))]
+        if live:
+            self._pool_changed(live[0])
+        else:
+            self._pool_gone()
+
+    def _pool_event(self, kind: str, obj: Any) -> None:
+        data = as_dict(obj)
+        if kind == "DELETED" or is_deleting(data):
+            self._pool_gone()
+        else:
+            self._pool_changed(data)
+
+    def _pool_changed(self, data: dict[str, Any]) -> None:
+        try:
+            pool = InferencePool.model_validate(pool_manifest(data))
+        except ValidationError as err:
+            log.error("InferencePool %s/%s is invalid, keeping the last good one: %s",
+                      self.namespace, self.pool_name, err)
+            return
+        had_pool = self.datastore.pool is not None
+        self._set_pool(pool)
+        if not had_pool:
+            for name in sorted(self._served):  # Datastore.clear dropped them with the old pool
+                self._push_objective(self._objectives[name])
+            self._mark_all_dirty()
+
+    def _set_pool(self, pool: InferencePool) -> None:
+        self.datastore.set_pool(pool)
+        selector = dict(pool.spec.selector.match_labels)
+        if selector != self._pod_selector or self._pod_task is None:
+            self._start_pods(selector)
+
+    def _pool_gone(self) -> None:
+        if self.datastore.pool is None and self._pod_task is None:
+            return
+        log.info("InferencePool %s/%s is gone; clearing endpoints", self.namespace, self.pool_name)
+        self._stop_pods()
+        self.datastore.clear()
+        self._mark_all_dirty()
+
+    # -- pods --------------------------------------------------------------------------------------
+    def _start_pods(self, selector: dict[str, str]) -> None:
+        self._stop_pods()
+        self._pod_selector = selector
+        reflector = self._reflector("pod", K8sPod, self._replace_pods, self._pod_event,
+                                    labels=selector)
+        self._pod_task = asyncio.ensure_future(reflector.run())
+
+    def _stop_pods(self) -> None:
+        if self._pod_task is not None:
+            self._pod_task.cancel()
+            self._pod_task = None
+        self._pod_selector = None
+        self.reflectors.pop("pod", None)
+
+    def _replace_pods(self, items: list[Any]) -> None:
+        self.datastore.replace_pods(p for p in map(_pod, items) if p is not None)
+
+    def _pod_event(self, kind: str, obj: Any) -> None:
+        pod = _pod(obj)
+        if pod is None:
+            return
+        if kind == "DELETED":
+            self.datastore.delete_pod(pod.name)
+        else:
+            self.datastore.upsert_pod(pod)
+
+    # -- objectives ----------------------------------------------------------------------------------
+    def _replace_objectives(self, items: list[Any]) -> None:
+        fresh = {d["metadata"]["name"]: d for d in map(as_dict, items)}
+        for name in [n for n in self._objectives if n not in fresh]:
+            self._objective_removed(name)
+        for data in fresh.values():
+            self._objective_seen(data)
+
+    def _objective_event(self, kind: str, obj: Any) -> None:
+        data = as_dict(obj)
+        if kind == "DELETED" or is_deleting(data):
+            self._objective_removed(data["metadata"]["name"])
+        else:
+            self._objective_seen(data)
+
+    def _objective_seen(self, data: dict[str, Any]) -> None:
+        name = data["metadata"]["name"]
+        self._objectives[name] = data
+        if st.serves(data, self.pool_name, self.pool_group):
+            self._push_objective(data)
+        elif name in self._served:
+            self._served.discard(name)
+            self.datastore.delete_objective(name)
+        if st.concerns_us(data, self.pool_name, self.pool_group):
+            self._dirty.add(name)
+            self._wake.set()
+
+    def _push_objective(self, data: dict[str, Any]) -> None:
+        name = data["metadata"]["name"]
+        try:
+            objective = InferenceObjective.model_validate(trimmed(data))
+        except ValidationError as err:
+            log.error("InferenceObjective %s/%s is invalid, ignored: %s", self.namespace, name, err)
+            return
+        self._served.add(name)
+        if self.datastore.pool is not None:
+            self.datastore.set_objective(objective)
+
+    def _objective_removed(self, name: str) -> None:
+        self._objectives.pop(name, None)
+        self._dirty.discard(name)
+        if name in self._served:
+            self._served.discard(name)
+            self.datastore.delete_objective(name)
+
+    # -- objective status ------------------------------------------------------------------------------
+    def _on_leadership(self, leading: bool) -> None:
+        if leading:
+            self._mark_all_dirty()  # statuses may have moved while we were not writing
+
+    def _mark_all_dirty(self) -> None:
+        self._dirty.update(
+            n for n, d in self._objectives.items()
+            if st.concerns_us(d, self.pool_name, self.pool_group)
+        )
+        self._wake.set()
+
+    async def _status_writer(self) -> None:
+        """Write due Accepted conditions, only while leading; failures retry with back-off."""
+        backoff = Backoff(*self._backoff)
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self.is_leader or not self.reflectors["pool"].synced.is_set():
+                continue  # woken again on leadership / pool sync
+            failed = False
+            for name in sorted(self._dirty):
+                self._dirty.discard(name)
+                data = self._objectives.get(name)
+                if data is not None and self.is_leader:
+                    failed |= not await self._write_status(data)
+            if failed:
+                await asyncio.sleep(backoff.next())
+                self._wake.set()
+            else:
+                backoff.reset()
+
+    async def _write_status(self, data: dict[str, Any]) -> bool:
+        want = st.desired(data, pool_name=self.pool_name, pool_group=self.pool_group,
+                          pool_exists=self.datastore.pool is not None, namespace=self.namespace)
+        if not st.needs_write(data, want):
+            return True
+        name = data["metadata"]["name"]
+        assert self._client is not None
+        try:
+            updated = await self._client.patch(
+                objective_resource().Status, name, st.patch_body(data, want),
+                namespace=self.namespace, patch_type=PatchType.MERGE,
+            )
+        except Exception as err:
+            if status_code(err) in (404, 409):
+                return True  # gone or changed meanwhile: its next watch event decides again
+            log.warning("writing status of InferenceObjective %s/%s failed: %s",
+                        self.namespace, name, err)
+            self._dirty.add(name)
+            return False
+        if name in self._objectives:
+            self._objectives[name] = as_dict(updated)  # so a re-check before the event is a no-op
+        log.info("InferenceObjective %s/%s: Accepted=%s (%s)", self.namespace, name,
+                 want.status, want.reason)
+        return True
+
+
+def _pod(obj: Any) -> Pod | None:
+    try:
+        return pod_from_k8s(obj)
+    except ValueError as err:
+        log.warning("ignoring pod: %s", err)
+        return None
