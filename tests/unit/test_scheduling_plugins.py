@@ -34,7 +34,11 @@ def req(model: str = "m", **headers: str) -> InferenceRequest:
 
 
 def test_queue_scorer_min_max() -> None:
-    eps = [ep("a", waiting_queue_size=0), ep("b", waiting_queue_size=5), ep("c", waiting_queue_size=10)]
+    eps = [
+        ep("a", waiting_queue_size=0),
+        ep("b", waiting_queue_size=5),
+        ep("c", waiting_queue_size=10),
+    ]
     assert QueueScorer().score(req(), eps) == [1.0, 0.5, 0.0]
 
 
@@ -64,9 +68,16 @@ def test_scorers_use_stale_snapshot_as_is() -> None:
 def test_lora_affinity_levels() -> None:
     active = ep("a", active_models=frozenset({"lora"}), max_active_models=1)
     room = ep("b", active_models=frozenset({"x"}), max_active_models=4)
-    waiting = ep("c", active_models=frozenset({"x"}), waiting_models=frozenset({"lora"}), max_active_models=2)
+    waiting = ep(
+        "c", active_models=frozenset({"x"}), waiting_models=frozenset({"lora"}), max_active_models=2
+    )
     full = ep("d", active_models=frozenset({"x", "y"}), max_active_models=2)
-    assert LoraAffinityScorer().score(req("lora"), [active, room, waiting, full]) == [1.0, 0.8, 0.6, 0.0]
+    assert LoraAffinityScorer().score(req("lora"), [active, room, waiting, full]) == [
+        1.0,
+        0.8,
+        0.6,
+        0.0,
+    ]
 
 
 def test_token_load_scorer() -> None:
@@ -100,7 +111,9 @@ def test_random_picker_ignores_scores() -> None:
     eps = [ep("a"), ep("b")]
     picker = RandomPicker(max_endpoints=5, rng=random.Random(1))
     assert sorted(e.name for e in picker.pick(req(), eps, [1.0, 0.0])) == ["a", "b"]
-    seen = {RandomPicker(rng=random.Random(i)).pick(req(), eps, [1.0, 0.0])[0].name for i in range(50)}
+    seen = {
+        RandomPicker(rng=random.Random(i)).pick(req(), eps, [1.0, 0.0])[0].name for i in range(50)
+    }
     assert seen == {"a", "b"}
 
 

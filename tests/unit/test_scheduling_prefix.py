@@ -16,7 +16,9 @@ from endpoint_picker.scheduling.plugins.prefix_index import PrefixIndex, block_h
 
 
 def ep(name: str, **metrics: object) -> Endpoint:
-    return Endpoint(name=name, pod_name=name, address="10.0.0.1", port=8000, metrics=Metrics(**metrics))  # type: ignore[arg-type]
+    return Endpoint(
+        name=name, pod_name=name, address="10.0.0.1", port=8000, metrics=Metrics(**metrics)
+    )  # type: ignore[arg-type]
 
 
 def req(prompt: str, model: str = "m", salt: str = "") -> InferenceRequest:

@@ -32,7 +32,13 @@ plugins:
 
 
 def ep(name: str, **metrics: object) -> Endpoint:
-    return Endpoint(name=name, pod_name=name, address=f"10.0.0.{len(name)}", port=8000, metrics=Metrics(**metrics))  # type: ignore[arg-type]
+    return Endpoint(
+        name=name,
+        pod_name=name,
+        address=f"10.0.0.{len(name)}",
+        port=8000,
+        metrics=Metrics(**metrics),
+    )  # type: ignore[arg-type]
 
 
 def req(model: str = "my-model", prompt: str = "hello", rid: str = "r") -> InferenceRequest:
@@ -52,9 +58,27 @@ def test_default_profile_lowest_queue_and_kv_wins() -> None:
 def test_active_lora_wins() -> None:
     sched = build_scheduler(load_config_text(HERMETIC))
     eps = [
-        ep("pod0", waiting_queue_size=0, kv_cache_usage_percent=0.2, active_models=frozenset({"foo", "bar"}), max_active_models=2),
-        ep("pod1", waiting_queue_size=0, kv_cache_usage_percent=0.1, active_models=frozenset({"foo", "sql-lora-1fdg2"}), max_active_models=2),
-        ep("pod2", waiting_queue_size=10, kv_cache_usage_percent=0.2, active_models=frozenset({"foo", "bar"}), max_active_models=2),
+        ep(
+            "pod0",
+            waiting_queue_size=0,
+            kv_cache_usage_percent=0.2,
+            active_models=frozenset({"foo", "bar"}),
+            max_active_models=2,
+        ),
+        ep(
+            "pod1",
+            waiting_queue_size=0,
+            kv_cache_usage_percent=0.1,
+            active_models=frozenset({"foo", "sql-lora-1fdg2"}),
+            max_active_models=2,
+        ),
+        ep(
+            "pod2",
+            waiting_queue_size=10,
+            kv_cache_usage_percent=0.2,
+            active_models=frozenset({"foo", "bar"}),
+            max_active_models=2,
+        ),
     ]
     assert sched.schedule(req("sql-lora-1fdg2"), eps).primary is eps[1]
 
@@ -62,9 +86,27 @@ def test_active_lora_wins() -> None:
 def test_lora_affinity_beats_higher_kv() -> None:
     sched = build_scheduler(load_config_text(HERMETIC))
     eps = [
-        ep("pod0", waiting_queue_size=0, kv_cache_usage_percent=0.2, active_models=frozenset({"foo", "bar"}), max_active_models=2),
-        ep("pod1", waiting_queue_size=0, kv_cache_usage_percent=0.9, active_models=frozenset({"foo", "sql-lora-1fdg2"}), max_active_models=2),
-        ep("pod2", waiting_queue_size=10, kv_cache_usage_percent=0.2, active_models=frozenset({"foo", "bar"}), max_active_models=2),
+        ep(
+            "pod0",
+            waiting_queue_size=0,
+            kv_cache_usage_percent=0.2,
+            active_models=frozenset({"foo", "bar"}),
+            max_active_models=2,
+        ),
+        ep(
+            "pod1",
+            waiting_queue_size=0,
+            kv_cache_usage_percent=0.9,
+            active_models=frozenset({"foo", "sql-lora-1fdg2"}),
+            max_active_models=2,
+        ),
+        ep(
+            "pod2",
+            waiting_queue_size=10,
+            kv_cache_usage_percent=0.2,
+            active_models=frozenset({"foo", "bar"}),
+            max_active_models=2,
+        ),
     ]
     assert sched.schedule(req("sql-lora-1fdg2"), eps).primary is eps[1]
 
@@ -79,7 +121,9 @@ def _warm(sched: Scheduler, target: Endpoint, prompt: str) -> None:
 def test_longest_prefix_wins_unless_saturated() -> None:
     sched = build_scheduler(load_config(None))
     prompt = "Summarise the following contract. " * 120  # ~4 KB
-    a, b, c = (ep(n, waiting_queue_size=1, kv_cache_usage_percent=0.3) for n in ("aa", "bbb", "cccc"))
+    a, b, c = (
+        ep(n, waiting_queue_size=1, kv_cache_usage_percent=0.3) for n in ("aa", "bbb", "cccc")
+    )
     _warm(sched, b, prompt)
     assert sched.schedule(req(prompt=prompt + " and more"), [a, b, c]).primary is b
     # The same endpoint, now saturated (deep queue, almost full KV cache), loses.
@@ -102,8 +146,12 @@ def test_saturation_filter_removes_prefix_holder_and_stale_endpoints() -> None:
     clock = FakeClock(100.0)
     prefix = PrefixCacheScorer()
     producer = ApproxPrefixCacheProducer()
-    det = SaturationFilter(FakeUtilizationDetector(), type_name="utilization-detector", fail_open=True, clock=clock)
-    profile = SchedulerProfile("default", filters=[det], scorers=[WeightedScorer(prefix, 3)], picker=MaxScorePicker())
+    det = SaturationFilter(
+        FakeUtilizationDetector(), type_name="utilization-detector", fail_open=True, clock=clock
+    )
+    profile = SchedulerProfile(
+        "default", filters=[det], scorers=[WeightedScorer(prefix, 3)], picker=MaxScorePicker()
+    )
     sched = Scheduler([profile], SingleProfileHandler(), plugins=[producer])
     prompt = "p" * 4096
     a, b = ep("aa", update_time=100.0), ep("bbb", update_time=100.0)
@@ -115,7 +163,10 @@ def test_saturation_filter_removes_prefix_holder_and_stale_endpoints() -> None:
 
 def test_fallbacks_and_empty_candidates() -> None:
     cfg = load_config_text(
-        HERMETIC.replace("- type: lora-affinity-scorer", "- type: max-score-picker\n  parameters: {maxNumOfEndpoints: 3}")
+        HERMETIC.replace(
+            "- type: lora-affinity-scorer",
+            "- type: max-score-picker\n  parameters: {maxNumOfEndpoints: 3}",
+        )
     )
     sched = build_scheduler(cfg)
     eps = [ep("p" * (i + 1), waiting_queue_size=i) for i in range(5)]
@@ -127,7 +178,9 @@ def test_fallbacks_and_empty_candidates() -> None:
 
 
 def test_filter_leaving_nothing_is_resource_exhausted() -> None:
-    profile = SchedulerProfile("conformance", filters=[HeaderBasedTestingFilter()], picker=MaxScorePicker())
+    profile = SchedulerProfile(
+        "conformance", filters=[HeaderBasedTestingFilter()], picker=MaxScorePicker()
+    )
     sched = Scheduler([profile], SingleProfileHandler())
     with pytest.raises(ResourceExhausted) as err:
         sched.schedule(req(), [ep("a")])
@@ -136,11 +189,19 @@ def test_filter_leaving_nothing_is_resource_exhausted() -> None:
 
 
 def test_plugin_and_scheduler_metrics_are_recorded() -> None:
-    profile = SchedulerProfile("p", scorers=[WeightedScorer(QueueScorer("my-queue"), 1)], picker=MaxScorePicker())
+    profile = SchedulerProfile(
+        "p", scorers=[WeightedScorer(QueueScorer("my-queue"), 1)], picker=MaxScorePicker()
+    )
     Scheduler([profile], SingleProfileHandler()).schedule(req("metrics-model"), [ep("a")])
     text = generate_latest(REGISTRY).decode()
-    assert 'inference_extension_plugin_duration_seconds_count{extension_point="Scorer",plugin_name="my-queue",plugin_type="queue-scorer"}' in text
-    assert 'inference_extension_scheduler_attempts_total{namespace="default",pod_name="a",port="8000",status="success",target_model_name="metrics-model"} 1.0' in text
+    assert (
+        'inference_extension_plugin_duration_seconds_count{extension_point="Scorer",plugin_name="my-queue",plugin_type="queue-scorer"}'
+        in text
+    )
+    assert (
+        'inference_extension_scheduler_attempts_total{namespace="default",pod_name="a",port="8000",status="success",target_model_name="metrics-model"} 1.0'
+        in text
+    )
     assert "inference_extension_scheduler_e2e_duration_seconds_bucket" in text
 
 
@@ -151,7 +212,11 @@ def test_scores_outside_unit_interval_are_clamped() -> None:
         def score(self, request: InferenceRequest, endpoints: list[Endpoint]) -> list[float]:
             return [5.0, -3.0]
 
-    profile = SchedulerProfile("p", scorers=[WeightedScorer(Wild(), 2), WeightedScorer(QueueScorer(), 1.5)], picker=MaxScorePicker())
+    profile = SchedulerProfile(
+        "p",
+        scorers=[WeightedScorer(Wild(), 2), WeightedScorer(QueueScorer(), 1.5)],
+        picker=MaxScorePicker(),
+    )
     a, b = ep("a", waiting_queue_size=9), ep("b", waiting_queue_size=0)
     # a: clamp(5)=1 x2 + 0 = 2.0; b: clamp(-3)=0 + 1 x1.5 = 1.5 -> a wins.
     assert Scheduler([profile], SingleProfileHandler()).schedule(req(), [a, b]).primary is a

@@ -1,0 +1,201 @@
+"""EndpointPickerConfig: parsing, upstream's defaulting, strictness, `epp config --show`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from endpoint_picker.cli import main
+from endpoint_picker.config import build_scheduler, load_config, load_config_text
+from endpoint_picker.errors import ConfigError
+
+HEAD = "apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "config"
+
+
+def err_of(text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as err:
+        load_config_text(text, "cfg.yaml")
+    assert err.value.file == "cfg.yaml"
+    return err.value
+
+
+def test_default_config_effective_plugins() -> None:
+    cfg = load_config(None)
+    (profile,) = cfg.profiles
+    assert [(r.plugin_ref, r.weight) for r in profile.refs] == [
+        ("queue-scorer", 2),
+        ("kv-cache-utilization-scorer", 2),
+        ("prefix-cache-scorer", 3),
+        ("max-score-picker", None),
+    ]
+    for name in (
+        "single-profile-handler",
+        "fcfs-ordering-policy",
+        "global-strict-fairness-policy",
+        "static-usage-limit-policy",
+        "openai-parser",
+        "utilization-detector",
+        "approx-prefix-cache-producer",
+        "metrics-data-source",
+        "core-metrics-extractor",
+    ):
+        assert name in cfg.plugins
+    assert cfg.flow_control_enabled and cfg.saturation_detector == "utilization-detector"
+    assert cfg.parser == "openai-parser"
+    assert load_config_text("").to_dict() == cfg.to_dict() != {}
+
+
+def test_no_profiles_makes_default_profile_of_all_scheduling_plugins() -> None:
+    cfg = load_config_text(
+        HEAD + "plugins:\n- type: queue-scorer\n- {name: lora, type: lora-affinity-scorer}\n"
+    )
+    assert [(r.plugin_ref, r.weight) for r in cfg.profiles[0].refs] == [
+        ("queue-scorer", 1.0),
+        ("lora", 1.0),
+        ("max-score-picker", None),
+    ]
+    assert cfg.profiles[0].name == "default"
+    assert "approx-prefix-cache-producer" not in cfg.plugins  # no prefix scorer, no producer
+
+
+def test_explicit_picker_is_used_and_legacy_metrics_drop_data_layer() -> None:
+    cfg = load_config_text(
+        HEAD
+        + "featureGates: [enableLegacyMetrics, flowControl]\nplugins:\n- type: random-picker\n"
+        + "- type: queue-scorer\nschedulingProfiles:\n- name: p\n  plugins: [{pluginRef: queue-scorer}]\n"
+    )
+    assert [r.plugin_ref for r in cfg.profiles[0].refs] == ["queue-scorer", "random-picker"]
+    assert "max-score-picker" not in cfg.plugins and cfg.data_layer is None
+    assert cfg.flow_control_enabled  # the upstream gate is accepted; flow control is on anyway
+
+
+def test_flow_control_switch_off() -> None:
+    cfg = load_config_text(
+        HEAD + "plugins: []\nflowControl:\n  enabled: false\n  maxRequests: 10\n"
+    )
+    assert not cfg.flow_control_enabled
+    assert cfg.flow_control.max_requests == 10
+    assert cfg.to_dict()["flowControl"]["enabled"] is False
+
+
+def test_scorer_params_reach_auto_created_producer() -> None:
+    cfg = load_config_text(
+        HEAD
+        + "plugins:\n- type: prefix-cache-scorer\n  parameters: {blockSizeTokens: 32, lruCapacityPerServer: 99}\n"
+    )
+    producer = cfg.plugins["approx-prefix-cache-producer"]
+    assert producer.parameters == {"blockSizeTokens": 32, "lruCapacityPerServer": 99}
+    sched = build_scheduler(cfg)
+    assert sched.producers[0].config.block_size_tokens == 32  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "reason"),
+    [
+        (HEAD + "plugins: []\nplugin: []\n", "plugin", "unknown field"),
+        (
+            HEAD + "plugins:\n- type: queue-scorer\n  paramters: {}\n",
+            "plugins[0].paramters",
+            "unknown field",
+        ),
+        (HEAD + "plugins:\n- type: no-such-scorer\n", "plugins[0].type", "not registered"),
+        (
+            HEAD + "plugins:\n- type: queue-scorer\n- type: queue-scorer\n",
+            "plugins[1].name",
+            "duplicate plugin name",
+        ),
+        (
+            HEAD + "plugins:\n- type: max-score-picker\n  parameters: {maxNumOfEndpoint: 2}\n",
+            "plugins[0].parameters.maxNumOfEndpoint",
+            "unknown parameter",
+        ),
+        (
+            HEAD
+            + "plugins:\n- type: token-load-scorer\n  parameters: {queueThresholdTokens: lots}\n",
+            "plugins[0].parameters.queueThresholdTokens",
+            "integer",
+        ),
+        (
+            HEAD + "featureGates: [warpDrive]\nplugins: []\n",
+            "featureGates[0]",
+            "unknown feature gate",
+        ),
+        (
+            HEAD.replace("inference.networking.x-k8s.io", "config.x-k8s.io") + "plugins: []\n",
+            "apiVersion",
+            "apiVersion must be",
+        ),
+        (
+            HEAD + "plugins: []\nschedulingProfiles:\n- name: a\n  plugins: [{pluginRef: nope}]\n",
+            "schedulingProfiles[0].plugins[0].pluginRef",
+            "not defined",
+        ),
+        (
+            HEAD + "plugins: [{type: queue-scorer}]\nschedulingProfiles:\n- name: a\n- name: a\n",
+            "schedulingProfiles[1].name",
+            "duplicate profile",
+        ),
+        (
+            HEAD + "plugins: [{type: queue-scorer}]\nschedulingProfiles:\n- name: a\n- name: b\n",
+            "plugins",
+            "no profile handler",
+        ),
+        (
+            HEAD
+            + "plugins: [{type: random-picker}, {type: max-score-picker}]\nschedulingProfiles:\n- name: a\n  plugins: [{pluginRef: random-picker}, {pluginRef: max-score-picker}]\n",
+            "schedulingProfiles[0].plugins",
+            "only one picker",
+        ),
+        (HEAD + "plugins: []\nparser: {pluginRef: my-parser}\n", "parser.pluginRef", "not defined"),
+        (
+            HEAD
+            + "plugins: [{type: queue-scorer}]\nsaturationDetector: {pluginRef: queue-scorer}\n",
+            "saturationDetector.pluginRef",
+            "not a saturation-detector",
+        ),
+        (HEAD + "plugins: []\ndataLayer: {sources: []}\n", "dataLayer.sources", "no data sources"),
+        (HEAD + "plugins: []\nflowControl: {maxRequests: -1}\n", "flowControl.maxRequests", ""),
+        (HEAD + "plugins: []\nplugins: []\n", None, "duplicate key"),
+        (HEAD + "plugins: [\n", None, "invalid YAML"),
+    ],
+)
+def test_invalid_configs_name_path_and_reason(text: str, path: str | None, reason: str) -> None:
+    err = err_of(text)
+    assert err.path == path
+    assert reason in err.reason
+
+
+def test_cli_show_default(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "--show"]) == 0
+    doc = yaml.safe_load(capsys.readouterr().out)
+    assert doc["kind"] == "EndpointPickerConfig"
+    weights = {p["pluginRef"]: p.get("weight") for p in doc["schedulingProfiles"][0]["plugins"]}
+    assert weights == {
+        "queue-scorer": 2,
+        "kv-cache-utilization-scorer": 2,
+        "prefix-cache-scorer": 3,
+        "max-score-picker": None,
+    }
+
+
+def test_cli_invalid_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(HEAD + "plugins:\n- type: queue-scorer\n  weight: 2\n")
+    assert main(["config", "--show", "--config-file", str(bad)]) == 1
+    assert f"{bad}: plugins[0].weight: unknown field" in capsys.readouterr().err
+    assert main(["config", "--config-file", str(tmp_path / "missing.yaml")]) == 1
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_examples_load(path: Path) -> None:
+    cfg = load_config(str(path))
+    has_detector_filter = any(
+        "saturation-detector" in cfg.plugins[r.plugin_ref].kinds
+        for p in cfg.profiles
+        for r in p.refs
+    )
+    if not has_detector_filter:
+        build_scheduler(cfg)
