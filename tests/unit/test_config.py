@@ -65,7 +65,7 @@ def test_explicit_picker_is_used_and_legacy_metrics_drop_data_layer() -> None:
     cfg = load_config_text(
         HEAD
         + "featureGates: [enableLegacyMetrics, flowControl]\nplugins:\n- type: random-picker\n"
-        + "- type: queue-scorer\nschedulingProfiles:\n- name: p\n  plugins: [{pluginRef: queue-scorer}]\n"
+        + "- type: queue-scorer\nschedulingProfiles:\n- name: p\n  plugins: [{pluginRef: queue-scorer}]\n"  # noqa: E501
     )
     assert [r.plugin_ref for r in cfg.profiles[0].refs] == ["queue-scorer", "random-picker"]
     assert "max-score-picker" not in cfg.plugins and cfg.data_layer is None
@@ -84,7 +84,7 @@ def test_flow_control_switch_off() -> None:
 def test_scorer_params_reach_auto_created_producer() -> None:
     cfg = load_config_text(
         HEAD
-        + "plugins:\n- type: prefix-cache-scorer\n  parameters: {blockSizeTokens: 32, lruCapacityPerServer: 99}\n"
+        + "plugins:\n- type: prefix-cache-scorer\n  parameters: {blockSizeTokens: 32, lruCapacityPerServer: 99}\n"  # noqa: E501
     )
     producer = cfg.plugins["approx-prefix-cache-producer"]
     assert producer.parameters == {"blockSizeTokens": 32, "lruCapacityPerServer": 99}
@@ -145,7 +145,7 @@ def test_scorer_params_reach_auto_created_producer() -> None:
         ),
         (
             HEAD
-            + "plugins: [{type: random-picker}, {type: max-score-picker}]\nschedulingProfiles:\n- name: a\n  plugins: [{pluginRef: random-picker}, {pluginRef: max-score-picker}]\n",
+            + "plugins: [{type: random-picker}, {type: max-score-picker}]\nschedulingProfiles:\n- name: a\n  plugins: [{pluginRef: random-picker}, {pluginRef: max-score-picker}]\n",  # noqa: E501
             "schedulingProfiles[0].plugins",
             "only one picker",
         ),

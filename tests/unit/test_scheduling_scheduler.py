@@ -199,7 +199,7 @@ def test_plugin_and_scheduler_metrics_are_recorded() -> None:
         in text
     )
     assert (
-        'inference_extension_scheduler_attempts_total{namespace="default",pod_name="a",port="8000",status="success",target_model_name="metrics-model"} 1.0'
+        'inference_extension_scheduler_attempts_total{namespace="default",pod_name="a",port="8000",status="success",target_model_name="metrics-model"} 1.0'  # noqa: E501
         in text
     )
     assert "inference_extension_scheduler_e2e_duration_seconds_bucket" in text
