@@ -62,7 +62,7 @@ def reason(error: ErrorDetails) -> str:
         noun = "entries" if isinstance(error["input"], dict) else "items"
         bound = "at most" if kind == "too_long" else "at least"
         limit = ctx["max_length"] if kind == "too_long" else ctx["min_length"]
-        got = ctx.get("actual_length", len(error["input"]))
+        got = ctx.get("actual_length") or len(error["input"])
         return f"must have {bound} {limit} {noun} (got {got})"
     if kind == "greater_than_equal":
         return f"must be greater than or equal to {ctx['ge']} (got {_got(error['input'])})"
