@@ -16,7 +16,6 @@ from typing import Any
 
 import xxhash
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.sim.config import SimConfig
@@ -36,6 +35,9 @@ from endpoint_picker.sim.tokenizer import tokenize
 
 ENDPOINT_HEADER = "x-sim-endpoint"
 REQUEST_ID_HEADER = "x-request-id"
+
+# The classic text format, which every scraper (and prometheus_client's parser) reads.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -72,7 +74,9 @@ class SimServer:
 
     async def start(self) -> int:
         """Bind and serve; returns the bound port (ephemeral when constructed with port 0)."""
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=0.5
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         try:
@@ -287,7 +291,7 @@ class SimServer:
         else:
             text = render(self.registry)
             self._metrics_cache = (now, text)
-        return web.Response(body=text, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=text, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
 def _error(err: ApiError) -> web.Response:
