@@ -190,12 +190,38 @@ def test_cli_invalid_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
-def test_examples_load(path: Path) -> None:
-    cfg = load_config(str(path))
-    has_detector_filter = any(
-        "saturation-detector" in cfg.plugins[r.plugin_ref].kinds
-        for p in cfg.profiles
-        for r in p.refs
+def test_examples_load_and_build(path: Path) -> None:
+    build_scheduler(load_config(str(path)))
+
+
+def test_detector_as_filter_uses_flow_controls_detector() -> None:
+    from endpoint_picker.datastore import Endpoint, Metrics
+    from endpoint_picker.requests.types import InferenceRequest
+
+    cfg = load_config(str(EXAMPLES / "flow-control.yaml"))
+    sched = build_scheduler(cfg)
+    (flt,) = sched.profiles["default"].filters
+    assert type(flt.detector).__module__.startswith("endpoint_picker.flowcontrol")  # type: ignore[attr-defined]
+    now = flt.clock.now()  # type: ignore[attr-defined]
+    busy = Endpoint(
+        "busy", "busy", "10.0.0.1", 8000, metrics=Metrics(waiting_queue_size=9, update_time=now)
     )
-    if not has_detector_filter:
-        build_scheduler(cfg)
+    ok = Endpoint(
+        "ok",
+        "ok",
+        "10.0.0.2",
+        8000,
+        metrics=Metrics(waiting_queue_size=9, kv_cache_usage_percent=0.0, update_time=now),
+    )
+    ok.metrics.waiting_queue_size = 0
+    # Equal on KV; only the detector (queue 9 >= 5) keeps "busy" out.
+    req = InferenceRequest("r", {}, target_model="m", prompt_text="hi")
+    assert sched.schedule(req, [busy, ok]).primary is ok
+    assert sched.schedule(req, [busy]).primary is busy  # utilization-detector fails open
+
+
+def test_detector_parameters_validated_with_path() -> None:
+    err = err_of(
+        HEAD + "plugins:\n- type: utilization-detector\n  parameters: {queueDepthThreshold: 0}\n"
+    )
+    assert err.path == "plugins[0].parameters.queueDepthThreshold"

@@ -32,6 +32,9 @@ def build_detector(plugin: PluginInstance) -> Any:
             path=f"plugins[{plugin.name}]",
         )
     factory = factories[plugin.type_name]
+    from_params = getattr(factory, "from_params", None)
+    if from_params is not None:  # flow control's detector classes
+        return from_params(plugin.parameters)
     try:
         n_args = len(inspect.signature(factory).parameters)
     except (TypeError, ValueError):

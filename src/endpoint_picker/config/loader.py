@@ -175,7 +175,17 @@ def _instance(
         except ConfigError as err:
             sub = f".{err.path}" if err.path else ""
             raise ConfigError(err.reason, path=f"{where}.parameters{sub}") from None
-    return PluginInstance(name, type_name, ptype.kinds, dict(params) if params else None, obj)
+    inst = PluginInstance(name, type_name, ptype.kinds, dict(params) if params else None, obj)
+    if r.SATURATION_DETECTOR in ptype.kinds:
+        from endpoint_picker.config.build import build_detector
+
+        try:  # validate its parameters now, with their path
+            build_detector(inst)
+        except ConfigError as err:
+            sub = err.path.rsplit(".", 1)[-1] if err.path else ""
+            sub = "" if sub == "parameters" else sub
+            raise ConfigError(err.reason, path=f"{where}.parameters.{sub}".rstrip(".")) from None
+    return inst
 
 
 def _system_defaults(plugins: dict[str, PluginInstance], profiles: list[ProfileConfig]) -> None:
