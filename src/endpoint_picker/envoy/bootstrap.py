@@ -1,0 +1,292 @@
+"""Envoy 1.40 bootstraps for the EPP, safe by construction.
+
+The properties that matter, each held by the structure of the config rather than by care:
+
+* A client's ``x-gateway-destination-endpoint`` (and ``-served``) is removed by a
+  header-mutation filter *before* ext_proc, so only the EPP's value can reach the load balancer.
+* ext_proc may write dynamic metadata into ``envoy.lb`` only (``receiving_namespaces``).
+* The failure mode is explicit. ``FailOpen`` needs the pool's endpoints: the upstream cluster is
+  then the pool itself with the ``override_host`` policy (host from ``envoy.lb`` metadata, which
+  only ext_proc can write) and round robin over the pool when the EPP is away. It is never
+  combined with ``ORIGINAL_DST``, which would connect wherever a request says.
+* Without a pool list (``FailClose`` only), routing uses ``ORIGINAL_DST`` on the header the EPP
+  sets, as upstream's test configuration does.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Literal
+
+from endpoint_picker.errors import ConfigError
+from endpoint_picker.requests.types import (
+    DESTINATION_HEADER,
+    DESTINATION_NAMESPACE,
+    DESTINATION_SERVED_HEADER,
+)
+
+Mode = Literal["duplex", "buffered"]
+FailureMode = Literal["FailClose", "FailOpen"]
+
+_T = "type.googleapis.com/envoy."
+_BIG = {"max_connections": 100_000, "max_pending_requests": 100_000, "max_requests": 100_000}
+ACCESS_LOG_FORMAT = (
+    "[%START_TIME%] %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% "
+    "upstream=%UPSTREAM_HOST% md=%DYNAMIC_METADATA(envoy.lb:x-gateway-destination-endpoint)% "
+    "rid=%REQ(X-REQUEST-ID)% %DURATION%ms details=%RESPONSE_CODE_DETAILS%\n"
+)
+
+
+def split_hostport(value: str) -> tuple[str, int]:
+    """``"ip:port"`` or ``"[v6]:port"`` -> (host, port); ConfigError when malformed."""
+    host, sep, port = value.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"expected host:port, got {value!r}")
+    return host, int(port)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _address(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _endpoints(name: str, hostports: list[tuple[str, int]]) -> dict[str, Any]:
+    return {
+        "cluster_name": name,
+        "endpoints": [
+            {"lb_endpoints": [{"endpoint": {"address": _address(h, p)}} for h, p in hostports]}
+        ],
+    }
+
+
+def _processing_mode(mode: Mode) -> dict[str, str]:
+    if mode == "duplex":  # upstream's mode; trailers must be SEND with FULL_DUPLEX_STREAMED
+        return {
+            "request_header_mode": "SEND",
+            "request_body_mode": "FULL_DUPLEX_STREAMED",
+            "request_trailer_mode": "SEND",
+            "response_header_mode": "SEND",
+            "response_body_mode": "FULL_DUPLEX_STREAMED",
+            "response_trailer_mode": "SEND",
+        }
+    # The request body in one message (fewer messages; capped by the 1 MiB buffer limit),
+    # the response still streamed chunk by chunk so SSE is not held back.
+    return {
+        "request_header_mode": "SEND",
+        "request_body_mode": "BUFFERED",
+        "request_trailer_mode": "SKIP",
+        "response_header_mode": "SEND",
+        "response_body_mode": "FULL_DUPLEX_STREAMED",
+        "response_trailer_mode": "SEND",
+    }
+
+
+def _epp_cluster(host: str, port: int, tls: bool) -> dict[str, Any]:
+    cluster: dict[str, Any] = {
+        "name": "epp",
+        "type": "STATIC" if _is_ip(host) else "STRICT_DNS",
+        "connect_timeout": "1s",
+        "circuit_breakers": {"thresholds": [_BIG]},  # one ext_proc stream per HTTP request
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": _T + "extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "load_assignment": _endpoints("epp", [(host, port)]),
+    }
+    if tls:  # the EPP's certificate is self-signed by default: encrypted, not verified
+        cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": _T + "extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "common_tls_context": {"alpn_protocols": ["h2"]},
+            },
+        }
+    return cluster
+
+
+def _pool_cluster(endpoints: list[tuple[str, int]]) -> dict[str, Any]:
+    lb = _T + "extensions.load_balancing_policies."
+    return {
+        "name": "pool",
+        "type": "STATIC",
+        "connect_timeout": "2s",
+        "circuit_breakers": {"thresholds": [_BIG]},
+        "load_assignment": _endpoints("pool", endpoints),
+        "load_balancing_policy": {
+            "policies": [
+                {
+                    "typed_extension_config": {
+                        "name": "envoy.load_balancing_policies.override_host",
+                        "typed_config": {
+                            "@type": lb + "override_host.v3.OverrideHost",
+                            # metadata only: a request header could be spoofed by clients
+                            "override_host_sources": [
+                                {
+                                    "metadata": {
+                                        "key": DESTINATION_NAMESPACE,
+                                        "path": [{"key": DESTINATION_HEADER}],
+                                    }
+                                }
+                            ],
+                            "fallback_policy": {
+                                "policies": [
+                                    {
+                                        "typed_extension_config": {
+                                            "name": "envoy.load_balancing_policies.round_robin",
+                                            "typed_config": {
+                                                "@type": lb + "round_robin.v3.RoundRobin"
+                                            },
+                                        }
+                                    }
+                                ]
+                            },
+                        },
+                    }
+                }
+            ]
+        },
+    }
+
+
+def _original_dst_cluster() -> dict[str, Any]:
+    return {
+        "name": "original_destination_cluster",
+        "type": "ORIGINAL_DST",
+        "lb_policy": "CLUSTER_PROVIDED",
+        "connect_timeout": "2s",
+        "circuit_breakers": {"thresholds": [_BIG]},
+        "original_dst_lb_config": {"use_http_header": True, "http_header_name": DESTINATION_HEADER},
+    }
+
+
+def _strip_client_routing_headers() -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.http.header_mutation",
+        "typed_config": {
+            "@type": _T + "extensions.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {
+                "request_mutations": [
+                    {"remove": DESTINATION_HEADER},
+                    {"remove": DESTINATION_SERVED_HEADER},
+                ]
+            },
+        },
+    }
+
+
+def bootstrap(
+    listen_port: int,
+    epp_host: str,
+    epp_port: int,
+    *,
+    mode: Mode = "duplex",
+    failure_mode: FailureMode = "FailClose",
+    pool_endpoints: list[str] | None = None,
+    tls: bool = True,
+    admin_port: int | None = None,
+    access_log_path: str | None = None,
+    listen_host: str = "127.0.0.1",
+    route_timeout_s: float = 300.0,
+    message_timeout_s: float = 1000.0,
+) -> dict[str, Any]:
+    """An Envoy bootstrap: listener -> (strip client routing headers) -> ext_proc -> router.
+
+    Port 0 (listener or admin, ``admin_port=None``) lets the kernel choose; ``ManagedEnvoy``
+    reads the chosen ports back from the admin API.
+    """
+    if mode not in ("duplex", "buffered"):
+        raise ConfigError(f"mode must be 'duplex' or 'buffered', got {mode!r}")
+    if failure_mode not in ("FailClose", "FailOpen"):
+        raise ConfigError(f"failure mode must be 'FailClose' or 'FailOpen', got {failure_mode!r}")
+    pool = [split_hostport(e) for e in pool_endpoints] if pool_endpoints else None
+    for host, _ in pool or []:
+        if not _is_ip(host):
+            raise ConfigError(f"pool endpoints must be IP addresses, got {host!r}")
+    if failure_mode == "FailOpen" and not pool:
+        raise ConfigError(
+            "FailOpen needs the pool's endpoints (--pool-endpoint): without them the fallback "
+            "would have to trust a destination the client can name"
+        )
+    access_log = []
+    if access_log_path:
+        access_log.append(
+            {
+                "name": "envoy.access_loggers.file",
+                "typed_config": {
+                    "@type": _T + "extensions.access_loggers.file.v3.FileAccessLog",
+                    "path": access_log_path,
+                    "log_format": {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}},
+                },
+            }
+        )
+    ext_proc = {
+        "name": "envoy.filters.http.ext_proc",
+        "typed_config": {
+            "@type": _T + "extensions.filters.http.ext_proc.v3.ExternalProcessor",
+            "grpc_service": {"envoy_grpc": {"cluster_name": "epp"}, "timeout": "10s"},
+            "failure_mode_allow": failure_mode == "FailOpen",
+            "message_timeout": f"{message_timeout_s:g}s",
+            "processing_mode": _processing_mode(mode),
+            "metadata_options": {"receiving_namespaces": {"untyped": [DESTINATION_NAMESPACE]}},
+        },
+    }
+    router = {
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": _T + "extensions.filters.http.router.v3.Router"},
+    }
+    hcm = {
+        "stat_prefix": "ingress",
+        "codec_type": "AUTO",
+        "access_log": access_log,
+        "route_config": {
+            "name": "local",
+            "virtual_hosts": [
+                {
+                    "name": "all",
+                    "domains": ["*"],
+                    "routes": [
+                        {
+                            "match": {"prefix": "/"},
+                            "route": {
+                                "cluster": "pool" if pool else "original_destination_cluster",
+                                "timeout": f"{route_timeout_s:g}s",
+                            },
+                        }
+                    ],
+                }
+            ],
+        },
+        "http_filters": [_strip_client_routing_headers(), ext_proc, router],
+    }
+    hcm_filter = {
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": _T + "extensions.filters.network.http_connection_manager.v3."
+            "HttpConnectionManager",
+            **hcm,
+        },
+    }
+    upstream = _pool_cluster(pool) if pool else _original_dst_cluster()
+    return {
+        "admin": {"address": _address("127.0.0.1", admin_port or 0)},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "main",
+                    "address": _address(listen_host, listen_port),
+                    "filter_chains": [{"filters": [hcm_filter]}],
+                }
+            ],
+            "clusters": [_epp_cluster(epp_host, epp_port, tls), upstream],
+        },
+    }

@@ -1,0 +1,143 @@
+"""The ext_proc gRPC server and its separate, plaintext health server.
+
+``ExtProcServer`` owns two grpc.aio servers on the running event loop: the ext_proc port
+(``envoy.service.ext_proc.v3.ExternalProcessor/Process``, TLS by default as upstream) and the
+health port (``grpc.health.v1``). Handlers are registered generically with the request
+deserializer only; answers are pre-serialized bytes (see ``messages``), which saves a protobuf
+object and a serializer call per message on the hottest path of the EPP.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from endpoint_picker.errors import ConfigError
+from endpoint_picker.extproc import health, tls
+from endpoint_picker.extproc.messages import ProcessingRequest
+from endpoint_picker.extproc.protocol import DirectorLike
+from endpoint_picker.extproc.stream import StreamFailed, handle_stream
+
+log = logging.getLogger(__name__)
+
+EXT_PROC_SERVICE = health.EXT_PROC_SERVICE
+
+_OPTIONS = [
+    # grpcio turns SO_REUSEPORT on by default: a second EPP on the same port would start and
+    # silently take half of the streams. One port, one EPP.
+    ("grpc.so_reuseport", 0),
+    # BUFFERED bodies arrive in one message; Envoy caps them at its buffer limit (1 MiB default).
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+
+class ExtProcServer:
+    """Envoy's external processor, translating streams into calls on ``director``.
+
+    ``port``/``health_port`` 0 pick free ports (read back from ``.port``/``.health_port`` after
+    ``start``); ``health_port=None`` runs no health server. ``ready`` answers the ``readiness``
+    probe (default: always ready once started).
+    """
+
+    def __init__(
+        self,
+        director: DirectorLike[Any],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 9002,
+        health_port: int | None = 9003,
+        secure: bool = True,
+        cert_path: str | Path | None = None,
+        ready: Callable[[], bool] | None = None,
+    ) -> None:
+        self.director = director
+        self.host = host
+        self.port = port
+        self.health_port = health_port
+        self.secure = secure
+        self.cert_path = cert_path
+        self._ready = ready
+        self._server: grpc.aio.Server | None = None
+        self._health: grpc.aio.Server | None = None
+        self._started = False
+
+    def ready(self) -> bool:
+        """True once serving and while the readiness callable (if any) agrees."""
+        return self._started and (self._ready is None or self._ready())
+
+    async def _process(
+        self, request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        try:
+            await handle_stream(self.director, context.read, context.write)
+        except StreamFailed as err:
+            await context.abort(err.code, err.details)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as err:
+            log.exception("ext_proc stream failed")
+            await context.abort(grpc.StatusCode.INTERNAL, f"ext_proc stream failed: {err!r}")
+
+    def _bind(self, server: grpc.aio.Server, port: int, creds: Any) -> int:
+        address = f"{self.host}:{port}"
+        try:
+            if creds is None:
+                bound = server.add_insecure_port(address)
+            else:
+                bound = server.add_secure_port(address, creds)
+        except RuntimeError as err:
+            raise ConfigError(f"cannot listen on {address} (in use?): {err}") from err
+        if bound == 0:
+            raise ConfigError(f"cannot listen on {address} (in use?)")
+        return int(bound)
+
+    async def start(self) -> None:
+        """Bind both ports and start serving."""
+        creds = None
+        if self.secure:
+            key, cert = tls.load(self.cert_path) if self.cert_path else tls.self_signed()
+            creds = grpc.ssl_server_credentials([(key, cert)])
+        server = grpc.aio.server(options=_OPTIONS)
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    EXT_PROC_SERVICE,
+                    {
+                        "Process": grpc.stream_stream_rpc_method_handler(
+                            self._process, request_deserializer=ProcessingRequest.FromString
+                        )
+                    },
+                ),
+            )
+        )
+        self.port = self._bind(server, self.port, creds)
+        health_server = None
+        if self.health_port is not None:
+            health_server = grpc.aio.server(options=_OPTIONS[:1])
+            health_server.add_generic_rpc_handlers((health.handler(self.ready),))
+            self.health_port = self._bind(health_server, self.health_port, None)
+        await server.start()
+        if health_server is not None:
+            await health_server.start()
+        self._server, self._health = server, health_server
+        self._started = True
+        log.info(
+            "ext_proc listening on %s:%d (%s), health on %s",
+            self.host,
+            self.port,
+            "TLS" if self.secure else "plaintext",
+            self.health_port,
+        )
+
+    async def stop(self, grace: float | None = 1.0) -> None:
+        """Stop serving; streams still open after ``grace`` seconds are cancelled."""
+        self._started = False
+        for server in (self._server, self._health):
+            if server is not None:
+                await server.stop(grace)
+        self._server = self._health = None

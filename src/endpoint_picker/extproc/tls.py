@@ -1,0 +1,81 @@
+"""The ext_proc port's TLS identity: ``tls.crt``/``tls.key`` from a folder, or self-signed.
+
+Upstream serves TLS by default with a self-signed certificate made at start-up (Organization
+"Inference Ext", ten years, ServerAuth) and Envoy connects without verifying it: the channel is
+encrypted, and trust comes from the network path. We keep that, with one change: an ECDSA P-256
+key instead of RSA 4096, which takes microseconds instead of seconds to generate on a small CPU.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from endpoint_picker.errors import ConfigError
+
+
+def self_signed(hosts: tuple[str, ...] = ("localhost", "127.0.0.1")) -> tuple[bytes, bytes]:
+    """A fresh (key PEM, certificate PEM) pair valid for ten years."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Inference Ext")])
+    now = datetime.datetime.now(datetime.UTC)
+    sans: list[x509.GeneralName] = []
+    for h in hosts:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            sans.append(x509.DNSName(h))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=False,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM)
+
+
+def load(cert_path: str | Path) -> tuple[bytes, bytes]:
+    """(key PEM, certificate PEM) from ``<cert_path>/tls.key`` and ``tls.crt``."""
+    folder = Path(cert_path)
+    pair = []
+    for name in ("tls.key", "tls.crt"):
+        path = folder / name
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise ConfigError(f"cannot read {name}: {err.strerror}", file=str(path)) from err
+        if b"-----BEGIN" not in data:
+            raise ConfigError("not a PEM file", file=str(path))
+        pair.append(data)
+    return pair[0], pair[1]
