@@ -60,11 +60,16 @@ def usage_from_object(obj: Any) -> Usage | None:
     return Usage(prompt_tokens=p or 0, completion_tokens=c or 0, cached_tokens=cached)
 
 
+def _has_real_usage(region: bytes) -> bool:
+    """False when every ``"usage"`` in the bytes is ``"usage":null`` (OpenAI/vLLM chunks)."""
+    return region.count(_USAGE) > sum(region.count(n) for n in _NULL_USAGE)
+
+
 class UsageTracker:
     """Accumulates a response and reports its usage; ``content_type`` picks JSON vs SSE
     (``text/event-stream``); without it the first bytes decide (``data:``/``event:``/``:``)."""
 
-    __slots__ = ("_head", "_json_parts", "_mode", "_parsed", "_pending", "_size", "_usage")
+    __slots__ = ("_head", "_json_parts", "_mode", "_parsed", "_size", "_tail", "_usage")
 
     def __init__(self, content_type: str | None = None) -> None:
         self._mode: str | None = None
@@ -73,7 +78,7 @@ class UsageTracker:
         self._usage: Usage | None = None
         self._head = b""  # bytes seen while sniffing the shape
         self._json_parts: list[bytes] = []
-        self._pending: list[bytes] = []  # SSE: bytes of the current, unterminated line
+        self._tail = b""  # SSE: bytes of the current, unterminated line
         self._size = 0
         self._parsed = True  # JSON: buffer already inspected
 
@@ -95,24 +100,18 @@ class UsageTracker:
                 self._size += len(chunk)
                 self._parsed = False
             return
-        cut = chunk.rfind(b"\n")
-        if cut < 0:
-            self._keep_pending(chunk)
+        tail = self._tail
+        if b"\n" not in chunk:
+            if len(tail) <= MAX_BUFFER_BYTES:
+                self._tail = tail + chunk
             return
-        if self._pending:
-            self._pending.append(chunk[:cut])
-            region = b"".join(self._pending)
-            self._pending, self._size = [], 0
-        else:
-            region = chunk[:cut]
-        if _USAGE in region:
-            self._scan(region)
-        self._keep_pending(chunk[cut + 1 :])
-
-    def _keep_pending(self, piece: bytes) -> None:
-        if piece and self._size <= MAX_BUFFER_BYTES:
-            self._pending.append(piece)
-            self._size += len(piece)
+        data = tail + chunk if tail else chunk
+        cut = data.rfind(b"\n")
+        self._tail = data[cut + 1 :]
+        if _USAGE in data:
+            region = data[:cut]
+            if _has_real_usage(region):
+                self._scan(region)
 
     def _scan(self, region: bytes) -> None:
         for line in region.split(b"\n"):
@@ -142,12 +141,10 @@ class UsageTracker:
                     self._usage = usage_from_object(json.loads(body))
                 except ValueError:
                     self._usage = None
-        elif self._mode == "sse" and self._pending:
+        elif self._mode == "sse" and _USAGE in self._tail:
             # A final event without a trailing newline: inspect it without consuming it.
-            tail = b"".join(self._pending)
-            if _USAGE in tail:
-                before = self._usage
-                self._scan(tail)
-                found, self._usage = self._usage, before
-                return found
+            before = self._usage
+            self._scan(self._tail)
+            found, self._usage = self._usage, before
+            return found
         return self._usage
