@@ -43,7 +43,7 @@ def test_bad_knobs_fail_with_the_field(overrides: dict[str, object], where: str)
 def test_unknown_profile_and_knob_are_clear_errors() -> None:
     with pytest.raises(ConfigError, match="tiny-test"):
         SimConfig.from_profile("nope")
-    with pytest.raises(ConfigError, match="max_num_seq\\b"):
+    with pytest.raises(ConfigError, match=r"max_num_seq\b"):
         SimConfig.from_profile("tiny-test", max_num_seq=3)
 
 

@@ -12,7 +12,7 @@ def toks(prefix: str, n: int) -> list[str]:
 def test_hash_chain_depends_on_prefix_and_seed() -> None:
     a = block_hashes(toks("t", 10), 4, "m")
     assert len(a) == 2  # the partial third block is not hashed
-    b = block_hashes(toks("t", 8) + ["x", "y"], 4, "m")
+    b = block_hashes([*toks("t", 8), "x", "y"], 4, "m")
     assert a == b  # same full blocks, different tail
     changed_first = block_hashes(["z", *toks("t", 10)[1:]], 4, "m")
     assert changed_first[0] != a[0] and changed_first[1] != a[1]  # chain: parent feeds child
