@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from conftest import ENDPOINT_HEADER, EchoUpstream, FakeDirector
+from extproc_support import ENDPOINT_HEADER, EchoUpstream, FakeDirector
 
 from endpoint_picker.envoy import ManagedEnvoy
 from endpoint_picker.errors import BadRequest, Code, InferenceError, ResourceExhausted
