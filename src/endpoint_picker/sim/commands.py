@@ -112,16 +112,16 @@ async def _serve(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
 
     from endpoint_picker.sim.fleet import start_fleet
 
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)  # before the ready lines: a harness may signal next
     fleet = await start_fleet(args.count, args.profile, args.host, args.base_port, **overrides)
     try:
+        if args.port_file:  # before the ready lines, so a reader of them finds the file
+            _write_port_file(args.port_file, fleet.ports)
         for i, server in enumerate(fleet.servers):
             print(f"sim {i} listening on {server.url}", flush=True)
-        if args.port_file:
-            _write_port_file(args.port_file, fleet.ports)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
         await fleet.stop()
