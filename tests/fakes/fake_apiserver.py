@@ -59,8 +59,15 @@ class _Watcher:
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": reason, "code": code}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
 
 
 def _error(code: int, reason: str, message: str) -> web.Response:
@@ -100,7 +107,7 @@ class FakeApiServer:
         self._runner: web.AppRunner | None = None
         self.url = ""
 
-    # -- lifecycle ---------------------------------------------------------------------------------
+    # -- lifecycle --
     async def __aenter__(self) -> FakeApiServer:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
@@ -122,14 +129,20 @@ class FakeApiServer:
         """A kubeconfig dict pointing at this fake (for ``KubeConfig.from_dict``); the bearer
         token names the caller in :attr:`requests`."""
         return {
-            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "fake",
             "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
             "users": [{"name": "fake", "user": {"token": token}}],
-            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake",
-                                                      "namespace": namespace}}],
+            "contexts": [
+                {
+                    "name": "fake",
+                    "context": {"cluster": "fake", "user": "fake", "namespace": namespace},
+                }
+            ],
         }
 
-    # -- test controls -------------------------------------------------------------------------------
+    # -- test controls --
     def compact(self) -> None:
         """Forget history: a watch from any version older than the current one gets 410 Gone."""
         self.compacted_below = self.rv
@@ -158,6 +171,11 @@ class FakeApiServer:
         key = (group, plural, meta.get("namespace", "default"), meta["name"])
         self._commit(key, None if deleted else obj, notify=False)
 
+    @property
+    def open_watches(self) -> int:
+        """Watches currently streaming (registered for live events)."""
+        return len(self._watchers)
+
     def count(self, verb: str, resource: str, token: str = "epp") -> int:
         return sum(1 for t, v, _, r in self.requests if (t, v, r) == (token, verb, resource))
 
@@ -171,7 +189,7 @@ class FakeApiServer:
                 return obj
         return None
 
-    # -- storage --------------------------------------------------------------------------------------
+    # -- storage --
     @staticmethod
     def _kind_of(obj: dict[str, Any]) -> tuple[str, str]:
         api_version: str = obj["apiVersion"]
@@ -202,15 +220,16 @@ class FakeApiServer:
                 changed = old is None or old.get("spec") != obj.get("spec")
                 meta["generation"] = gen + 1 if changed else gen
             self.objects[key] = obj
-            event = _Event(self.rv, key[0], key[1], key[2], "MODIFIED" if old else "ADDED",
-                           obj, old)
+            event = _Event(
+                self.rv, key[0], key[1], key[2], "MODIFIED" if old else "ADDED", obj, old
+            )
         self.events.append(event)
         if notify:
             for w in self._watchers:
                 if (w.group, w.plural, w.namespace) == key[:3]:
                     w.queue.put_nowait(event)
 
-    # -- HTTP ------------------------------------------------------------------------------------------
+    # -- HTTP --
     def _route(self, path: str) -> tuple[str, str, str, str | None, str | None] | None:
         """(group, version, namespace, plural, name/subresource...) from a request path."""
         parts = [p for p in path.split("/") if p]
@@ -236,7 +255,10 @@ class FakeApiServer:
         q = request.query
         verb = {
             "GET": "watch" if q.get("watch") == "true" else ("get" if name else "list"),
-            "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete",
+            "POST": "create",
+            "PUT": "update",
+            "PATCH": "patch",
+            "DELETE": "delete",
         }[request.method]
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         self.requests.append((token, verb, group, resource))
@@ -268,8 +290,12 @@ class FakeApiServer:
         assert body is not None
         want_rv = (body.get("metadata") or {}).get("resourceVersion")
         if want_rv and want_rv != obj["metadata"]["resourceVersion"]:
-            return _error(409, "Conflict", "the object has been modified; please apply your "
-                          "changes to the latest version and try again")
+            return _error(
+                409,
+                "Conflict",
+                "the object has been modified; please apply your "
+                "changes to the latest version and try again",
+            )
         new = body if verb == "update" else _merge(obj, body)
         new["metadata"] = obj["metadata"] | {
             k: v for k, v in (new.get("metadata") or {}).items() if k in ("labels", "annotations")
@@ -295,36 +321,52 @@ class FakeApiServer:
 
     def _list(self, group: str, plural: str, namespace: str, q: Any) -> web.Response:
         match = self._matcher(q)
-        items = [o for (g, p, ns, _), o in sorted(self.objects.items())
-                 if (g, p, ns) == (group, plural, namespace) and match(o)]
+        items = [
+            o
+            for (g, p, ns, _), o in sorted(self.objects.items())
+            if (g, p, ns) == (group, plural, namespace) and match(o)
+        ]
         kind = _CORE_KINDS.get(plural, plural[:-1].capitalize())
-        return web.json_response({
-            "kind": f"{kind}List", "apiVersion": f"{group}/v1" if group else "v1",
-            "metadata": {"resourceVersion": str(self.rv)}, "items": items,
-        })
+        return web.json_response(
+            {
+                "kind": f"{kind}List",
+                "apiVersion": f"{group}/v1" if group else "v1",
+                "metadata": {"resourceVersion": str(self.rv)},
+                "items": items,
+            }
+        )
 
-    async def _watch(self, request: web.Request, group: str, plural: str, namespace: str,
-                     q: Any) -> web.StreamResponse:
+    async def _watch(
+        self, request: web.Request, group: str, plural: str, namespace: str, q: Any
+    ) -> web.StreamResponse:
         self.watch_requests.append(dict(q))
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
-        watcher = _Watcher(group, plural, namespace, self._matcher(q),
-                           q.get("allowWatchBookmarks") == "true")
+        watcher = _Watcher(
+            group, plural, namespace, self._matcher(q), q.get("allowWatchBookmarks") == "true"
+        )
         since = q.get("resourceVersion")
         if since and int(since) < self.compacted_below:
-            gone = _status(410, "Expired", f"too old resource version: {since} "
-                           f"({self.compacted_below})")
+            gone = _status(
+                410, "Expired", f"too old resource version: {since} ({self.compacted_below})"
+            )
             await resp.write(json.dumps({"type": "ERROR", "object": gone}).encode() + b"\n")
             await resp.write_eof()
             return resp
         if since:
-            backlog = [e for e in self.events if e.rv > int(since)
-                       and (e.group, e.plural, e.namespace) == (group, plural, namespace)]
+            backlog = [
+                e
+                for e in self.events
+                if e.rv > int(since)
+                and (e.group, e.plural, e.namespace) == (group, plural, namespace)
+            ]
         else:  # "from now": synthetic ADDED for what exists, as the real server does
-            backlog = [_Event(self.rv, group, plural, namespace, "ADDED", o, None)
-                       for (g, p, ns, _), o in self.objects.items()
-                       if (g, p, ns) == (group, plural, namespace)]
+            backlog = [
+                _Event(self.rv, group, plural, namespace, "ADDED", o, None)
+                for (g, p, ns, _), o in self.objects.items()
+                if (g, p, ns) == (group, plural, namespace)
+            ]
         for event in backlog:
             watcher.queue.put_nowait(event)
         self._watchers.append(watcher)
@@ -342,9 +384,14 @@ class FakeApiServer:
                     request.transport.abort()
                     return resp
                 if item == "bookmark":
-                    line = {"type": "BOOKMARK", "object": {
-                        "kind": _CORE_KINDS.get(plural, plural[:-1].capitalize()),
-                        "apiVersion": "v1", "metadata": {"resourceVersion": str(self.rv)}}}
+                    line = {
+                        "type": "BOOKMARK",
+                        "object": {
+                            "kind": _CORE_KINDS.get(plural, plural[:-1].capitalize()),
+                            "apiVersion": "v1",
+                            "metadata": {"resourceVersion": str(self.rv)},
+                        },
+                    }
                 else:
                     assert isinstance(item, _Event)
                     line = self._event_line(item, watcher)

@@ -27,17 +27,18 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace
 from lightkube.resources.core_v1 import Pod as K8sPod
 from lightkube.types import PatchType
-
 from tests.fakes.fake_apiserver import FakeApiServer
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "k8s"
 POOL = "vllm-llama3-8b-instruct"
 LABELS = {"app": POOL}
 
-Pool = create_namespaced_resource("inference.networking.k8s.io", "v1", "InferencePool",
-                                  "inferencepools")
-Objective = create_namespaced_resource("inference.networking.x-k8s.io", "v1alpha2",
-                                       "InferenceObjective", "inferenceobjectives")
+Pool = create_namespaced_resource(
+    "inference.networking.k8s.io", "v1", "InferencePool", "inferencepools"
+)
+Objective = create_namespaced_resource(
+    "inference.networking.x-k8s.io", "v1alpha2", "InferenceObjective", "inferenceobjectives"
+)
 
 
 def recorded(name: str) -> dict[str, Any]:
@@ -49,16 +50,28 @@ def _fresh(obj: dict[str, Any], name: str, namespace: str) -> dict[str, Any]:
     """A recorded object made new: server-set metadata and owners removed."""
     obj = copy.deepcopy(obj)
     meta = obj["metadata"]
-    for key in ("uid", "resourceVersion", "creationTimestamp", "managedFields", "ownerReferences",
-                "generation", "generateName"):
+    for key in (
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "managedFields",
+        "ownerReferences",
+        "generation",
+        "generateName",
+    ):
         meta.pop(key, None)
     meta.update(name=name, namespace=namespace)
     return obj
 
 
 class Cluster:
-    def __init__(self, config: KubeConfig, namespace: str, fake: FakeApiServer | None,
-                 epp_config: KubeConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: KubeConfig,
+        namespace: str,
+        fake: FakeApiServer | None,
+        epp_config: KubeConfig | None = None,
+    ) -> None:
         self.config, self.namespace, self.fake = config, namespace, fake
         self._epp_config = epp_config or config
         self.client = AsyncClient(config, namespace=namespace)
@@ -67,8 +80,9 @@ class Cluster:
         """A client of its own, as each EPP replica has (the fake knows it by its token)."""
         return AsyncClient(self._epp_config, namespace=self.namespace)
 
-    async def add_pool(self, ports: list[int] | None = None,
-                       labels: dict[str, str] | None = None) -> None:
+    async def add_pool(
+        self, ports: list[int] | None = None, labels: dict[str, str] | None = None
+    ) -> None:
         obj = _fresh(recorded("inferencepool"), POOL, self.namespace)
         obj["spec"]["selector"]["matchLabels"] = labels or LABELS
         obj["spec"]["targetPorts"] = [{"number": p} for p in ports or [8000]]
@@ -76,17 +90,28 @@ class Cluster:
         await self.client.create(Pool(obj), namespace=self.namespace)
 
     async def set_pool(self, ports: list[int], labels: dict[str, str]) -> None:
-        patch = {"spec": {"targetPorts": [{"number": p} for p in ports],
-                          "selector": {"matchLabels": labels}}}
-        await self.client.patch(Pool, POOL, patch, namespace=self.namespace,
-                                patch_type=PatchType.MERGE)
+        patch = {
+            "spec": {
+                "targetPorts": [{"number": p} for p in ports],
+                "selector": {"matchLabels": labels},
+            }
+        }
+        await self.client.patch(
+            Pool, POOL, patch, namespace=self.namespace, patch_type=PatchType.MERGE
+        )
 
     async def delete_pool(self) -> None:
         await self.client.delete(Pool, POOL, namespace=self.namespace)
 
-    async def add_pod(self, name: str, ip: str, *, ready: bool = True,
-                      labels: dict[str, str] | None = None,
-                      annotations: dict[str, str] | None = None) -> None:
+    async def add_pod(
+        self,
+        name: str,
+        ip: str,
+        *,
+        ready: bool = True,
+        labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> None:
         obj = _fresh(recorded("pod"), name, self.namespace)
         obj["metadata"]["labels"] = labels or dict(LABELS)
         obj["metadata"]["annotations"] = annotations or {}
@@ -100,8 +125,13 @@ class Cluster:
         for cond in status["conditions"]:
             if cond["type"] in ("Ready", "ContainersReady"):
                 cond["status"] = "True" if ready else "False"
-        await self.client.patch(K8sPod.Status, name, {"status": status},
-                                namespace=self.namespace, patch_type=PatchType.MERGE)
+        await self.client.patch(
+            K8sPod.Status,
+            name,
+            {"status": status},
+            namespace=self.namespace,
+            patch_type=PatchType.MERGE,
+        )
 
     async def set_pod_ready(self, name: str, ready: bool) -> None:
         pod = await self.client.get(K8sPod, name, namespace=self.namespace)
@@ -111,18 +141,27 @@ class Cluster:
     async def delete_pod(self, name: str) -> None:
         await self.client.delete(K8sPod, name, namespace=self.namespace, grace_period=0)
 
-    async def add_objective(self, name: str, *, priority: int = 10, pool: str = POOL,
-                            group: str = "inference.networking.k8s.io",
-                            kind: str = "InferencePool") -> None:
+    async def add_objective(
+        self,
+        name: str,
+        *,
+        priority: int = 10,
+        pool: str = POOL,
+        group: str = "inference.networking.k8s.io",
+        kind: str = "InferencePool",
+    ) -> None:
         obj = _fresh(recorded("inferenceobjective"), name, self.namespace)
-        obj["spec"] = {"poolRef": {"group": group, "kind": kind, "name": pool},
-                       "priority": priority}
+        obj["spec"] = {
+            "poolRef": {"group": group, "kind": kind, "name": pool},
+            "priority": priority,
+        }
         obj["metadata"].pop("annotations", None)
         await self.client.create(Objective(obj), namespace=self.namespace)
 
     async def set_objective(self, name: str, spec: dict[str, Any]) -> None:
-        await self.client.patch(Objective, name, {"spec": spec}, namespace=self.namespace,
-                                patch_type=PatchType.MERGE)
+        await self.client.patch(
+            Objective, name, {"spec": spec}, namespace=self.namespace, patch_type=PatchType.MERGE
+        )
 
     async def delete_objective(self, name: str) -> None:
         await self.client.delete(Objective, name, namespace=self.namespace)
@@ -152,18 +191,22 @@ async def cluster() -> AsyncIterator[Cluster]:
             await real.client.close()
         return
     async with FakeApiServer() as fake:
-        faked = Cluster(KubeConfig.from_dict(fake.kubeconfig()), "default", fake,
-                        KubeConfig.from_dict(fake.kubeconfig(token="epp")))
+        faked = Cluster(
+            KubeConfig.from_dict(fake.kubeconfig()),
+            "default",
+            fake,
+            KubeConfig.from_dict(fake.kubeconfig(token="epp")),
+        )
         try:
             yield faked
         finally:
             await faked.client.close()
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Poll ``check`` (sync or async) until it returns a truthy value; fail after ``timeout``."""
+async def eventually(check: Callable[[], Any], within: float = 10.0) -> Any:
+    """Poll ``check`` (sync or async) until it returns a truthy value; fail after ``within`` s."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     last: Any = None
     while loop.time() < deadline:
         last = check()
@@ -172,4 +215,4 @@ async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
         if last:
             return last
         await asyncio.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout}s (last value {last!r})")
+    raise AssertionError(f"condition not met within {within}s (last value {last!r})")

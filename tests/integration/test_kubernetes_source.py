@@ -18,9 +18,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # repo root: tests.fakes
 
-from endpoint_picker.datastore import Datastore  # noqa: E402
-from endpoint_picker.sources.kubernetes import KubernetesSource  # noqa: E402
-from tests.fakes.k8s_cluster import POOL, Cluster, cluster, eventually  # noqa: E402
+from tests.fakes.k8s_cluster import POOL, Cluster, cluster, eventually
+
+from endpoint_picker.datastore import Datastore
+from endpoint_picker.sources.kubernetes import KubernetesSource
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,8 +35,9 @@ async def running(c: Cluster, **kw: Any) -> AsyncIterator[tuple[KubernetesSource
     ds = Datastore()
     client = c.new_client()
     kw.setdefault("pool_name", POOL)
-    src = KubernetesSource(ds, pool_namespace=c.namespace, client=client,
-                           backoff=(0.01, 0.05), **kw)
+    src = KubernetesSource(
+        ds, pool_namespace=c.namespace, client=client, backoff=(0.01, 0.05), **kw
+    )
     task = asyncio.create_task(src.run())
     try:
         await eventually(lambda: "pod" in src.reflectors or src.reflectors.get("pool"))
@@ -84,8 +86,12 @@ async def test_pool_change_resyncs_endpoints_and_restarts_the_pod_watch() -> Non
         await c.add_pool()
         await c.add_pod("p1", "10.0.0.1")
         await c.add_pod("n1", "10.0.0.5", labels={"app": "new"})
-        await c.add_pod("n2", "10.0.0.6", labels={"app": "new"},
-                        annotations={"inference.networking.k8s.io/active-ports": "8001"})
+        await c.add_pod(
+            "n2",
+            "10.0.0.6",
+            labels={"app": "new"},
+            annotations={"inference.networking.k8s.io/active-ports": "8001"},
+        )
         async with running(c) as (_, ds):
             await eventually(lambda: names(ds) == ["p1-rank-0"])
             await c.set_pool([8000, 8001], {"app": "vllm-llama3-8b-instruct"})
@@ -108,7 +114,7 @@ async def test_bookmark_moves_the_resume_point_without_a_relist() -> None:
             pods = src.reflectors["pod"]
             lists = pods.lists
             await c.add_objective("unrelated", pool="another-pool")  # moves the global version
-            await eventually(lambda: len(c.fake.watch_requests) >= 3)  # type: ignore[union-attr]
+            await eventually(lambda: c.fake.open_watches == 3)  # type: ignore[union-attr]
             c.fake.bookmark()
             bookmark_rv = str(c.fake.rv)
             await eventually(lambda: pods.resource_version == bookmark_rv)
@@ -173,7 +179,10 @@ async def test_objective_status_written_once_per_change() -> None:
         async with running(c):
             cond = await eventually(lambda: c.accepted("food-review"))
             assert (cond["status"], cond["reason"], cond["observedGeneration"]) == (
-                "True", "Accepted", 1)
+                "True",
+                "Accepted",
+                1,
+            )
             bad = await eventually(lambda: c.accepted("wrong-kind"))
             assert (bad["status"], bad["reason"]) == ("False", "InvalidPoolRef")
             assert "not an InferencePool" in bad["message"]
@@ -181,11 +190,9 @@ async def test_objective_status_written_once_per_change() -> None:
             assert [x["type"] for x in placeholder] == ["Accepted"]
 
             await c.set_objective("food-review", {"priority": 20})  # generation 2
-            cond = await eventually(
-                lambda: _with_generation(c.accepted("food-review"), 2))
+            cond = await eventually(lambda: _with_generation(c.accepted("food-review"), 2))
             await c.delete_pool()
-            cond = await eventually(lambda: _with_reason(c.accepted("food-review"),
-                                                         "PoolNotFound"))
+            cond = await eventually(lambda: _with_reason(c.accepted("food-review"), "PoolNotFound"))
             assert cond["status"] == "False" and "not found" in cond["message"]
             await c.add_pool()
             await eventually(lambda: _with_reason(c.accepted("food-review"), "Accepted"))

@@ -69,8 +69,9 @@ def parse_selector(text: str) -> dict[str, str]:
     for part in text.split(","):
         key, sep, value = part.partition("=")
         if not sep or not key or any(c.isspace() for c in part):
-            raise ConfigError(f"expected k=v[,k2=v2] without spaces, got {part!r}",
-                              path="--endpoint-selector")
+            raise ConfigError(
+                f"expected k=v[,k2=v2] without spaces, got {part!r}", path="--endpoint-selector"
+            )
         if not _LABEL_PART.match(key) or (value and not _LABEL_PART.match(value)):
             raise ConfigError(f"invalid label {part!r}", path="--endpoint-selector")
         selector[key] = value
@@ -85,11 +86,13 @@ def parse_ports(values: list[str]) -> list[int]:
             try:
                 port = int(item.strip())
             except ValueError:
-                raise ConfigError(f"not a port number: {item!r}",
-                                  path="--endpoint-target-ports") from None
+                raise ConfigError(
+                    f"not a port number: {item!r}", path="--endpoint-target-ports"
+                ) from None
             if not 1 <= port <= 65535:
-                raise ConfigError(f"port {port} out of range 1-65535",
-                                  path="--endpoint-target-ports")
+                raise ConfigError(
+                    f"port {port} out of range 1-65535", path="--endpoint-target-ports"
+                )
             if port not in ports:
                 ports.append(port)
     if not 1 <= len(ports) <= 8:
@@ -104,12 +107,14 @@ def resolve_namespace(flag: str) -> str:
 def deployment_name(pod_name: str | None) -> str:
     """The Deployment owning this pod, from ``POD_NAME`` (upstream's standalone pool name)."""
     if not pod_name:
-        raise ConfigError("standalone mode needs the POD_NAME environment variable",
-                          path="--endpoint-selector")
+        raise ConfigError(
+            "standalone mode needs the POD_NAME environment variable", path="--endpoint-selector"
+        )
     match = _DEPLOYMENT_FROM_POD.match(pod_name)
     if match is None:
-        raise ConfigError(f"POD_NAME {pod_name!r} is not <deployment>-<hash>-<id>",
-                          path="--endpoint-selector")
+        raise ConfigError(
+            f"POD_NAME {pod_name!r} is not <deployment>-<hash>-<id>", path="--endpoint-selector"
+        )
     return match.group(1)
 
 

@@ -53,7 +53,7 @@ def trimmed(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def pool_manifest(data: dict[str, Any]) -> dict[str, Any]:
-    """A pool object as a v1 manifest; a v1alpha2 pool (flat selector, targetPortNumber) is mapped."""
+    """A pool object as a v1 manifest; a v1alpha2 pool (flat selector, one port) is mapped."""
     out = trimmed(data)
     spec = dict(out.get("spec") or {})
     if "targetPortNumber" in spec:  # the x-k8s v1alpha2 shape upstream still accepts
@@ -74,7 +74,7 @@ def is_deleting(data: dict[str, Any]) -> bool:
 
 
 def pod_from_k8s(obj: K8sPod) -> Pod:
-    """A datastore Pod; ready = no deletionTimestamp, condition Ready=True and an IP (as upstream)."""
+    """A datastore Pod: ready = not deleting, condition Ready=True and an IP (as upstream)."""
     meta, status = obj.metadata, obj.status
     ready = False
     ip = ""

@@ -77,8 +77,8 @@ class Reflector:
         self._resource = resource
         self._namespace = namespace
         self._on_replace, self._on_event = on_replace, on_event
-        self._labels = dict(labels or {})
-        self._fields = dict(fields or {})
+        self._labels: dict[str, Any] = dict(labels or {})
+        self._fields: dict[str, Any] = dict(fields or {})
         self._server_timeout = server_timeout
         self._backoff = backoff or Backoff()
         self.name = name or resource.__name__

@@ -91,7 +91,9 @@ class KubernetesSource:
         self._standalone = dict(endpoint_selector) if endpoint_selector is not None else None
         self._ports = list(target_ports or [])
         self.leader_election = leader_election
-        self.identity = identity or f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4()}"
+        self.identity = (
+            identity or f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4()}"
+        )
         self._clock = clock
         self._lease = (lease_duration, renew_deadline, retry_period)
         self._watch_timeout = watch_timeout
@@ -107,7 +109,7 @@ class KubernetesSource:
         self._stopped = asyncio.Event()
         self.reflectors: dict[str, Reflector] = {}  # by kind, for readiness and tests
 
-    # -- public surface --------------------------------------------------------------------------
+    # -- public surface --
     @property
     def is_leader(self) -> bool:
         """Whether this replica may act as the leader (always, without leader election)."""
@@ -166,16 +168,18 @@ class KubernetesSource:
         for reflector in list(self.reflectors.values()):
             await reflector.synced.wait()
 
-    # -- plumbing ----------------------------------------------------------------------------------
+    # -- plumbing --
     async def _ensure_client(self) -> AsyncClient:
         if self._client is None:
             try:
                 config = await asyncio.to_thread(self._load_config)
             except (LightkubeConfigError, OSError, ValueError) as err:
-                raise ConfigError(f"no usable Kubernetes configuration: {err}",
-                                  path="--kubeconfig") from None
-            self._client = AsyncClient(config, namespace=self.namespace,
-                                       field_manager="endpoint-picker")
+                raise ConfigError(
+                    f"no usable Kubernetes configuration: {err}", path="--kubeconfig"
+                ) from None
+            self._client = AsyncClient(
+                config, namespace=self.namespace, field_manager="endpoint-picker"
+            )
         return self._client
 
     def _load_config(self) -> KubeConfig | None:
@@ -187,13 +191,20 @@ class KubernetesSource:
         self._tasks.append(task)
         return task
 
-    def _reflector(self, kind: str, resource: type[Any], on_replace: Any, on_event: Any,
-                   **kw: Any) -> Reflector:
+    def _reflector(
+        self, kind: str, resource: type[Any], on_replace: Any, on_event: Any, **kw: Any
+    ) -> Reflector:
         assert self._client is not None
         reflector = Reflector(
-            self._client, resource, namespace=self.namespace, on_replace=on_replace,
-            on_event=on_event, server_timeout=self._watch_timeout,
-            backoff=Backoff(*self._backoff), name=f"{kind} watch", **kw,
+            self._client,
+            resource,
+            namespace=self.namespace,
+            on_replace=on_replace,
+            on_event=on_event,
+            server_timeout=self._watch_timeout,
+            backoff=Backoff(*self._backoff),
+            name=f"{kind} watch",
+            **kw,
         )
         self.reflectors[kind] = reflector
         return reflector
@@ -212,15 +223,17 @@ class KubernetesSource:
             await self._client.close()
             self._client = None
 
-    # -- pool --------------------------------------------------------------------------------------
+    # -- pool --
     def _standalone_pool(self) -> InferencePool:
-        return InferencePool.model_validate({
-            "metadata": {"name": self.pool_name, "namespace": self.namespace},
-            "spec": {
-                "selector": {"matchLabels": self._standalone},
-                "targetPorts": [{"number": p} for p in self._ports],
-            },
-        })
+        return InferencePool.model_validate(
+            {
+                "metadata": {"name": self.pool_name, "namespace": self.namespace},
+                "spec": {
+                    "selector": {"matchLabels": self._standalone},
+                    "targetPorts": [{"number": p} for p in self._ports],
+                },
+            }
+        )
 
     def _replace_pool(self, items: list[Any]) -> None:
         live = [as_dict(o) for o in items if not is_deleting(as_dict(o))]
@@ -240,8 +253,12 @@ class KubernetesSource:
         try:
             pool = InferencePool.model_validate(pool_manifest(data))
         except ValidationError as err:
-            log.error("InferencePool %s/%s is invalid, keeping the last good one: %s",
-                      self.namespace, self.pool_name, err)
+            log.error(
+                "InferencePool %s/%s is invalid, keeping the last good one: %s",
+                self.namespace,
+                self.pool_name,
+                err,
+            )
             return
         had_pool = self.datastore.pool is not None
         self._set_pool(pool)
@@ -264,12 +281,13 @@ class KubernetesSource:
         self.datastore.clear()
         self._mark_all_dirty()
 
-    # -- pods --------------------------------------------------------------------------------------
+    # -- pods --
     def _start_pods(self, selector: dict[str, str]) -> None:
         self._stop_pods()
         self._pod_selector = selector
-        reflector = self._reflector("pod", K8sPod, self._replace_pods, self._pod_event,
-                                    labels=selector)
+        reflector = self._reflector(
+            "pod", K8sPod, self._replace_pods, self._pod_event, labels=selector
+        )
         self._pod_task = asyncio.ensure_future(reflector.run())
 
     def _stop_pods(self) -> None:
@@ -291,7 +309,7 @@ class KubernetesSource:
         else:
             self.datastore.upsert_pod(pod)
 
-    # -- objectives ----------------------------------------------------------------------------------
+    # -- objectives --
     def _replace_objectives(self, items: list[Any]) -> None:
         fresh = {d["metadata"]["name"]: d for d in map(as_dict, items)}
         for name in [n for n in self._objectives if n not in fresh]:
@@ -336,14 +354,15 @@ class KubernetesSource:
             self._served.discard(name)
             self.datastore.delete_objective(name)
 
-    # -- objective status ------------------------------------------------------------------------------
+    # -- objective status --
     def _on_leadership(self, leading: bool) -> None:
         if leading:
             self._mark_all_dirty()  # statuses may have moved while we were not writing
 
     def _mark_all_dirty(self) -> None:
         self._dirty.update(
-            n for n, d in self._objectives.items()
+            n
+            for n, d in self._objectives.items()
             if st.concerns_us(d, self.pool_name, self.pool_group)
         )
         self._wake.set()
@@ -369,28 +388,42 @@ class KubernetesSource:
                 backoff.reset()
 
     async def _write_status(self, data: dict[str, Any]) -> bool:
-        want = st.desired(data, pool_name=self.pool_name, pool_group=self.pool_group,
-                          pool_exists=self.datastore.pool is not None, namespace=self.namespace)
+        want = st.desired(
+            data,
+            pool_name=self.pool_name,
+            pool_group=self.pool_group,
+            pool_exists=self.datastore.pool is not None,
+            namespace=self.namespace,
+        )
         if not st.needs_write(data, want):
             return True
         name = data["metadata"]["name"]
         assert self._client is not None
         try:
             updated = await self._client.patch(
-                objective_resource().Status, name, st.patch_body(data, want),
-                namespace=self.namespace, patch_type=PatchType.MERGE,
+                objective_resource().Status,
+                name,
+                st.patch_body(data, want),
+                namespace=self.namespace,
+                patch_type=PatchType.MERGE,
             )
         except Exception as err:
             if status_code(err) in (404, 409):
                 return True  # gone or changed meanwhile: its next watch event decides again
-            log.warning("writing status of InferenceObjective %s/%s failed: %s",
-                        self.namespace, name, err)
+            log.warning(
+                "writing status of InferenceObjective %s/%s failed: %s", self.namespace, name, err
+            )
             self._dirty.add(name)
             return False
         if name in self._objectives:
             self._objectives[name] = as_dict(updated)  # so a re-check before the event is a no-op
-        log.info("InferenceObjective %s/%s: Accepted=%s (%s)", self.namespace, name,
-                 want.status, want.reason)
+        log.info(
+            "InferenceObjective %s/%s: Accepted=%s (%s)",
+            self.namespace,
+            name,
+            want.status,
+            want.reason,
+        )
         return True
 
 

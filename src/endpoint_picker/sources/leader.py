@@ -144,7 +144,11 @@ class LeaderElector:
             await self._client.create(Lease(metadata=meta, spec=spec))
             return True
         spec = lease.spec or LeaseSpec()
-        record = (spec.holderIdentity, spec.renewTime, lease.metadata and lease.metadata.resourceVersion)
+        record = (
+            spec.holderIdentity,
+            spec.renewTime,
+            lease.metadata and lease.metadata.resourceVersion,
+        )
         if record != self._observed:
             self._observed, self._observed_at = record, self._clock.now()
         holder = spec.holderIdentity
