@@ -5,7 +5,8 @@ The properties that matter, each held by the structure of the config rather than
 * A client's ``x-gateway-destination-endpoint`` (and ``-served``) is removed by a
   header-mutation filter *before* ext_proc, so only the EPP's value can reach the load balancer.
 * ext_proc may write dynamic metadata into ``envoy.lb`` only (``receiving_namespaces``).
-* The failure mode is explicit. ``FailOpen`` needs the pool's endpoints: the upstream cluster is
+* The failure mode is explicit. ``FailOpen`` needs ``mode="buffered"`` (Envoy cannot fail open
+  once a body chunk was streamed to the EPP) and the pool's endpoints: the upstream cluster is
   then the pool itself with the ``override_host`` policy (host from ``envoy.lb`` metadata, which
   only ext_proc can write) and round robin over the pool when the EPP is away. It is never
   combined with ``ORIGINAL_DST``, which would connect wherever a request says.
@@ -216,6 +217,14 @@ def bootstrap(
         raise ConfigError(
             "FailOpen needs the pool's endpoints (--pool-endpoint): without them the fallback "
             "would have to trust a destination the client can name"
+        )
+    if failure_mode == "FailOpen" and mode == "duplex":
+        # Envoy (1.36+) fails open in FULL_DUPLEX_STREAMED mode only until the first body chunk
+        # is on its way to the EPP; with the EPP down that chunk is already sent, so every
+        # request with a body fails closed (measured: 500). BUFFERED keeps a copy and can.
+        raise ConfigError(
+            "FailOpen needs mode 'buffered': in FULL_DUPLEX_STREAMED mode Envoy cannot fail "
+            "open once a request body has been streamed to the EPP"
         )
     access_log = []
     if access_log_path:

@@ -1,0 +1,285 @@
+"""The per-stream state machine, driven message by message without Envoy or gRPC I/O."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import pytest
+from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+
+from endpoint_picker.errors import Code, InferenceError, ServiceUnavailable
+from endpoint_picker.extproc.stream import (
+    BUFFERED,
+    DUPLEX,
+    STREAMED,
+    ResponseIncomplete,
+    StreamFailed,
+    handle_stream,
+)
+from endpoint_picker.requests.types import InferenceRequest
+
+
+@dataclass(eq=False)
+class Ctx:
+    request: InferenceRequest
+    destination: str
+    body: bytes
+    headers_to_set: dict[str, str] = field(default_factory=dict)
+
+
+class FakeDirector:
+    """A FAKE director that routes everything to one address and records calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.finished: list[BaseException | None] = []
+        self.error: BaseException | None = None
+        self.body_out: bytes | None = None
+        self.upper_response = False
+
+    async def handle_request(
+        self,
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        has_body: bool = True,
+        subset_hint: list[str] | None = None,
+    ) -> Ctx:
+        self.calls.append(("request", headers, body, has_body, subset_hint))
+        if self.error is not None:
+            raise self.error
+        rid = headers.get("x-request-id", "generated-id")
+        return Ctx(
+            InferenceRequest(request_id=rid, headers=headers),
+            "10.0.0.1:8000",
+            self.body_out or body,
+        )
+
+    def handle_response_headers(self, ctx: Ctx, headers: dict[str, str]) -> dict[str, str]:
+        self.calls.append(("response_headers", headers))
+        return {"x-extra": "1"}
+
+    def handle_response_body(self, ctx: Ctx, chunk: bytes, end_of_stream: bool) -> bytes:
+        self.calls.append(("response_body", chunk, end_of_stream))
+        return chunk.upper() if self.upper_response else chunk
+
+    def finish(self, ctx: Ctx, *, error: BaseException | None = None) -> None:
+        self.finished.append(error)
+
+
+def headers_msg(
+    eos: bool = False, mode: int | None = DUPLEX, resp_mode: int = DUPLEX, **extra: str
+) -> pb.ProcessingRequest:
+    msg = pb.ProcessingRequest()
+    msg.request_headers.end_of_stream = eos
+    for k, v in {":path": "/v1/completions", ":method": "POST", **extra}.items():
+        msg.request_headers.headers.headers.add(key=k, raw_value=v.encode())
+    if mode is not None:
+        msg.protocol_config.request_body_mode = mode
+        msg.protocol_config.response_body_mode = resp_mode
+    return msg
+
+
+def body_msg(body: bytes, eos: bool, response: bool = False) -> pb.ProcessingRequest:
+    msg = pb.ProcessingRequest()
+    part = msg.response_body if response else msg.request_body
+    part.body, part.end_of_stream = body, eos
+    return msg
+
+
+def response_headers_msg(eos: bool = False) -> pb.ProcessingRequest:
+    msg = pb.ProcessingRequest()
+    msg.response_headers.end_of_stream = eos
+    msg.response_headers.headers.headers.add(key=":status", raw_value=b"200")
+    return msg
+
+
+async def run(director: FakeDirector, msgs: list[Any]) -> list[pb.ProcessingResponse]:
+    queue = list(msgs)
+    out: list[bytes] = []
+
+    async def read() -> Any:
+        if not queue:
+            return grpc.aio.EOF
+        item = queue.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def write(data: bytes) -> None:
+        out.append(data)
+
+    await handle_stream(director, read, write)
+    return [pb.ProcessingResponse.FromString(b) for b in out]
+
+
+def set_headers(common: Any) -> dict[str, str]:
+    return {o.header.key: o.header.raw_value.decode() for o in common.header_mutation.set_headers}
+
+
+async def test_duplex_request_is_answered_after_the_whole_body() -> None:
+    d = FakeDirector()
+    out = await run(
+        d,
+        [
+            headers_msg(**{"x-request-id": "r1"}),
+            body_msg(b'{"model":', False),
+            body_msg(b'"m"}', True),
+            response_headers_msg(),
+            body_msg(b"part1", False, response=True),
+            body_msg(b"part2", True, response=True),
+        ],
+    )
+    assert d.calls[0][2] == b'{"model":"m"}' and d.calls[0][3] is True
+    kinds = [o.WhichOneof("response") for o in out]
+    assert kinds == [
+        "request_headers",
+        "request_body",
+        "response_headers",
+        "response_body",
+        "response_body",
+    ]
+    hs = set_headers(out[0].request_headers.response)
+    assert hs["x-gateway-destination-endpoint"] == "10.0.0.1:8000"
+    assert hs["content-length"] == str(len(b'{"model":"m"}'))
+    assert "x-request-id" not in hs  # the client's own id is kept as it is
+    assert out[0].request_headers.response.clear_route_cache
+    sbr = out[1].request_body.response.body_mutation.streamed_response
+    assert (sbr.body, sbr.end_of_stream) == (b'{"model":"m"}', True)
+    assert set_headers(out[2].response_headers.response) == {"x-extra": "1"}
+    assert [c for c in d.calls if c[0] == "response_body"] == [
+        ("response_body", b"part1", False),
+        ("response_body", b"part2", True),
+    ]
+    assert d.finished == [None]
+
+
+async def test_generated_request_id_is_set_upstream() -> None:
+    d = FakeDirector()
+    out = await run(d, [headers_msg(eos=True)])
+    assert set_headers(out[0].request_headers.response)["x-request-id"] == "generated-id"
+    assert d.calls[0][3] is False  # header-only: has_body False
+    assert d.finished and isinstance(d.finished[0], ResponseIncomplete)
+
+
+async def test_buffered_mode_answers_headers_first_and_routes_on_the_body() -> None:
+    d = FakeDirector()
+    d.body_out = b'{"model":"target"}'
+    out = await run(d, [headers_msg(mode=BUFFERED), body_msg(b'{"model":"m"}', True)])
+    assert out[0].WhichOneof("response") == "request_headers"
+    assert not out[0].request_headers.HasField("response")  # plain continue
+    common = out[1].request_body.response
+    assert set_headers(common)["x-gateway-destination-endpoint"] == "10.0.0.1:8000"
+    assert set_headers(common)["content-length"] == str(len(d.body_out))
+    assert common.body_mutation.body == d.body_out
+    md = out[1].dynamic_metadata.fields["envoy.lb"].struct_value.fields
+    assert md["x-gateway-destination-endpoint"].string_value == "10.0.0.1:8000"
+
+
+async def test_streamed_response_mode_replaces_changed_chunks_only() -> None:
+    d = FakeDirector()
+    d.upper_response = True
+    out = await run(
+        d,
+        [
+            headers_msg(eos=True, resp_mode=STREAMED),
+            response_headers_msg(),
+            body_msg(b"abc", True, response=True),
+        ],
+    )
+    assert out[-1].response_body.response.body_mutation.body == b"ABC"
+    assert d.finished == [None]
+
+
+async def test_request_trailers_end_the_body_and_are_answered() -> None:
+    d = FakeDirector()
+    trailers = pb.ProcessingRequest()
+    trailers.request_trailers.SetInParent()
+    out = await run(d, [headers_msg(), body_msg(b"{}", False), trailers])
+    kinds = [o.WhichOneof("response") for o in out]
+    assert kinds == ["request_headers", "request_body", "request_trailers"]
+    assert not out[1].request_body.response.body_mutation.streamed_response.end_of_stream
+
+
+@pytest.mark.parametrize("status", [400, 429, 503])
+async def test_inference_errors_become_immediate_responses(status: int) -> None:
+    d = FakeDirector()
+    code = {400: Code.BAD_REQUEST, 429: Code.RESOURCE_EXHAUSTED, 503: Code.SERVICE_UNAVAILABLE}
+    d.error = InferenceError("nope", code[status])
+    (out,) = await run(d, [headers_msg(), body_msg(b"{}", True)])
+    assert out.immediate_response.status.code == status
+    assert out.immediate_response.body == f"inference error: {code[status].value} - nope".encode()
+    assert d.finished == []  # no context was handed out
+
+
+async def test_error_without_status_fails_the_stream() -> None:
+    d = FakeDirector()
+    d.error = InferenceError("odd", Code.UNKNOWN)
+    with pytest.raises(StreamFailed) as err:
+        await run(d, [headers_msg(), body_msg(b"{}", True)])
+    assert err.value.code == grpc.StatusCode.UNKNOWN
+
+
+async def test_director_bug_fails_the_stream_with_internal() -> None:
+    d = FakeDirector()
+    d.error = KeyError("bug")
+    with pytest.raises(StreamFailed) as err:
+        await run(d, [headers_msg(), body_msg(b"{}", True)])
+    assert err.value.code == grpc.StatusCode.INTERNAL
+
+
+async def test_unsupported_request_mode_is_refused() -> None:
+    with pytest.raises(StreamFailed, match="STREAMED is not supported"):
+        await run(FakeDirector(), [headers_msg(mode=STREAMED)])
+
+
+async def test_first_message_must_be_headers() -> None:
+    with pytest.raises(StreamFailed, match="request_header_mode"):
+        await run(FakeDirector(), [body_msg(b"{}", True)])
+
+
+async def test_cancellation_mid_response_finishes_once_with_the_error() -> None:
+    d = FakeDirector()
+    with pytest.raises(asyncio.CancelledError):
+        await run(
+            d,
+            [
+                headers_msg(),
+                body_msg(b"{}", True),
+                response_headers_msg(),
+                asyncio.CancelledError(),
+            ],
+        )
+    assert len(d.finished) == 1 and isinstance(d.finished[0], asyncio.CancelledError)
+
+
+async def test_cancellation_after_the_response_end_is_a_success() -> None:
+    d = FakeDirector()
+    with pytest.raises(asyncio.CancelledError):
+        await run(
+            d,
+            [headers_msg(eos=True), response_headers_msg(eos=True), asyncio.CancelledError()],
+        )
+    assert d.finished == [None]
+
+
+async def test_eof_before_the_body_ends_calls_nothing() -> None:
+    d = FakeDirector()
+    assert await run(d, [headers_msg(), body_msg(b"{", False)]) == []
+    assert d.calls == [] and d.finished == []
+
+
+async def test_subset_hint_is_passed_on() -> None:
+    d = FakeDirector()
+    msg = headers_msg(eos=True)
+    ns = msg.metadata_context.filter_metadata["envoy.lb.subset_hint"]
+    ns.fields[
+        "x-gateway-destination-endpoint-subset"
+    ].list_value.values.add().string_value = "10.0.0.9:80"
+    d.error = ServiceUnavailable("failed to find endpoint candidates for serving the request")
+    (out,) = await run(d, [msg])
+    assert d.calls[0][4] == ["10.0.0.9:80"]
+    assert out.immediate_response.status.code == 503
