@@ -1,0 +1,115 @@
+"""deploy/ validates offline: built-in kinds against Kubernetes' own schemas (kubernetes-validate,
+the newest version it bundles), our custom resources against the API models, and the pieces agree
+with each other (ports, probes, service account)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from endpoint_picker.api import InferenceObjective, InferencePool
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+K8S_VERSION = kubernetes_validate.latest_version()
+CUSTOM = {"InferencePool": InferencePool, "InferenceObjective": InferenceObjective}
+
+
+def docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def all_docs() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for path in sorted(DEPLOY.rglob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            out += docs(path)
+    return out
+
+
+def by_kind(kind: str) -> list[dict[str, Any]]:
+    return [d for d in all_docs() if d["kind"] == kind]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in sorted(DEPLOY.rglob("*.yaml")) if p.name != "kustomization.yaml"],
+    ids=lambda p: str(p.relative_to(DEPLOY)),
+)
+def test_every_manifest_validates_offline(path: Path) -> None:
+    found = docs(path)
+    assert found, f"{path} has no documents"
+    for doc in found:
+        model = CUSTOM.get(doc["kind"])
+        if model is not None:
+            model.model_validate(doc)  # the same rules as the CRD's schema
+        else:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_a_broken_manifest_is_rejected() -> None:
+    """The validation above can fail: a misspelt field in a Deployment is caught."""
+    deployment = by_kind("Deployment")[0]
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+
+
+def test_kustomization_lists_every_manifest_and_builds() -> None:
+    kustomization = docs(DEPLOY / "kustomization.yaml")[0]
+    listed = set(kustomization["resources"])
+    on_disk = {
+        str(p.relative_to(DEPLOY)) for p in DEPLOY.rglob("*.yaml") if p.name != "kustomization.yaml"
+    }
+    assert listed == on_disk
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed: the offline kustomize build is not checked")
+    built = subprocess.run(
+        [kubectl, "kustomize", str(DEPLOY)], capture_output=True, text=True, timeout=60
+    )
+    assert built.returncode == 0, built.stderr
+    kinds = sorted(d["kind"] for d in yaml.safe_load_all(built.stdout) if d)
+    assert kinds.count("CustomResourceDefinition") == 2
+    assert {"Deployment", "Service", "ServiceAccount", "Role", "RoleBinding"} <= set(kinds)
+
+
+def test_deployment_service_and_probes_agree() -> None:
+    deployment = by_kind("Deployment")[0]
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"grpc": 9002, "grpc-health": 9003, "metrics": 9090}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["grpc"]["port"] == 9003
+    # With leader election, readiness must ask the leader-only service name.
+    assert "--ha-enable-leader-election" in container["args"]
+    assert container["readinessProbe"]["grpc"]["service"] == "readiness"
+    assert container["livenessProbe"]["grpc"]["service"] == "liveness"
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
+    assert env == {"NAMESPACE": "metadata.namespace", "POD_NAME": "metadata.name"}
+
+    service = by_kind("Service")[0]
+    assert service["spec"]["selector"] == deployment["spec"]["template"]["metadata"]["labels"]
+    assert {p["port"] for p in service["spec"]["ports"]} == {9002, 9003, 9090}
+
+    account = by_kind("ServiceAccount")[0]["metadata"]["name"]
+    assert pod["serviceAccountName"] == account
+    binding = by_kind("RoleBinding")[0]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account}]
+    assert binding["roleRef"]["name"] == by_kind("Role")[0]["metadata"]["name"]
+
+
+def test_example_pool_is_the_one_the_epp_serves() -> None:
+    pool = by_kind("InferencePool")[0]
+    args = by_kind("Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert f"--pool-name={pool['metadata']['name']}" in args
+    for objective in by_kind("InferenceObjective"):
+        assert objective["spec"]["poolRef"]["name"] == pool["metadata"]["name"]
+    service = by_kind("Service")[0]["metadata"]["name"]
+    assert pool["spec"]["endpointPickerRef"]["name"] == service
