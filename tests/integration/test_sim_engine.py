@@ -110,7 +110,7 @@ async def test_waiting_queue_grows_past_max_num_seqs_and_drains(
 ) -> None:
     async with await start_fleet(1, max_num_seqs=2, inter_token_latency=0.02) as f:
         url = f.urls[0]
-        tasks = [asyncio.create_task(complete(http, url, words(f"q{i}x", 8), 20)) for i in range(6)]
+        tasks = [asyncio.create_task(complete(http, url, words(f"q{i}x", 8), 40)) for i in range(6)]
         m = await until(http, url, lambda m: value(m, "vllm:num_requests_waiting") == 4)
         assert value(m, "vllm:num_requests_running") == 2
         results = await asyncio.gather(*tasks)
@@ -119,12 +119,12 @@ async def test_waiting_queue_grows_past_max_num_seqs_and_drains(
         assert value(m, "vllm:num_requests_running") == 0
         assert value(m, "vllm:request_queue_time_seconds_count") == 6
         assert value(m, "vllm:request_queue_time_seconds_sum") > 0  # some waited
-        assert value(m, "vllm:generation_tokens_total") == 6 * 20
-        assert all(r[0]["usage"]["completion_tokens"] == 20 for r in results)
+        assert value(m, "vllm:generation_tokens_total") == 6 * 40
+        assert all(r[0]["usage"]["completion_tokens"] == 40 for r in results)
 
 
 async def test_itl_grows_with_batch_size_under_load_factor(http: aiohttp.ClientSession) -> None:
-    itl = 0.002
+    itl = 0.005
     async with await start_fleet(
         1, max_num_seqs=4, inter_token_latency=itl, time_factor_under_load=2.0
     ) as f:
@@ -133,9 +133,11 @@ async def test_itl_grows_with_batch_size_under_load_factor(http: aiohttp.ClientS
         m = await scrape(http, url)
         solo = value(m, "vllm:inter_token_latency_seconds_sum")
         assert solo == pytest.approx(10 * itl)  # one running: factor 1.0
-        await asyncio.gather(*(complete(http, url, f"b{i}", 11) for i in range(4)))
+        # 4 x 60 tokens: they overlap (each lasts >= 0.3 s), so some steps run with a bigger batch.
+        await asyncio.gather(*(complete(http, url, f"b{i}", 60) for i in range(4)))
         m = await scrape(http, url)
         count = value(m, "vllm:inter_token_latency_seconds_count")
+        assert count == 10 + 4 * 59
         mean_loaded = (value(m, "vllm:inter_token_latency_seconds_sum") - solo) / (count - 10)
         assert itl < mean_loaded <= 2.0 * itl + 1e-12
 
@@ -179,7 +181,7 @@ async def test_lora_info_reflects_running_and_waiting_adapters(
             return labels["running_lora_adapters"], labels["waiting_lora_adapters"]
 
         tasks = [
-            asyncio.create_task(complete(http, url, f"to {name}", 30, model=name))
+            asyncio.create_task(complete(http, url, f"to {name}", 100, model=name))
             for name in ("a", "b")
         ]
         await until(http, url, lambda m: lora(m) == ("a,b", ""))
@@ -201,7 +203,7 @@ async def test_lora_info_reflects_running_and_waiting_adapters(
 async def test_instances_are_independent(http: aiohttp.ClientSession) -> None:
     fleet: SimFleet = await start_fleet(3, max_num_seqs=1, inter_token_latency=0.02)
     try:
-        task = asyncio.create_task(complete(http, fleet.urls[1], "busy", 20))
+        task = asyncio.create_task(complete(http, fleet.urls[1], "busy", 50))
         await until(http, fleet.urls[1], lambda m: value(m, "vllm:num_requests_running") == 1)
         for i in (0, 2):
             m = await scrape(http, fleet.urls[i])
@@ -243,3 +245,24 @@ async def test_jitter_is_seeded_and_repeats(http: aiohttp.ClientSession) -> None
     assert any(
         t != pytest.approx(0.002 + n * 0.0001) for t, n in zip(runs[0], (5, 9, 13), strict=True)
     )
+
+
+async def test_client_disconnect_mid_stream_frees_the_slot_and_blocks(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with await start_fleet(1, inter_token_latency=0.01) as f:
+        url = f.urls[0]
+        body = {"model": "sim-model", "prompt": words("d", 20), "max_tokens": 400,
+                "ignore_eos": True, "stream": True}  # fmt: skip
+        r = await http.post(f"{url}/v1/completions", json=body)
+        assert (await r.content.readline()).startswith(b"data: ")
+        m = await scrape(http, url)
+        assert value(m, "vllm:num_requests_running") == 1
+        assert value(m, "vllm:kv_cache_usage_perc") > 0
+        r.close()  # the client goes away after the first token
+        m = await until(http, url, lambda m: value(m, "vllm:num_requests_running") == 0)
+        assert value(m, "vllm:kv_cache_usage_perc") == 0
+        aborted = [v for labels, v in m["vllm:request_success_total"]
+                   if labels["finished_reason"] == "abort"]  # fmt: skip
+        assert aborted == [1.0]
+        assert value(m, "vllm:generation_tokens_total") < 400
