@@ -24,8 +24,10 @@ from endpoint_picker import metrics as m
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.datastore import Datastore, Endpoint
 from endpoint_picker.errors import Code, InferenceError, Internal, ServiceUnavailable
+from endpoint_picker.requests.rewrite import rewrite_model_name
 from endpoint_picker.requests.types import (
     DESTINATION_HEADER,
+    DESTINATION_NAMESPACE,
     DESTINATION_SERVED_HEADER,
     REQUEST_ID_HEADER,
     InferenceRequest,
@@ -40,6 +42,8 @@ CHARS_PER_TOKEN = 4
 
 class Parser(Protocol):
     def parse(self, headers: dict[str, str], body: bytes, path: str = "") -> InferenceRequest: ...
+
+    def usage_tracker(self, content_type: str | None = None) -> UsageSink | None: ...
 
 
 class Admission(Protocol):
@@ -58,6 +62,13 @@ class Scheduler(Protocol):
     def pre_request(self, request: InferenceRequest, result: Any) -> None: ...
 
     def response_complete(self, request: InferenceRequest, endpoint: Endpoint) -> None: ...
+
+    def process_response_headers(
+        self,
+        request: InferenceRequest,
+        headers: dict[str, str],
+        metadata: dict[str, dict[str, str]],
+    ) -> None: ...
 
 
 class UsageSink(Protocol):
@@ -80,9 +91,11 @@ class RequestContext:
     response_status: int = 0
     response_bytes: int = 0
     streaming: bool = False
+    content_type: str | None = None
     usage: Usage | None = None
     finished: bool = False
     _tracker: UsageSink | None = None
+    _no_tracker: bool = False
     _inflight_tokens: int = 0
 
 
@@ -204,23 +217,30 @@ class Director:
     def handle_response_headers(
         self, ctx: RequestContext, headers: dict[str, str]
     ) -> dict[str, str]:
+        """Record status and content type; returns headers that response plugins add or change."""
         status = headers.get(":status") or headers.get("status") or "200"
         ctx.response_status = int(status) if status.isdigit() else 0
-        if "text/event-stream" in headers.get("content-type", ""):
+        ctx.content_type = headers.get("content-type")
+        if ctx.content_type and "text/event-stream" in ctx.content_type:
             ctx.streaming = True
         served = headers.get(DESTINATION_SERVED_HEADER)
         if served and ctx.endpoint is not None and served != ctx.endpoint.hostport:
             self._move_load(ctx, served)
-        return {}
+        edited = dict(headers)
+        metadata = {DESTINATION_NAMESPACE: {DESTINATION_SERVED_HEADER: served}} if served else {}
+        self.scheduler.process_response_headers(ctx.request, edited, metadata)
+        return {k: v for k, v in edited.items() if headers.get(k) != v}
 
     def handle_response_body(self, ctx: RequestContext, chunk: bytes, end_of_stream: bool) -> bytes:
         ctx.response_bytes += len(chunk)
-        if ctx._tracker is None:
-            ctx._tracker = _usage_tracker()
-        ctx._tracker.feed(chunk)
+        if ctx._tracker is None and not ctx._no_tracker:
+            ctx._tracker = self.parser.usage_tracker(ctx.content_type)
+            ctx._no_tracker = ctx._tracker is None
+        if ctx._tracker is not None:
+            ctx._tracker.feed(chunk)
         req = ctx.request
         if req.incoming_model and req.target_model and req.incoming_model != req.target_model:
-            chunk = _rewrite_model(chunk, req.target_model, req.incoming_model)
+            chunk = rewrite_model_name(chunk, req.target_model, req.incoming_model)
         if end_of_stream:
             self.finish(ctx)
         return chunk
@@ -288,20 +308,6 @@ def _new_id() -> str:
     import uuid
 
     return str(uuid.uuid4())
-
-
-def _usage_tracker() -> UsageSink:
-    from endpoint_picker.requests import UsageTracker
-
-    tracker: UsageSink = UsageTracker()
-    return tracker
-
-
-def _rewrite_model(chunk: bytes, target: str, incoming: str) -> bytes:
-    from endpoint_picker.requests import rewrite_model_name
-
-    out: bytes = rewrite_model_name(chunk, target, incoming)
-    return out
 
 
 __all__ = ["DESTINATION_HEADER", "Director", "RequestContext"]

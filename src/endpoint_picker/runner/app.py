@@ -1,0 +1,194 @@
+"""Composition: one place that builds the EPP from options, in upstream's start-up order.
+
+config -> datastore -> sources -> data layer -> admission -> scheduler -> director -> metrics port
+-> ext_proc server. ``Stack`` adds what ``epp run`` starts around it on this machine: simulated
+model servers and a managed Envoy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from endpoint_picker.clock import SYSTEM_CLOCK, Clock
+from endpoint_picker.datastore import Datastore
+from endpoint_picker.director import Director
+from endpoint_picker.errors import ConfigError
+
+log = logging.getLogger("endpoint_picker")
+
+
+@dataclass
+class EppOptions:
+    """Every knob of one EPP process (flag names as upstream, see ``epp run --help``)."""
+
+    manifests: list[str] = field(default_factory=list)
+    endpoints: list[str] = field(default_factory=list)  # "ip:port" or "name=ip:port"
+    pool_name: str | None = None
+    config_file: str | None = None
+    config_text: str | None = None
+    host: str = "127.0.0.1"
+    grpc_port: int = 9002
+    grpc_health_port: int | None = 9003
+    metrics_port: int | None = 9090
+    secure_serving: bool = True
+    cert_path: str | None = None
+    refresh_metrics_interval: float = 0.05
+    refresh_prometheus_metrics_interval: float = 5.0
+    metrics_staleness_threshold: float = 2.0
+    disable_endpoint_subset_filter: bool = False
+    model_server_metrics_port: int = 0
+    kubernetes_args: Any = None  # an argparse namespace with the Kubernetes flags, or None
+
+
+class Epp:
+    """The EPP process: every part wired, started and stopped in order."""
+
+    def __init__(self, options: EppOptions, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.options = options
+        self.clock = clock
+        self.datastore = Datastore(model_server_metrics_port=options.model_server_metrics_port)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stoppers: list[Any] = []
+        self.director: Director | None = None
+        self.extproc: Any = None
+        self.metrics_server: Any = None
+        self.admission: Any = None
+        self.source: Any = None
+
+    async def start(self) -> None:
+        from endpoint_picker.config import build_detector, build_scheduler, load_config
+        from endpoint_picker.config.loader import load_config_text
+        from endpoint_picker.datalayer import DataLayer
+        from endpoint_picker.datalayer.params import from_params
+        from endpoint_picker.extproc import ExtProcServer
+        from endpoint_picker.flowcontrol import build_admission
+        from endpoint_picker.requests import PARSERS
+        from endpoint_picker.runner.observability import MetricsServer
+
+        o = self.options
+        if o.config_file and o.config_text:
+            raise ConfigError("--config-file and --config-text are mutually exclusive")
+        cfg = load_config_text(o.config_text) if o.config_text else load_config(o.config_file)
+        await self._start_source()
+
+        plugin = cfg.saturation_detector_plugin
+        detector = build_detector(plugin)
+        pool = self.datastore.pool
+        self.admission = build_admission(
+            cfg.flow_control,
+            detector,
+            self.datastore.endpoints,
+            self.clock,
+            pool_name=pool.metadata.name if pool else "",
+        )
+        if hasattr(self.admission, "start"):
+            await self.admission.start()
+            self._stoppers.append(self.admission.stop)
+        scheduler = build_scheduler(cfg, clock=self.clock, detectors={plugin.name: detector})
+        self.datastore.subscribe(
+            lambda event, obj: (
+                scheduler.remove_endpoint(obj) if event == "endpoint-removed" else None
+            )
+        )
+        self.director = Director(
+            self.datastore,
+            PARSERS[cfg.parser_plugin.type_name],
+            self.admission,
+            scheduler,
+            clock=self.clock,
+            disable_subset_filter=o.disable_endpoint_subset_filter,
+        )
+        notify = getattr(self.admission, "notify", None)
+        layer_kwargs = from_params(_data_layer_params(cfg))
+        datalayer = DataLayer(
+            self.datastore,
+            clock=self.clock,
+            refresh_interval=o.refresh_metrics_interval,
+            on_update=(lambda _ep: notify()) if notify else None,
+            **layer_kwargs,
+        )
+        await datalayer.start()
+        self._stoppers.append(datalayer.stop)
+
+        if o.metrics_port is not None:
+            self.metrics_server = MetricsServer(
+                self.datastore,
+                host=o.host,
+                port=o.metrics_port,
+                refresh_interval=o.refresh_prometheus_metrics_interval,
+                staleness_threshold=o.metrics_staleness_threshold,
+                ready=self.ready,
+                clock=self.clock,
+            )
+            await self.metrics_server.start()
+            self._stoppers.append(self.metrics_server.stop)
+        self.extproc = ExtProcServer(
+            self.director,
+            host=o.host,
+            port=o.grpc_port,
+            health_port=o.grpc_health_port,
+            secure=o.secure_serving,
+            cert_path=o.cert_path,
+            ready=self.ready,
+        )
+        await self.extproc.start()
+        self._stoppers.append(self.extproc.stop)
+
+    async def _start_source(self) -> None:
+        o = self.options
+        if o.kubernetes_args is not None:
+            from endpoint_picker.sources.k8s_args import from_args
+
+            source = from_args(o.kubernetes_args, self.datastore)
+            if source is not None:
+                self.source = source
+                self._tasks.append(asyncio.create_task(source.run(), name="kubernetes-source"))
+                self._stoppers.append(source.stop)
+                return
+        from endpoint_picker.sources.files import FileSource
+
+        files = FileSource(self.datastore, o.manifests, o.endpoints, pool_name=o.pool_name)
+        files.load_or_raise()
+        self.source = files
+        self._tasks.append(asyncio.create_task(files.run(), name="file-source"))
+
+        async def stop_files() -> None:
+            files.stop()
+
+        self._stoppers.append(stop_files)
+
+    def ready(self) -> bool:
+        is_ready = getattr(self.source, "is_ready", None)
+        return bool(is_ready()) if callable(is_ready) else True
+
+    @property
+    def grpc_port(self) -> int:
+        return int(self.extproc.port)
+
+    async def stop(self) -> None:
+        for stop in reversed(self._stoppers):
+            try:
+                result = stop()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:  # stopping must go on for the other parts
+                log.exception("error while stopping")
+        self._stoppers.clear()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+
+def _data_layer_params(cfg: Any) -> dict[str, Any]:
+    """Merge the parameters of the configured metrics source and its extractors (upstream wires
+    them as ``dataLayer.sources[].pluginRef`` / ``extractors[].pluginRef``)."""
+    merged: dict[str, Any] = {}
+    for src in (cfg.data_layer or {}).get("sources") or []:
+        names = [src["pluginRef"], *(ex["pluginRef"] for ex in src.get("extractors") or [])]
+        for name in names:
+            merged.update(cfg.plugins[name].parameters or {})
+    return merged

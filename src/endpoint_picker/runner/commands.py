@@ -1,0 +1,241 @@
+"""``epp run`` and ``epp demo``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from typing import Any
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    src = p.add_argument_group("pool", "Where the pool, its objectives and endpoints come from.")
+    src.add_argument(
+        "-f",
+        "--manifest",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="InferencePool/InferenceObjective manifests (YAML/JSON); reloaded when they change. "
+        "Without -f and without Kubernetes flags, an embedded default pool and objectives "
+        "(critical=10, standard unset, sheddable=-10) are used.",
+    )
+    src.add_argument(
+        "--endpoint",
+        action="append",
+        default=[],
+        metavar="[NAME=]IP:PORT",
+        help="A model server to route to (repeatable); for runs without Kubernetes.",
+    )
+    src.add_argument("--pool", dest="pool_name_file", default=None, help="Pool to use from -f.")
+    src.add_argument(
+        "--simulate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="Also start N simulated vLLM servers (epp sim) and route to them.",
+    )
+    src.add_argument("--sim-profile", default="8b-h100", help="Simulator profile (--simulate).")
+    epp = p.add_argument_group("epp", "The EPP itself (upstream flag names and defaults).")
+    epp.add_argument("--host", default="127.0.0.1", help="Address the EPP's servers bind to.")
+    epp.add_argument("--grpc-port", type=int, default=9002, help="ext_proc gRPC port.")
+    epp.add_argument("--grpc-health-port", type=int, default=9003, help="gRPC health port.")
+    epp.add_argument("--metrics-port", type=int, default=9090, help="Prometheus /metrics port.")
+    epp.add_argument("--config-file", default=None, help="EndpointPickerConfig YAML file.")
+    epp.add_argument("--config-text", default=None, help="EndpointPickerConfig YAML text.")
+    epp.add_argument(
+        "--secure-serving",
+        default=True,
+        action=argparse.BooleanOptionalAction,
+        help="TLS on the ext_proc port (self-signed unless --cert-path).",
+    )
+    epp.add_argument("--cert-path", default=None, help="Directory with tls.crt and tls.key.")
+    epp.add_argument(
+        "--refresh-metrics-interval",
+        type=_duration,
+        default=0.05,
+        help="Model-server scrape interval (e.g. 50ms).",
+    )
+    epp.add_argument(
+        "--refresh-prometheus-metrics-interval",
+        type=_duration,
+        default=5.0,
+        help="Pool gauge refresh interval (e.g. 5s).",
+    )
+    epp.add_argument(
+        "--metrics-staleness-threshold",
+        type=_duration,
+        default=2.0,
+        help="Metrics older than this do not count for the pool gauges (e.g. 2s).",
+    )
+    epp.add_argument(
+        "--disable-endpoint-subset-filter",
+        action="store_true",
+        help="Ignore the gateway's x-gateway-destination-endpoint-subset hint.",
+    )
+    epp.add_argument(
+        "--model-server-metrics-port",
+        type=int,
+        default=0,
+        help="Metrics port of model servers when the pool has one target port (deprecated).",
+    )
+    epp.add_argument("-v", "--verbose", action="count", default=0, help="More logging.")
+    env = p.add_argument_group("envoy", "The managed Envoy in front (standalone runs).")
+    env.add_argument("--port", type=int, default=8081, help="Envoy's listener port for clients.")
+    env.add_argument("--no-envoy", action="store_true", help="Run the EPP only.")
+    env.add_argument(
+        "--envoy-mode",
+        choices=("duplex", "buffered"),
+        default="duplex",
+        help="ext_proc body mode: FULL_DUPLEX_STREAMED (default, as upstream) or BUFFERED.",
+    )
+    env.add_argument(
+        "--failure-mode",
+        choices=("FailClose", "FailOpen"),
+        default="FailClose",
+        help="What Envoy does when the EPP is down (FailOpen falls back within the pool only).",
+    )
+    env.add_argument("--envoy-admin-port", type=int, default=None, help="Envoy admin port.")
+    try:
+        from endpoint_picker.sources.k8s_args import add_arguments
+    except ImportError:  # pragma: no cover
+        return
+    add_arguments(p)
+
+
+def _duration(text: str) -> float:
+    """Go-style durations (``50ms``, ``2s``, ``1m``) or plain seconds."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for unit in ("ms", "s", "m", "h"):
+        if text.endswith(unit):
+            try:
+                return float(text[: -len(unit)]) * units[unit]
+            except ValueError:
+                break
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 50ms, 2s)") from None
+
+
+def register(subparsers: Any) -> None:
+    run = subparsers.add_parser(
+        "run",
+        help="Run the EPP (and, standalone, Envoy and simulated model servers).",
+        description=(
+            "Start the EPP: ext_proc on --grpc-port, gRPC health on --grpc-health-port, "
+            "Prometheus metrics on --metrics-port. Standalone (default) it also starts Envoy on "
+            "--port in front of the pool, and with --simulate N, N simulated vLLM servers. "
+            "With --pool-name or --endpoint-selector it serves a pool from the Kubernetes API."
+        ),
+    )
+    _add_run_arguments(run)
+    run.set_defaults(func=run_command)
+    demo = subparsers.add_parser(
+        "demo",
+        help="Start Envoy + EPP + simulated servers, send a mixed workload, print what happened.",
+        description=(
+            "The whole system on this machine for about half a minute: 4 simulated vLLM "
+            "servers, the EPP, Envoy; two tenants at three priorities with shared prefixes and "
+            "a streaming request; then a summary per endpoint and per priority."
+        ),
+    )
+    demo.add_argument("--requests", type=int, default=240, help="How many requests to send.")
+    demo.add_argument("--concurrency", type=int, default=48, help="Requests in flight at once.")
+    demo.add_argument("--simulate", type=int, default=4, help="Simulated servers.")
+    demo.add_argument("--port", type=int, default=0, help="Envoy port (0 = any free port).")
+    demo.set_defaults(func=demo_command)
+
+
+def options_from_args(args: argparse.Namespace) -> Any:
+    from endpoint_picker.runner.app import EppOptions
+    from endpoint_picker.runner.stack import StackOptions
+
+    kube = (
+        args if (getattr(args, "pool_name", "") or getattr(args, "endpoint_selector", "")) else None
+    )
+    manifests = list(args.manifest)
+    if not manifests and kube is None:
+        from endpoint_picker.runner.defaults import default_manifest_path
+
+        manifests = [default_manifest_path()]
+    epp = EppOptions(
+        manifests=manifests,
+        endpoints=list(args.endpoint),
+        pool_name=args.pool_name_file,
+        config_file=args.config_file,
+        config_text=args.config_text,
+        host=args.host,
+        grpc_port=args.grpc_port,
+        grpc_health_port=args.grpc_health_port,
+        metrics_port=args.metrics_port,
+        secure_serving=args.secure_serving,
+        cert_path=args.cert_path,
+        refresh_metrics_interval=args.refresh_metrics_interval,
+        refresh_prometheus_metrics_interval=args.refresh_prometheus_metrics_interval,
+        metrics_staleness_threshold=args.metrics_staleness_threshold,
+        disable_endpoint_subset_filter=args.disable_endpoint_subset_filter,
+        model_server_metrics_port=args.model_server_metrics_port,
+        kubernetes_args=kube,
+    )
+    return StackOptions(
+        epp=epp,
+        listen_port=args.port,
+        admin_port=args.envoy_admin_port,
+        simulate=args.simulate,
+        sim_profile=args.sim_profile,
+        envoy=not args.no_envoy and kube is None,
+        mode=args.envoy_mode,
+        failure_mode=args.failure_mode,
+    )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose > 1 else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return _run_loop(_serve(options_from_args(args)))
+
+
+async def _serve(options: Any) -> int:
+    from endpoint_picker.runner.stack import Stack
+
+    log = logging.getLogger("endpoint_picker")
+    stack = Stack(options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stack.start()
+    o = options.epp
+    log.info("ext_proc on %s:%d, metrics on :%s", o.host, stack.epp.grpc_port, o.metrics_port)
+    for ep in stack.epp.datastore.endpoints():
+        log.info("endpoint %s", ep)
+    if stack.envoy is not None:
+        log.info("send requests to %s/v1/completions (Envoy pid %s)", stack.url, stack.envoy.pid)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        await stack.stop()
+    return 0
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from endpoint_picker.runner.demo import run_demo
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return _run_loop(run_demo(args.simulate, args.requests, args.concurrency, args.port))
+
+
+def _run_loop(coro: Any) -> int:
+    try:
+        import uvloop
+
+        return int(uvloop.run(coro))
+    except ImportError:  # pragma: no cover
+        return int(asyncio.run(coro))
+    except KeyboardInterrupt:
+        return 130

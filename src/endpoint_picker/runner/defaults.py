@@ -1,0 +1,10 @@
+"""Embedded defaults for standalone runs."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+
+def default_manifest_path() -> str:
+    """The packaged pool + objectives manifest (critical=10, standard unset, sheddable=-10)."""
+    return str(files("endpoint_picker.runner").joinpath("default-pool.yaml"))

@@ -1,0 +1,95 @@
+"""``epp run``'s whole stack on this machine: simulated model servers, the EPP, a managed Envoy.
+
+Everything binds to 127.0.0.1 unless told otherwise, and everything started here is stopped here,
+by the handles that started it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from endpoint_picker.runner.app import Epp, EppOptions
+
+
+@dataclass
+class StackOptions:
+    epp: EppOptions = field(default_factory=EppOptions)
+    listen_port: int = 8081
+    admin_port: int | None = None
+    simulate: int = 0
+    sim_profile: str = "8b-h100"
+    sim_base_port: int = 0
+    sim_overrides: dict[str, Any] = field(default_factory=dict)
+    envoy: bool = True
+    mode: str = "duplex"
+    failure_mode: str = "FailClose"
+    envoy_concurrency: int = 1
+    access_log_path: str | None = None
+
+
+class Stack:
+    def __init__(self, options: StackOptions) -> None:
+        self.options = options
+        self.fleet: Any = None
+        self.epp = Epp(options.epp)
+        self.envoy: Any = None
+
+    @property
+    def url(self) -> str:
+        port = self.envoy.port if self.envoy is not None else self.options.listen_port
+        return f"http://127.0.0.1:{port}"
+
+    @property
+    def pool_endpoints(self) -> list[str]:
+        return [ep.hostport for ep in self.epp.datastore.endpoints()]
+
+    async def start(self) -> None:
+        o = self.options
+        try:
+            if o.simulate:
+                from endpoint_picker.sim import start_fleet
+
+                self.fleet = await start_fleet(
+                    o.simulate, o.sim_profile, base_port=o.sim_base_port, **o.sim_overrides
+                )
+                o.epp.endpoints = [
+                    *o.epp.endpoints,
+                    *(f"sim-{i}=127.0.0.1:{p}" for i, p in enumerate(self.fleet.ports)),
+                ]
+            await self.epp.start()
+            if o.envoy:
+                from endpoint_picker.envoy import ManagedEnvoy, bootstrap
+
+                config = bootstrap(
+                    o.listen_port,
+                    o.epp.host,
+                    self.epp.grpc_port,
+                    mode=o.mode,  # type: ignore[arg-type]
+                    failure_mode=o.failure_mode,  # type: ignore[arg-type]
+                    pool_endpoints=self.pool_endpoints or None,
+                    tls=o.epp.secure_serving,
+                    admin_port=o.admin_port,
+                    access_log_path=o.access_log_path,
+                )
+                self.envoy = ManagedEnvoy(config, concurrency=o.envoy_concurrency)
+                await self.envoy.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self.envoy is not None:
+            await self.envoy.stop()
+            self.envoy = None
+        await self.epp.stop()
+        if self.fleet is not None:
+            await self.fleet.stop()
+            self.fleet = None
+
+    async def __aenter__(self) -> Stack:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
