@@ -18,9 +18,9 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from prometheus_client import Gauge
+from prometheus_client.metrics import MetricWrapperBase
 
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.datastore import Endpoint
@@ -93,7 +93,7 @@ class FlowController:
         self._expiry_at = math.inf
         self._recheck_timer: asyncio.TimerHandle | None = None
         self._gc_timer: asyncio.TimerHandle | None = None
-        self._gauges: dict[tuple[FlowKey, str, str], tuple[Gauge, Gauge]] = {}
+        self._children: dict[tuple[object, ...], Any] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -151,10 +151,9 @@ class FlowController:
         fut: asyncio.Future[None] = loop.create_future()
         item = Item(request, key, self._seq, now, deadline, fut)
         queued = self.registry.enqueue(item, now)
-        m.REQUEST_ENQUEUE_DURATION.labels(
-            key.fairness_id,
-            str(key.priority),
-            NOT_YET_FINALIZED if queued else Outcome.REJECTED_CAPACITY.value,
+        enqueue_outcome = NOT_YET_FINALIZED if queued else Outcome.REJECTED_CAPACITY.value
+        self._child(
+            m.REQUEST_ENQUEUE_DURATION, key.fairness_id, str(key.priority), enqueue_outcome
         ).observe(time.perf_counter() - t0)
         if not queued:
             self._finalize(item, Outcome.REJECTED_CAPACITY, now)
@@ -216,7 +215,7 @@ class FlowController:
             return
         saturation = self.detector.saturation(self._endpoints(), now)
         self.saturation = saturation
-        m.POOL_SATURATION.labels(self.pool_name).set(saturation)
+        self._child(m.POOL_SATURATION, self.pool_name).set(saturation)
         picked = self.registry.select(saturation, now)
         if isinstance(picked, Item):
             self._finalize(picked, Outcome.DISPATCHED, now)
@@ -276,7 +275,8 @@ class FlowController:
         item.outcome = outcome
         self.outcomes[outcome] += 1
         req = item.request
-        m.REQUEST_QUEUE_DURATION.labels(
+        self._child(
+            m.REQUEST_QUEUE_DURATION,
             item.key.fairness_id,
             str(item.key.priority),
             outcome.value,
@@ -295,14 +295,19 @@ class FlowController:
         if self._running and self._loop is not None:
             self._gc_timer = self._loop.call_later(self.config.flow_gc_timeout, self._on_gc_timer)
 
-    def _flow_gauges(self, key: FlowKey, req: InferenceRequest) -> tuple[Gauge, Gauge]:
-        """Label children cached per (flow, model): labels() is the costly part of a metric."""
-        ck = (key, req.incoming_model, req.target_model)
-        pair = self._gauges.get(ck)
-        if pair is None:
-            if len(self._gauges) > 10_000:
-                self._gauges.clear()
-            labels = (key.fairness_id, str(key.priority), self.pool_name, *ck[1:])
-            pair = (m.QUEUE_SIZE.labels(*labels), m.QUEUE_BYTES.labels(*labels))
-            self._gauges[ck] = pair
-        return pair
+    def _flow_gauges(self, key: FlowKey, req: InferenceRequest) -> tuple[Any, Any]:
+        labels = (key.fairness_id, str(key.priority), self.pool_name)
+        return (
+            self._child(m.QUEUE_SIZE, *labels, req.incoming_model, req.target_model),
+            self._child(m.QUEUE_BYTES, *labels, req.incoming_model, req.target_model),
+        )
+
+    def _child(self, metric: MetricWrapperBase, *labels: str) -> Any:
+        """A metric's labelled child, cached: ``labels()`` is the costly part of recording."""
+        ck = (id(metric), *labels)
+        child = self._children.get(ck)
+        if child is None:
+            if len(self._children) > 50_000:  # label sets follow tenants; bound the cache
+                self._children.clear()
+            child = self._children[ck] = metric.labels(*labels)
+        return child
