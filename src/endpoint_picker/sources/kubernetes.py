@@ -182,8 +182,9 @@ class KubernetesSource:
             )
         return self._client
 
-    def _load_config(self) -> KubeConfig | None:
-        return KubeConfig.from_file(self._kubeconfig) if self._kubeconfig else None
+    def _load_config(self) -> KubeConfig:
+        # In a thread: both read files. from_env tries in-cluster, $KUBECONFIG, ~/.kube/config.
+        return KubeConfig.from_file(self._kubeconfig) if self._kubeconfig else KubeConfig.from_env()
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
