@@ -322,3 +322,21 @@ def test_build_admission_honours_the_switch() -> None:
     on = build_admission(FlowControlConfig(), det, lambda: no_eps)
     off = build_admission(FlowControlConfig.from_dict({"enabled": False}), det, lambda: no_eps)
     assert isinstance(on, FlowController) and isinstance(off, LegacyAdmission)
+
+
+async def test_controller_gc_follows_the_injected_clock() -> None:
+    fc, _, clock, d = await make(max_concurrency=5)
+    r = req(priority=7, flow="gc")
+    task = asyncio.create_task(d.handle(r))
+    await steps()
+    d.complete(r)
+    await task
+    assert fc.registry.priorities() == [7]
+    clock.advance(299)
+    assert fc.collect_garbage() == (0, 0)
+    clock.advance(1)
+    assert fc.collect_garbage() == (1, 0)  # flow idle 5 minutes
+    clock.advance(300)
+    assert fc.collect_garbage() == (0, 1)  # band idle 10 minutes
+    assert fc.registry.priorities() == []
+    await fc.stop()
