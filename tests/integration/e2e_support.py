@@ -1,0 +1,208 @@
+"""Helpers for end-to-end tests: the whole system (simulators, EPP, a front) as ``epp run``
+composes it, plus small client and polling utilities.
+
+The *front* is how client requests reach the EPP. It is one parametrized fixture, so a new front
+(e.g. a fast HTTP front) is added here once and every ``test_e2e_*`` module runs against it:
+
+    from e2e_support import front  # noqa: F401  (the fixture)
+
+    @pytest_asyncio.fixture(loop_scope="module", scope="module")
+    async def stack(front, tmp_path_factory):
+        async with running_stack(front, tmp_path_factory.mktemp("s"), simulate=2) as s:
+            yield s
+
+Tests must then run on the module loop: ``pytest.mark.asyncio(loop_scope="module")``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from endpoint_picker.metrics import REGISTRY
+from endpoint_picker.runner.app import EppOptions
+from endpoint_picker.runner.stack import Stack, StackOptions
+
+SIM_ENDPOINT_HEADER = "x-sim-endpoint"
+OBJECTIVE_HEADER = "x-gateway-inference-objective"
+FAIRNESS_HEADER = "x-gateway-inference-fairness-id"
+DESTINATION_HEADER = "x-gateway-destination-endpoint"
+TEST_SELECTION_HEADER = "test-epp-endpoint-selection"
+MODEL = "sim-model"
+POOL = "e2e-pool"
+
+# Every front the end-to-end tests run against; add a name here and handle it in ``_options``.
+FRONTS = ["extproc"]
+
+
+@pytest.fixture(scope="module", params=FRONTS)
+def front(request: pytest.FixtureRequest) -> str:
+    """The front under test (module scope: one stack per module and front)."""
+    return str(request.param)
+
+
+def write_manifest(directory: Path, objectives: Mapping[str, int | None]) -> str:
+    """An InferencePool plus one InferenceObjective per name (None = priority unset)."""
+    docs = [
+        "apiVersion: inference.networking.k8s.io/v1\nkind: InferencePool\n"
+        f"metadata: {{name: {POOL}}}\n"
+        "spec:\n  selector: {matchLabels: {app: sim}}\n  targetPorts: [{number: 8000}]\n"
+    ]
+    for name, priority in objectives.items():
+        spec = f"poolRef: {{name: {POOL}}}"
+        if priority is not None:
+            spec = f"priority: {priority}, {spec}"
+        docs.append(
+            "apiVersion: inference.networking.x-k8s.io/v1alpha2\nkind: InferenceObjective\n"
+            f"metadata: {{name: {name}}}\nspec: {{{spec}}}\n"
+        )
+    path = directory / "manifest.yaml"
+    path.write_text("---\n".join(docs))
+    return str(path)
+
+
+def write_config(directory: Path, text: str) -> str:
+    """An EndpointPickerConfig file from YAML text."""
+    path = directory / "config.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def _options(
+    front: str,
+    directory: Path,
+    *,
+    simulate: int,
+    objectives: Mapping[str, int | None],
+    config: str | None,
+    sim_overrides: Mapping[str, Any],
+    mode: str,
+    failure_mode: str,
+    access_log: bool,
+) -> StackOptions:
+    if front != "extproc":  # pragma: no cover - a new front is wired here
+        raise ValueError(f"unknown front {front!r}")
+    epp = EppOptions(
+        manifests=[write_manifest(directory, objectives)],
+        pool_name=POOL,
+        config_file=write_config(directory, config) if config else None,
+        grpc_port=0,
+        grpc_health_port=0,
+        metrics_port=0,
+    )
+    return StackOptions(
+        epp=epp,
+        listen_port=0,
+        simulate=simulate,
+        sim_profile="tiny-test",
+        sim_overrides=dict(sim_overrides),
+        mode=mode,
+        failure_mode=failure_mode,
+        access_log_path=str(directory / "access.log") if access_log else None,
+    )
+
+
+@asynccontextmanager
+async def running_stack(
+    front: str,
+    directory: Path,
+    *,
+    simulate: int = 1,
+    objectives: Mapping[str, int | None] | None = None,
+    config: str | None = None,
+    sim_overrides: Mapping[str, Any] | None = None,
+    mode: str = "duplex",
+    failure_mode: str = "FailClose",
+    access_log: bool = False,
+) -> AsyncIterator[Stack]:
+    """Simulators + EPP + front on 127.0.0.1 ephemeral ports; stopped on exit."""
+    options = _options(
+        front,
+        directory,
+        simulate=simulate,
+        objectives=objectives if objectives is not None else {"high": 10, "low": -10},
+        config=config,
+        sim_overrides=sim_overrides or {},
+        mode=mode,
+        failure_mode=failure_mode,
+        access_log=access_log,
+    )
+    stack = Stack(options)
+    await stack.start()
+    try:
+        yield stack
+    finally:
+        await stack.stop()
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def served_by(self) -> str | None:
+        return self.headers.get(SIM_ENDPOINT_HEADER)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def completion(prompt: str = "hello", max_tokens: int = 2, **extra: Any) -> dict[str, Any]:
+    return {"model": MODEL, "prompt": prompt, "max_tokens": max_tokens, **extra}
+
+
+async def post(
+    session: aiohttp.ClientSession,
+    stack: Stack,
+    payload: Any,
+    headers: Mapping[str, str] | None = None,
+    *,
+    path: str = "/v1/completions",
+    timeout: float = 60.0,
+) -> Reply:
+    """POST JSON (or raw bytes) through the front; the whole reply, read to its end."""
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    hdrs = {"content-type": "application/json", **(headers or {})}
+    async with session.post(
+        stack.url + path, data=data, headers=hdrs, timeout=aiohttp.ClientTimeout(total=timeout)
+    ) as r:
+        body = await r.read()
+        return Reply(r.status, {k.lower(): v for k, v in r.headers.items()}, body)
+
+
+async def wait_until(
+    predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition"
+) -> None:
+    """Poll until ``predicate()`` holds; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def sample(name: str, labels: Mapping[str, str] | None = None) -> float:
+    """A sample of the EPP's Prometheus registry (0 when absent)."""
+    value = REGISTRY.get_sample_value(name, dict(labels or {}))
+    return float(value) if value is not None else 0.0
+
+
+def total_inflight(stack: Stack) -> int:
+    return sum(ep.inflight_requests for ep in stack.epp.datastore.endpoints())
+
+
+def queued(stack: Stack) -> int:
+    """Requests waiting in flow control (0 with legacy admission)."""
+    registry = getattr(stack.epp.admission, "registry", None)
+    return int(registry.len) if registry is not None else 0
