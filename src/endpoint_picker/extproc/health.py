@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from google.protobuf import (  # type: ignore[import-untyped]
+from google.protobuf import (
     descriptor_pb2,
     descriptor_pool,
     message_factory,

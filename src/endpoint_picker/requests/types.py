@@ -29,7 +29,7 @@ class InferenceRequest:
     headers: dict[str, str]  # lower-case names
     raw_body: bytes = b""
     body: dict[str, Any] | None = None  # parsed JSON body (None for passthrough)
-    api: str = ""  # "completions", "chat/completions", "responses", "conversations", "embeddings", ""
+    api: str = ""  # "completions", "chat/completions", "responses", "embeddings", ... or ""
     incoming_model: str = ""
     target_model: str = ""
     # Text used for prefix-cache hashing: the prompt, or the chat messages rendered in order.

@@ -87,8 +87,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     env.add_argument(
         "--envoy-mode",
         choices=("duplex", "buffered"),
-        default="duplex",
-        help="ext_proc body mode: FULL_DUPLEX_STREAMED (default, as upstream) or BUFFERED.",
+        default=None,
+        help="ext_proc body mode: FULL_DUPLEX_STREAMED (default, as upstream) or BUFFERED "
+        "(the default with FailOpen: Envoy can fail open in duplex mode only before the body).",
     )
     env.add_argument(
         "--failure-mode",
@@ -186,7 +187,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         simulate=args.simulate,
         sim_profile=args.sim_profile,
         envoy=not args.no_envoy and kube is None,
-        mode=args.envoy_mode,
+        mode=args.envoy_mode or ("buffered" if args.failure_mode == "FailOpen" else "duplex"),
         failure_mode=args.failure_mode,
     )
 
