@@ -1,0 +1,265 @@
+"""Envoy bootstrap for the fast front: pick over ext_authz (HTTP/1.1), complete over gRPC ALS.
+
+The request path: a header-mutation filter removes every header a client could use to steer
+routing or to finish someone else's request (the destination, the served endpoint, the fast
+front's ticket), then ``ext_authz`` sends the headers and the whole body (``with_request_body``,
+``allow_partial_message: false``) to the EPP's pick endpoint over plain HTTP/1.1. A 200 answer
+copies the destination and ticket headers onto the request; any other status goes to the client
+as it is (400/429/503 with the director's body). With the EPP unreachable Envoy answers 500
+(``FailClose``) or lets the request through *without* a destination (``FailOpen``).
+
+The response path needs no per-request stream: every request that carries a ticket is logged to
+the EPP's gRPC access-log service (one long-lived stream per Envoy worker, entries batched and
+flushed every ``als_flush_interval_s``), and the EPP finishes the matching request from it.
+
+Routing, safe by construction as in ``bootstrap``: without a pool list (``FailClose``) an
+``ORIGINAL_DST`` cluster connects to the header the EPP set (clients cannot set it: stripped).
+With a pool, the upstream cluster is the pool with ``override_host`` reading that header and
+round robin *within the pool* as fallback, so ``FailOpen`` never leaves the pool.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from endpoint_picker.envoy.bootstrap import (
+    _BIG,
+    ACCESS_LOG_FORMAT,
+    FailureMode,
+    _address,
+    _endpoints,
+    _is_ip,
+    _original_dst_cluster,
+    _pool_cluster,
+    split_hostport,
+)
+from endpoint_picker.errors import ConfigError
+from endpoint_picker.requests.types import (
+    DESTINATION_HEADER,
+    DESTINATION_SERVED_HEADER,
+    REQUEST_ID_HEADER,
+)
+
+_T = "type.googleapis.com/envoy."
+
+# The fast front's own headers: the ticket ties an access-log entry to the request it finishes.
+TICKET_HEADER = "x-epp-ticket"
+# ext_authz requests arrive at the EPP under this prefix (the client's path follows it), so the
+# pick endpoint's own paths (health) can never be reached by a client's request path.
+PICK_PATH_PREFIX = "/pick"
+ALS_LOG_NAME = "epp-fast-front"
+# Big enough for long prompts; bodies over it get 413 from Envoy (nothing partial reaches the EPP).
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+# Headers the pick answer may put on the upstream request (everything else in it is ignored).
+UPSTREAM_HEADERS = (DESTINATION_HEADER, TICKET_HEADER, REQUEST_ID_HEADER)
+# Headers a client may never send: removed before the side-call, so they cannot steer routing.
+STRIPPED_HEADERS = (DESTINATION_HEADER, DESTINATION_SERVED_HEADER, TICKET_HEADER)
+
+
+def _exact(names: tuple[str, ...]) -> dict[str, Any]:
+    return {"patterns": [{"exact": n, "ignore_case": True} for n in names]}
+
+
+def _strip_filter() -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.http.header_mutation",
+        "typed_config": {
+            "@type": _T + "extensions.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {"request_mutations": [{"remove": h} for h in STRIPPED_HEADERS]},
+        },
+    }
+
+
+def _ext_authz_filter(
+    failure_mode: FailureMode, max_request_bytes: int, timeout_s: float
+) -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.http.ext_authz",
+        "typed_config": {
+            "@type": _T + "extensions.filters.http.ext_authz.v3.ExtAuthz",
+            "http_service": {
+                "server_uri": {
+                    "uri": "http://epp-pick",
+                    "cluster": "epp_pick",
+                    # Flow control may queue a request: the side-call lasts as long as it waits.
+                    "timeout": f"{timeout_s:g}s",
+                },
+                "path_prefix": PICK_PATH_PREFIX,
+                "authorization_response": {"allowed_upstream_headers": _exact(UPSTREAM_HEADERS)},
+            },
+            "with_request_body": {
+                "max_request_bytes": max_request_bytes,
+                "allow_partial_message": False,
+                "pack_as_bytes": True,
+            },
+            # Every client header, as ext_proc sends them (objective, fairness id, request id,
+            # plugins' own); without this Envoy sends only host, method, path and length.
+            "allowed_headers": {"patterns": [{"safe_regex": {"regex": ".*"}}]},
+            "failure_mode_allow": failure_mode == "FailOpen",
+            # The ext_proc front's fail-closed answer is 500: keep the two fronts alike.
+            "status_on_error": {"code": "InternalServerError"},
+            "transport_api_version": "V3",
+        },
+    }
+
+
+def _als(flush_interval_s: float, buffer_bytes: int) -> dict[str, Any]:
+    return {
+        "name": "envoy.access_loggers.http_grpc",
+        # Only requests the EPP picked carry a ticket; nothing else is worth a log entry.
+        "filter": {"header_filter": {"header": {"name": TICKET_HEADER, "present_match": True}}},
+        "typed_config": {
+            "@type": _T + "extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
+            "common_config": {
+                "log_name": ALS_LOG_NAME,
+                "transport_api_version": "V3",
+                "grpc_service": {"envoy_grpc": {"cluster_name": "epp_als"}},
+                "buffer_flush_interval": f"{flush_interval_s:g}s",
+                "buffer_size_bytes": buffer_bytes,
+            },
+            "additional_request_headers_to_log": [TICKET_HEADER],
+        },
+    }
+
+
+def _pick_cluster(host: str, port: int) -> dict[str, Any]:
+    return {
+        "name": "epp_pick",
+        "type": "STATIC" if _is_ip(host) else "STRICT_DNS",
+        "connect_timeout": "1s",
+        # HTTP/1.1 keep-alive: one connection per concurrent side-call (a queued request holds
+        # its connection while it waits), so the limits must cover the whole queue.
+        "circuit_breakers": {"thresholds": [_BIG]},
+        "load_assignment": _endpoints("epp_pick", [(host, port)]),
+    }
+
+
+def _als_cluster(host: str, port: int) -> dict[str, Any]:
+    return {
+        "name": "epp_als",
+        "type": "STATIC" if _is_ip(host) else "STRICT_DNS",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": _T + "extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "load_assignment": _endpoints("epp_als", [(host, port)]),
+    }
+
+
+def _header_pool_cluster(endpoints: list[tuple[str, int]]) -> dict[str, Any]:
+    """The pool with ``override_host`` reading the EPP's header (stripped from clients)."""
+    cluster = copy.deepcopy(_pool_cluster(endpoints))
+    policy = cluster["load_balancing_policy"]["policies"][0]["typed_extension_config"]
+    policy["typed_config"]["override_host_sources"] = [{"header": DESTINATION_HEADER}]
+    return cluster
+
+
+def fast_bootstrap(
+    listen_port: int,
+    pick_host: str,
+    pick_port: int,
+    als_port: int,
+    *,
+    failure_mode: FailureMode = "FailClose",
+    pool_endpoints: list[str] | None = None,
+    als_host: str | None = None,
+    als_flush_interval_s: float = 0.05,
+    als_buffer_bytes: int = 16384,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    admin_port: int | None = None,
+    access_log_path: str | None = None,
+    listen_host: str = "127.0.0.1",
+    route_timeout_s: float = 300.0,
+    pick_timeout_s: float = 300.0,
+) -> dict[str, Any]:
+    """An Envoy bootstrap: listener -> strip -> ext_authz (pick) -> router, ALS (complete)."""
+    if failure_mode not in ("FailClose", "FailOpen"):
+        raise ConfigError(f"failure mode must be 'FailClose' or 'FailOpen', got {failure_mode!r}")
+    if als_flush_interval_s <= 0:
+        raise ConfigError(f"access-log flush interval must be > 0, got {als_flush_interval_s}")
+    if max_request_bytes <= 0:
+        raise ConfigError(f"max request bytes must be > 0, got {max_request_bytes}")
+    pool = [split_hostport(e) for e in pool_endpoints] if pool_endpoints else None
+    for host, _ in pool or []:
+        if not _is_ip(host):
+            raise ConfigError(f"pool endpoints must be IP addresses, got {host!r}")
+    if failure_mode == "FailOpen" and not pool:
+        raise ConfigError(
+            "FailOpen needs the pool's endpoints (--pool-endpoint): without them the fallback "
+            "would have to trust a destination the client can name"
+        )
+    access_log = [_als(als_flush_interval_s, als_buffer_bytes)]
+    if access_log_path:
+        access_log.append(
+            {
+                "name": "envoy.access_loggers.file",
+                "typed_config": {
+                    "@type": _T + "extensions.access_loggers.file.v3.FileAccessLog",
+                    "path": access_log_path,
+                    "log_format": {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}},
+                },
+            }
+        )
+    router = {
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": _T + "extensions.filters.http.router.v3.Router"},
+    }
+    route = {
+        "cluster": "pool" if pool else "original_destination_cluster",
+        "timeout": f"{route_timeout_s:g}s",
+    }
+    hcm = {
+        "@type": _T + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "ingress",
+        "codec_type": "AUTO",
+        "access_log": access_log,
+        "route_config": {
+            "name": "local",
+            "virtual_hosts": [
+                {
+                    "name": "all",
+                    "domains": ["*"],
+                    "routes": [{"match": {"prefix": "/"}, "route": route}],
+                }
+            ],
+        },
+        "http_filters": [
+            _strip_filter(),
+            _ext_authz_filter(failure_mode, max_request_bytes, pick_timeout_s),
+            router,
+        ],
+    }
+    upstream = _header_pool_cluster(pool) if pool else _original_dst_cluster()
+    return {
+        "admin": {"address": _address("127.0.0.1", admin_port or 0)},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "main",
+                    "address": _address(listen_host, listen_port),
+                    # ext_authz buffers the whole body: the buffer limit must hold it.
+                    "per_connection_buffer_limit_bytes": max_request_bytes,
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": hcm,
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [
+                _pick_cluster(pick_host, pick_port),
+                _als_cluster(als_host or pick_host, als_port),
+                upstream,
+            ],
+        },
+    }

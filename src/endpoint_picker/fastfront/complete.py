@@ -1,0 +1,171 @@
+"""The response path without a per-request stream: tickets in, access-log entries out.
+
+Every picked request gets a ticket (a header Envoy copies onto the request and logs); the
+request's context waits here until its access-log entry arrives, then the director finishes it
+with what Envoy saw: status, served endpoint, response bytes, duration. Entries for tickets we
+do not hold (another EPP, a restart, a client's guess: clients cannot set the header, Envoy
+strips it) are ignored and counted. A sweeper finishes contexts whose entry never comes (Envoy
+restarted, the log stream dropped), after ``sweep_after_s``, so in-flight load never leaks.
+
+Envoy logs no response body here, so token usage is *estimated* (prompt characters / 4, and
+response bytes / 4 capped by ``max_tokens``) and counted in ``USAGE_ESTIMATED``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from endpoint_picker import metrics as m
+from endpoint_picker.clock import SYSTEM_CLOCK, Clock
+from endpoint_picker.director import CHARS_PER_TOKEN, RequestContext
+from endpoint_picker.extproc.protocol import DirectorLike
+from endpoint_picker.fastfront import metrics as fm
+from endpoint_picker.requests.types import DESTINATION_SERVED_HEADER, Usage
+
+log = logging.getLogger(__name__)
+
+
+class NoResponse(Exception):
+    """Given to ``finish`` when Envoy logged the request without a response (status 0)."""
+
+
+class NeverLogged(Exception):
+    """Given to ``finish`` by the sweeper: no access-log entry came for the request in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What one access-log entry says about one request (transport-free, for the registry)."""
+
+    ticket: str
+    status: int  # 0: no response was sent (reset, client gone)
+    served: str | None  # upstream "ip:port" Envoy connected to
+    response_bytes: int
+    duration_s: float | None  # downstream start to last byte sent, as Envoy measured it
+    flags: str = ""
+
+
+class _EstimatedUsage:
+    """A usage sink that was never fed: it only holds the front's estimate."""
+
+    def __init__(self, usage: Usage) -> None:
+        self._usage = usage
+
+    def feed(self, chunk: bytes) -> None:  # pragma: no cover - never fed
+        pass
+
+    @property
+    def usage(self) -> Usage:
+        return self._usage
+
+
+def estimate_usage(ctx: RequestContext, response_bytes: int) -> Usage:
+    req = ctx.request
+    prompt = -(-len(req.prompt_text) // CHARS_PER_TOKEN)
+    completion = response_bytes // CHARS_PER_TOKEN
+    if req.max_tokens is not None:
+        completion = min(completion, req.max_tokens)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, estimated=True)
+
+
+class Completions:
+    """Picked requests waiting for their access-log entry, by ticket."""
+
+    def __init__(
+        self,
+        director: DirectorLike[Any],
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        sweep_after_s: float = 330.0,
+    ) -> None:
+        self.director = director
+        self.clock = clock
+        self.sweep_after_s = sweep_after_s
+        # Insertion order is deadline order (one timeout for all), so the sweeper stops early.
+        self._pending: dict[str, tuple[Any, float]] = {}
+        self._boot = os.urandom(3).hex()
+        self._seq = itertools.count(1)
+        self.completed = 0
+        self.unknown = 0
+        self.swept = 0
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, ctx: Any) -> str:
+        """Hold ``ctx`` until its entry arrives; returns the ticket Envoy must log."""
+        ticket = f"{self._boot}-{next(self._seq):x}"
+        self._pending[ticket] = (ctx, self.clock.now() + self.sweep_after_s)
+        fm.PENDING.inc()
+        return ticket
+
+    def discard(self, ticket: str, error: BaseException) -> None:
+        """The pick answer never reached Envoy: finish now, no entry will come."""
+        held = self._pending.pop(ticket, None)
+        if held is not None:
+            fm.PENDING.dec()
+            self.director.finish(held[0], error=error)
+
+    def complete(self, entry: Entry) -> bool:
+        """Finish the request ``entry`` is about; False (and counted) when unknown."""
+        held = self._pending.pop(entry.ticket, None)
+        if held is None:
+            self.unknown += 1
+            fm.ENTRIES.labels("unknown").inc()
+            return False
+        fm.PENDING.dec()
+        ctx = held[0]
+        error: BaseException | None = None
+        try:
+            if entry.status:
+                headers = {":status": str(entry.status)}
+                if entry.served:
+                    headers[DESTINATION_SERVED_HEADER] = entry.served
+                self.director.handle_response_headers(ctx, headers)
+            else:
+                error = NoResponse(f"no response sent (flags {entry.flags or '-'})")
+            if isinstance(ctx, RequestContext):
+                ctx.response_bytes = entry.response_bytes
+                if entry.duration_s is not None:
+                    # Envoy's own duration (client's first byte to last byte sent), without the
+                    # access-log flush delay the director's clock would add.
+                    ctx.received_at = self.clock.now() - entry.duration_s
+                if not ctx.finished and ctx._tracker is None:
+                    # The director's usage hook: this front cannot see the body, so it guesses.
+                    ctx._tracker = _EstimatedUsage(estimate_usage(ctx, entry.response_bytes))
+                    req = ctx.request
+                    m.USAGE_ESTIMATED.labels(req.incoming_model, req.target_model).inc()
+        finally:
+            self.director.finish(ctx, error=error)
+        self.completed += 1
+        fm.ENTRIES.labels("completed").inc()
+        return True
+
+    def sweep(self) -> int:
+        """Finish contexts whose deadline passed; returns how many."""
+        now = self.clock.now()
+        expired: list[tuple[str, Any]] = []
+        for ticket, (ctx, deadline) in self._pending.items():
+            if deadline > now:
+                break
+            expired.append((ticket, ctx))
+        for ticket, ctx in expired:
+            del self._pending[ticket]
+            fm.PENDING.dec()
+            fm.SWEPT.inc()
+            self.director.finish(ctx, error=NeverLogged("no access-log entry in time"))
+        if expired:
+            log.warning("finished %d requests whose access-log entry never came", len(expired))
+        self.swept += len(expired)
+        return len(expired)
+
+    def finish_all(self, error: BaseException) -> None:
+        """At shutdown: close every open context's books."""
+        pending, self._pending = self._pending, {}
+        for ctx, _ in pending.values():
+            fm.PENDING.dec()
+            self.director.finish(ctx, error=error)
