@@ -4,7 +4,7 @@ composes it, plus small client and polling utilities.
 The *front* is how client requests reach the EPP. It is one parametrized fixture, so a new front
 (e.g. a fast HTTP front) is added here once and every ``test_e2e_*`` module runs against it:
 
-    from e2e_support import front  # noqa: F401  (the fixture)
+    from e2e_support import front_fixture  # noqa: F401  (registers the fixture `front`)
 
     @pytest_asyncio.fixture(loop_scope="module", scope="module")
     async def stack(front, tmp_path_factory):
@@ -44,8 +44,8 @@ POOL = "e2e-pool"
 FRONTS = ["extproc"]
 
 
-@pytest.fixture(scope="module", params=FRONTS)
-def front(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(scope="module", params=FRONTS, name="front")
+def front_fixture(request: pytest.FixtureRequest) -> str:
     """The front under test (module scope: one stack per module and front)."""
     return str(request.param)
 
@@ -169,7 +169,7 @@ async def post(
     headers: Mapping[str, str] | None = None,
     *,
     path: str = "/v1/completions",
-    timeout: float = 60.0,
+    timeout: float = 60.0,  # noqa: ASYNC109  (aiohttp's own client timeout)
 ) -> Reply:
     """POST JSON (or raw bytes) through the front; the whole reply, read to its end."""
     data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
@@ -182,7 +182,9 @@ async def post(
 
 
 async def wait_until(
-    predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition"
+    predicate: Callable[[], bool],
+    timeout: float = 30.0,  # noqa: ASYNC109  (a polling deadline, not a cancel scope)
+    what: str = "condition",
 ) -> None:
     """Poll until ``predicate()`` holds; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
