@@ -52,6 +52,12 @@ ALS_LOG_NAME = "epp-fast-front"
 # Big enough for long prompts; bodies over it get 413 from Envoy (nothing partial reaches the EPP).
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
+# The same line as the ext_proc bootstrap's, with the EPP's header where ext_proc's metadata is.
+FAST_ACCESS_LOG_FORMAT = ACCESS_LOG_FORMAT.replace(
+    "%DYNAMIC_METADATA(envoy.lb:x-gateway-destination-endpoint)%",
+    "%REQ(X-GATEWAY-DESTINATION-ENDPOINT)%",
+)
+
 # Headers the pick answer may put on the upstream request (everything else in it is ignored).
 UPSTREAM_HEADERS = (DESTINATION_HEADER, TICKET_HEADER, REQUEST_ID_HEADER)
 # Headers a client may never send: removed before the side-call, so they cannot steer routing.
@@ -201,7 +207,7 @@ def fast_bootstrap(
                 "typed_config": {
                     "@type": _T + "extensions.access_loggers.file.v3.FileAccessLog",
                     "path": access_log_path,
-                    "log_format": {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}},
+                    "log_format": {"text_format_source": {"inline_string": FAST_ACCESS_LOG_FORMAT}},
                 },
             }
         )
