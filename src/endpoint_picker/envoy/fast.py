@@ -58,6 +58,11 @@ FAST_ACCESS_LOG_FORMAT = ACCESS_LOG_FORMAT.replace(
     "%REQ(X-GATEWAY-DESTINATION-ENDPOINT)%",
 )
 
+# ext_authz treats a 5xx answer from the pick endpoint as the side-call *failing* (then
+# ``status_on_error`` or fail-open applies), so the pick sends the director's 5xx answers under
+# these 4xx stand-ins and Envoy's local-reply mapper restores the real status for the client.
+STATUS_STANDINS = {500: 450, 503: 453}
+
 # Headers the pick answer may put on the upstream request (everything else in it is ignored).
 UPSTREAM_HEADERS = (DESTINATION_HEADER, TICKET_HEADER, REQUEST_ID_HEADER)
 # Headers a client may never send: removed before the side-call, so they cannot steer routing.
@@ -128,6 +133,23 @@ def _als(flush_interval_s: float, buffer_bytes: int) -> dict[str, Any]:
             "additional_request_headers_to_log": [TICKET_HEADER],
         },
     }
+
+
+def _status_mappers() -> list[dict[str, Any]]:
+    return [
+        {
+            "filter": {
+                "status_code_filter": {
+                    "comparison": {
+                        "op": "EQ",
+                        "value": {"default_value": standin, "runtime_key": f"epp.standin_{real}"},
+                    }
+                }
+            },
+            "status_code": real,
+        }
+        for real, standin in STATUS_STANDINS.items()
+    ]
 
 
 def _pick_cluster(host: str, port: int) -> dict[str, Any]:
@@ -224,6 +246,7 @@ def fast_bootstrap(
         "stat_prefix": "ingress",
         "codec_type": "AUTO",
         "access_log": access_log,
+        "local_reply_config": {"mappers": _status_mappers()},
         "route_config": {
             "name": "local",
             "virtual_hosts": [

@@ -23,7 +23,7 @@ from typing import Any
 
 import httptools
 
-from endpoint_picker.envoy.fast import PICK_PATH_PREFIX, TICKET_HEADER
+from endpoint_picker.envoy.fast import PICK_PATH_PREFIX, STATUS_STANDINS, TICKET_HEADER
 from endpoint_picker.errors import InferenceError
 from endpoint_picker.extproc.protocol import DirectorLike
 from endpoint_picker.fastfront.complete import Completions
@@ -169,10 +169,11 @@ class PickProtocol(asyncio.Protocol):
             ctx = await self.director.handle_request(headers, body, has_body=len(body) > 0)
         except InferenceError as err:
             status = err.http_status
-            if status is None:  # no HTTP mapping: fail the side-call, Envoy's failure mode applies
-                self._abort()
+            if status is None or (status >= 500 and status not in STATUS_STANDINS):
+                self._abort()  # no HTTP mapping: fail the side-call, Envoy's failure mode applies
             else:
-                self._write(error_response(status, err.body, keep_alive), keep_alive)
+                wire = STATUS_STANDINS.get(status, status)
+                self._write(error_response(wire, err.body, keep_alive), keep_alive)
             return
         except asyncio.CancelledError:
             return  # Envoy went away (client disconnect or timeout): the director counted it
