@@ -128,6 +128,25 @@ async def test_priority_order_capacity_and_ttl(
     await wait_until(lambda: total_inflight(gated) == 0, what="in-flight back to 0")
 
 
+async def test_a_client_that_leaves_while_queued_frees_its_slot(
+    gated: Stack, session: aiohttp.ClientSession
+) -> None:
+    director = gated.epp.director
+    assert director is not None
+    cancelled = director.outcomes.get("cancelled", 0)
+    blocker = await _block(gated, session)
+    leaver = asyncio.create_task(post(session, gated, completion("leaving")))
+    await wait_until(lambda: queued(gated) == 1, what="the leaver queued")
+    leaver.cancel()
+    await asyncio.gather(leaver, return_exceptions=True)
+    await wait_until(lambda: queued(gated) == 0, what="the queue emptied")
+    await wait_until(lambda: director.outcomes.get("cancelled", 0) == cancelled + 1)
+    assert total_inflight(gated) == 1  # only the blocker: the leaver never got a slot
+    await _release(blocker)
+    await wait_until(lambda: total_inflight(gated) == 0, what="in-flight back to 0")
+    assert (await post(session, gated, completion("after"))).status == 200
+
+
 async def test_legacy_shedding_and_empty_pool(
     front: str, tmp_path_factory: pytest.TempPathFactory, session: aiohttp.ClientSession
 ) -> None:

@@ -8,15 +8,17 @@ access log will carry back), or the director's error status and body, which ext_
 the client unchanged. Errors without an HTTP status (and crashes) abort the connection, so
 Envoy's failure mode applies, as a failed ext_proc stream does.
 
-Envoy does not pipeline on its HTTP/1.1 upstream connections; reading is paused while a request
-is being answered anyway, so one connection never has two picks in flight. A connection lost
-mid-pick (the client went away, Envoy gave up) cancels the pick: flow control drops it.
+Envoy does not pipeline on its HTTP/1.1 upstream connections; should a client do it, requests
+wait in a backlog and are answered in order. Reading is never paused, so a connection lost
+mid-pick (the client went away, Envoy gave up) is seen at once and cancels the pick: flow
+control drops the request from its queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -99,6 +101,7 @@ class PickProtocol(asyncio.Protocol):
         self._url = b""
         self._headers: dict[str, str] = {}
         self._body: list[bytes] = []
+        self._backlog: deque[tuple[dict[str, str] | None, bytes, bool]] = deque()
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -139,21 +142,37 @@ class PickProtocol(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        assert self.transport is not None
-        self.transport.pause_reading()
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         keep_alive = self.parser.should_keep_alive()
         url = self._url
         if not url.startswith(_PREFIX):
-            self._write(self._local(url), keep_alive)
-            return
-        headers = self._headers
-        headers[":path"] = url[_PREFIX_LEN:].decode("utf-8", "surrogateescape") or "/"
-        headers[":method"] = self.parser.get_method().decode("latin-1")
-        host = headers.get("host")
-        if host is not None:
-            headers[":authority"] = host
-        self.task = asyncio.get_running_loop().create_task(self._pick(headers, body, keep_alive))
+            job: tuple[dict[str, str] | None, bytes, bool] = (None, url, keep_alive)
+        else:
+            headers = self._headers
+            headers[":path"] = url[_PREFIX_LEN:].decode("utf-8", "surrogateescape") or "/"
+            headers[":method"] = self.parser.get_method().decode("latin-1")
+            host = headers.get("host")
+            if host is not None:
+                headers[":authority"] = host
+            job = (headers, body, keep_alive)
+        if (self.task is not None and not self.task.done()) or self._backlog:
+            self._backlog.append(job)  # pipelined: answered in order
+        else:
+            self._run(job)
+
+    def _run(self, job: tuple[dict[str, str] | None, bytes, bool]) -> None:
+        headers, data, keep_alive = job
+        if headers is None:
+            self._write(self._local(data), keep_alive)
+        else:
+            loop = asyncio.get_running_loop()
+            self.task = loop.create_task(self._pick(headers, data, keep_alive))
+
+    def _next(self) -> None:
+        while self._backlog and self.transport is not None:
+            self._run(self._backlog.popleft())
+            if self.task is not None and not self.task.done():
+                return
 
     # -- answers -----------------------------------------------------------------------------------
     def _local(self, url: bytes) -> bytes:
@@ -165,6 +184,13 @@ class PickProtocol(asyncio.Protocol):
         return error_response(404, "not found")
 
     async def _pick(self, headers: dict[str, str], body: bytes, keep_alive: bool) -> None:
+        try:
+            await self._answer(headers, body, keep_alive)
+        finally:
+            if self._backlog:
+                asyncio.get_running_loop().call_soon(self._next)
+
+    async def _answer(self, headers: dict[str, str], body: bytes, keep_alive: bool) -> None:
         try:
             ctx = await self.director.handle_request(headers, body, has_body=len(body) > 0)
         except InferenceError as err:
@@ -197,9 +223,7 @@ class PickProtocol(asyncio.Protocol):
         if transport is None:
             return
         transport.write(data)
-        if keep_alive:
-            transport.resume_reading()
-        else:
+        if not keep_alive:
             transport.close()
 
     def _reject(self, status: int, reason: str) -> None:
