@@ -1,0 +1,265 @@
+"""What the EPP costs a request: Envoy alone vs Envoy + the EPP, same upstream, same load.
+
+One run starts simulated model servers in a separate process (near-zero latency, so the proxy
+path is what is measured), then two Envoys in front of them:
+
+- ``envoy-alone``: the generated bootstrap with the ext_proc filter removed, round robin over
+  the pool (the fail-open pool cluster of ``endpoint_picker.envoy.bootstrap``);
+- ``envoy+epp``: ``epp run``'s composition (``Stack``): default config, flow control on,
+  FULL_DUPLEX_STREAMED ext_proc (upstream's mode) unless ``--mode buffered``.
+
+Load comes from ``wrk`` (a POST body through a Lua script) at c=1 and c=32, or, without wrk,
+from an aiohttp client in a separate process. Printed: req/s, p50 and p99 for both, and their
+ratio. Run (about a minute):
+
+    .venv/bin/python benchmarks/overhead.py [--duration 8] [--mode duplex|buffered]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # no fork() notices from grpc per wrk start
+
+BODY = {"model": "sim-model", "prompt": "Say hi to the benchmark.", "max_tokens": 1}
+SIM_KNOBS = [
+    "--prefill-overhead", "0", "--prefill-time-per-token", "0", "--inter-token-latency", "0",
+    "--max-num-seqs", "256", "--max-waiting-queue-length", "100000",
+]  # fmt: skip
+REPRODUCE = ".venv/bin/python benchmarks/overhead.py"
+
+
+@dataclass
+class Result:
+    target: str
+    connections: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+# -- load generators ---------------------------------------------------------------------------
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not match:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_wrk(out: str) -> tuple[float, float, float, int]:
+    """(req/s, p50 ms, p99 ms, non-2xx + socket errors) from ``wrk --latency`` output."""
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    errors = 0
+    if m := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out):
+        errors += int(m.group(1))
+    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
+        errors += sum(int(g) for g in m.groups())
+    return rps, p50, p99, errors
+
+
+async def run_wrk(url: str, connections: int, duration: float, script: Path) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "-s", str(script), url,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    return out.decode()
+
+
+async def run_python_client(url: str, connections: int, duration: float) -> str:
+    """The fallback generator, in its own process so it does not share the EPP's loop."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--client", url, "--connections", str(connections),
+        "--duration", str(duration), stdout=subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    return out.decode()
+
+
+async def _client(url: str, connections: int, duration: float) -> dict[str, float]:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    data = json.dumps(BODY).encode()
+    headers = {"content-type": "application/json"}
+    end = time.perf_counter() + duration
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        while (t0 := time.perf_counter()) < end:
+            async with session.post(url, data=data, headers=headers) as r:
+                await r.read()
+                errors += r.status >= 400
+            latencies.append(time.perf_counter() - t0)
+
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(connections)))
+        elapsed = time.perf_counter() - start
+    q = statistics.quantiles(latencies, n=100)
+    return {"rps": len(latencies) / elapsed, "p50": q[49] * 1e3, "p99": q[98] * 1e3, "err": errors}
+
+
+# -- the system under test ---------------------------------------------------------------------
+async def start_sims(count: int, workdir: Path) -> tuple[asyncio.subprocess.Process, list[str]]:
+    port_file = workdir / "sim-ports.json"
+    epp = Path(sys.executable).with_name("epp")
+    proc = await asyncio.create_subprocess_exec(
+        str(epp), "sim", "--count", str(count), "--base-port", "0", "--profile", "tiny-test",
+        *SIM_KNOBS, "--port-file", str(port_file), stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not port_file.exists():
+        if proc.returncode is not None or time.monotonic() > deadline:
+            raise RuntimeError("the simulators did not start")
+        await asyncio.sleep(0.05)
+    ports = json.loads(port_file.read_text())
+    return proc, [f"127.0.0.1:{p}" for p in ports]
+
+
+def envoy_alone_config(pool: list[str]) -> dict[str, Any]:
+    """The generated bootstrap without ext_proc: round robin over the same pool."""
+    from endpoint_picker.envoy import bootstrap
+
+    config = bootstrap(0, "127.0.0.1", 1, mode="buffered", failure_mode="FailOpen",
+                       pool_endpoints=pool)  # fmt: skip
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    filters = hcm["typed_config"]["http_filters"]
+    hcm["typed_config"]["http_filters"] = [
+        f for f in filters if f["name"] != "envoy.filters.http.ext_proc"
+    ]
+    return config
+
+
+async def measure(args: argparse.Namespace) -> list[Result]:
+    from endpoint_picker.envoy import ManagedEnvoy
+    from endpoint_picker.runner.app import EppOptions
+    from endpoint_picker.runner.defaults import default_manifest_path
+    from endpoint_picker.runner.stack import Stack, StackOptions
+
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="epp-overhead-") as tmp:
+        workdir = Path(tmp)
+        script = workdir / "post.lua"
+        script.write_text(
+            'wrk.method = "POST"\n'
+            f"wrk.body = {json.dumps(json.dumps(BODY))}\n"
+            'wrk.headers["Content-Type"] = "application/json"\n'
+        )
+        sims, pool = await start_sims(args.sims, workdir)
+        alone = ManagedEnvoy(envoy_alone_config(pool))
+        options = StackOptions(
+            epp=EppOptions(
+                manifests=[default_manifest_path()],
+                endpoints=pool,
+                grpc_port=0,
+                grpc_health_port=0,
+                metrics_port=0,
+            ),
+            listen_port=0,
+            mode=args.mode,
+        )
+        stack = Stack(options)
+        try:
+            await alone.start()
+            await stack.start()
+            targets = {"envoy-alone": f"http://127.0.0.1:{alone.port}/v1/completions",
+                       "envoy+epp": f"{stack.url}/v1/completions"}  # fmt: skip
+            for connections in args.connections:
+                for name, url in targets.items():
+                    await _load(url, connections, args.warmup, script)  # warm up, discarded
+                    out = await _load(url, connections, args.duration, script)
+                    rps, p50, p99, errors = _parse(out)
+                    results.append(Result(name, connections, rps, p50, p99, errors))
+                    print(f"  {name:12} c={connections:<3} {rps:8.0f} req/s  p50 {p50:6.2f} ms"
+                          f"  p99 {p99:6.2f} ms  errors {errors}", flush=True)  # fmt: skip
+            director = stack.epp.director
+            if director is not None:
+                print(f"  EPP outcomes: {dict(sorted(director.outcomes.items()))}")
+        finally:
+            await stack.stop()
+            await alone.stop()
+            sims.send_signal(signal.SIGTERM)
+            await sims.wait()
+    return results
+
+
+async def _load(url: str, connections: int, duration: float, script: Path) -> str:
+    if shutil.which("wrk"):
+        return await run_wrk(url, connections, duration, script)
+    return await run_python_client(url, connections, duration)
+
+
+def _parse(out: str) -> tuple[float, float, float, int]:
+    if out.lstrip().startswith("{"):
+        d = json.loads(out)
+        return d["rps"], d["p50"], d["p99"], int(d["err"])
+    return parse_wrk(out)
+
+
+def report(results: list[Result], args: argparse.Namespace) -> None:
+    print()
+    print("| c | Envoy alone req/s | + EPP req/s | ratio | p50 alone | p50 +EPP | added p50 "
+          "| p99 alone | p99 +EPP |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for c in args.connections:
+        a = next(r for r in results if r.connections == c and r.target == "envoy-alone")
+        e = next(r for r in results if r.connections == c and r.target == "envoy+epp")
+        print(f"| {c} | {a.rps:.0f} | {e.rps:.0f} | {e.rps / a.rps:.2f} | {a.p50_ms:.2f} ms "
+              f"| {e.p50_ms:.2f} ms | +{e.p50_ms - a.p50_ms:.2f} ms | {a.p99_ms:.2f} ms "
+              f"| {e.p99_ms:.2f} ms |")  # fmt: skip
+    generator = "wrk -t1" if shutil.which("wrk") else "aiohttp client (wrk not found)"
+    print(f"\nload: {generator}, {args.duration:g} s per point after {args.warmup:g} s warm-up; "
+          f"ext_proc mode {args.mode}; {args.sims} simulators, zero latency; "
+          f"{os.cpu_count()} CPUs")  # fmt: skip
+    cmd = f"{REPRODUCE} --duration {args.duration:g} --mode {args.mode}"
+    print(f"reproduce: {cmd}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--duration", type=float, default=8.0, help="seconds per measured point")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per point")
+    p.add_argument("--connections", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--mode", choices=("duplex", "buffered"), default="duplex")
+    p.add_argument("--sims", type=int, default=2, help="simulated model servers")
+    p.add_argument("--client", help=argparse.SUPPRESS)  # internal: the fallback load generator
+    args = p.parse_args()
+    if args.client:
+        stats = asyncio.run(_client(args.client, args.connections[0], args.duration))
+        print(json.dumps(stats))
+        return 0
+    try:
+        import uvloop
+
+        results = uvloop.run(measure(args))
+    except ImportError:  # pragma: no cover
+        results = asyncio.run(measure(args))
+    report(results, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
