@@ -227,3 +227,19 @@ def test_bad_fast_bootstraps_are_config_errors(kwargs: dict[str, Any], reason: s
 async def test_a_port_in_use_is_a_config_error(front: FastFront) -> None:
     with pytest.raises(ConfigError, match="in use"):
         await FastFront(FakeDirector(), "127.0.0.1", front.port, 0).start()
+
+
+def test_the_pick_endpoint_runs_on_uvloop() -> None:
+    """``epp run`` uses uvloop, whose transports are not ``asyncio.Transport`` subclasses."""
+    import uvloop
+
+    async def main() -> bytes:
+        f = FastFront(FakeDirector(), "127.0.0.1", 0, 0)
+        await f.start()
+        try:
+            return await _call(f, _post("/v1/completions", b"{}"))
+        finally:
+            await f.stop()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(main()).startswith(b"HTTP/1.1 200 OK")
