@@ -33,6 +33,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 import overhead as base  # benchmarks/overhead.py: load generators, simulators
 
 REPRODUCE = ".venv/bin/python benchmarks/overhead_fast.py"
+NO_FLOW_CONTROL = """
+apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+flowControl: {enabled: false}
+"""
 TARGETS = ("envoy-alone", "extproc", "fast")
 
 
@@ -61,6 +66,7 @@ async def measure(args: argparse.Namespace) -> list[base.Result]:
             grpc_port=0,
             grpc_health_port=0,
             metrics_port=0,
+            config_text=NO_FLOW_CONTROL if args.no_flow_control else None,
         )
         stack = Stack(StackOptions(epp=epp, listen_port=0, mode=args.mode))
         front: FastFront | None = None
@@ -131,11 +137,13 @@ def report(results: list[base.Result], args: argparse.Namespace) -> None:
     print(
         f"\nload: {generator}, {args.duration:g} s per point after {args.warmup:g} s warm-up; "
         f"ext_proc mode {args.mode}; access-log flush {args.flush:g} s; {args.sims} simulators, "
-        f"zero latency; {os.cpu_count()} CPUs"
+        f"zero latency; flow control {'off' if args.no_flow_control else 'on (default config)'}; "
+        f"{os.cpu_count()} CPUs"
     )
+    flag = " --no-flow-control" if args.no_flow_control else ""
     print(
         f"reproduce: {REPRODUCE} --duration {args.duration:g} --mode {args.mode} "
-        f"--flush {args.flush:g}"
+        f"--flush {args.flush:g}{flag}"
     )
 
 
@@ -147,6 +155,9 @@ def main() -> int:
     p.add_argument("--mode", choices=("duplex", "buffered"), default="duplex")
     p.add_argument("--flush", type=float, default=0.05, help="access-log flush interval (s)")
     p.add_argument("--sims", type=int, default=2, help="simulated model servers")
+    p.add_argument(
+        "--no-flow-control", action="store_true", help="legacy admission instead of flow control"
+    )
     args = p.parse_args()
     try:
         import uvloop
