@@ -109,6 +109,26 @@ def test_fcfs_and_global_strict_is_one_virtual_queue() -> None:
     assert drain(reg) == order
 
 
+def test_global_strict_heap_stays_bounded_under_a_steady_backlog() -> None:
+    # Regression: stale heap entries used to re-push duplicates, so the heap grew with every
+    # dispatch and a pick popped thousands of entries. Interleave enqueue and dispatch on a
+    # steady backlog of 3 flows and check the heap never holds more than a few per flow.
+    reg = FlowRegistry(FlowControlConfig())
+    for _ in range(10):
+        for f in "abc":
+            reg.enqueue(item(flow=f), 0.0)
+    fairness = reg.band(0, 0.0).fairness
+    largest = 0
+    for i in range(3000):
+        reg.enqueue(item(flow="abc"[i % 3]), 0.0)
+        got = reg.select(0.0, 0.0)
+        assert isinstance(got, Item)
+        got.outcome = Outcome.DISPATCHED
+        largest = max(largest, len(fairness))  # type: ignore[arg-type]
+    assert largest <= 2 * 3 + 2
+    assert len(drain(reg)) == 30
+
+
 def test_round_robin_cycles_flows_and_skips_empty() -> None:
     reg = FlowRegistry(band_cfg(fairness_policy="round-robin-fairness-policy"))
     items = {f: [item(flow=f) for _ in range(n)] for f, n in (("a", 3), ("b", 1), ("c", 2))}

@@ -35,36 +35,49 @@ class GlobalStrictFairness:
     """``global-strict-fairness-policy``: the flow whose head is globally first by the ordering
     policy (one virtual queue per band).
 
-    A heap of (head order, head item, flow) entries. Invariant: every non-empty flow has an
-    entry whose order is <= its live head's. Stale entries (head dispatched or evicted) are
-    replaced by the flow's current head when they surface.
+    A heap of (head order, head seq, flow) entries. Invariant: every non-empty flow has an
+    entry whose order is <= its live head's. ``_latest`` remembers the newest entry pushed for
+    each flow, so a flow is never pushed twice for the same head: without it, every stale entry
+    that surfaced re-pushed a copy of an entry already there, and the heap grew with each
+    dispatch (thousands of stale pops per pick under a steady backlog).
     """
 
     name = "global-strict-fairness-policy"
 
     def __init__(self, flows: Mapping[str, FlowQueue]) -> None:
         self._heap: list[tuple[object, int, FlowQueue]] = []
+        self._latest: dict[FlowQueue, int] = {}
         self._flows = flows
 
     def activate(self, flow: FlowQueue) -> None:
         head = flow.peek()
-        if head is not None:
+        if head is not None and self._latest.get(flow) != head.seq:
+            self._latest[flow] = head.seq
             heapq.heappush(self._heap, (head.order, head.seq, flow))
 
     def pick(self) -> FlowQueue | None:
         heap = self._heap
         while heap:
             _, seq, flow = heap[0]
-            head = flow.peek() if self._flows.get(flow.key.fairness_id) is flow else None
+            live = self._flows.get(flow.key.fairness_id) is flow
+            head = flow.peek() if live else None
             if head is not None and head.seq == seq:
                 return flow
             heapq.heappop(heap)
-            if head is not None:
-                heapq.heappush(heap, (head.order, head.seq, flow))
+            if self._latest.get(flow) == seq:
+                # The newest entry of this flow went stale (its head left without a dispatch
+                # through this policy): re-enter the flow with its current head, if any.
+                del self._latest[flow]
+                if live:
+                    self.activate(flow)
         return None
 
     def after_dispatch(self, flow: FlowQueue) -> None:
         self.activate(flow)
+
+    def __len__(self) -> int:
+        """Entries in the heap (live and stale): bounded by flows + heads replaced since."""
+        return len(self._heap)
 
 
 class RoundRobinFairness:
