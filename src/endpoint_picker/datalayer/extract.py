@@ -115,10 +115,10 @@ def extract(
     gauge(engine.kv_usage, "kv_cache_usage_percent", float)
 
     if engine.lora is not None:
+        # vLLM exports the LoRA gauge only when LoRA is enabled: its absence means "no
+        # adapters", not a broken page, so it is not reported as a problem.
         found = _candidates(samples, engine.lora)
-        if not found:
-            problems.append(f"metric {engine.lora} not found")
-        else:
+        if found:
             lora = max(found, key=lambda s: s.value if math.isfinite(s.value) else -math.inf)
             changes["active_models"] = _csv(lora.labels.get("running_lora_adapters"))
             changes["waiting_models"] = _csv(lora.labels.get("waiting_lora_adapters"))

@@ -1,8 +1,10 @@
 """Composition: one place that builds the EPP from options, in upstream's start-up order.
 
 config -> datastore -> sources -> data layer -> admission -> scheduler -> director -> metrics port
--> ext_proc server. ``Stack`` adds what ``epp run`` starts around it on this machine: simulated
-model servers and a managed Envoy.
+-> front: the ext_proc server (``front="extproc"``) or the fast front (``front="fast"``: pick
+over ext_authz HTTP, complete over Envoy's gRPC access log; see ``docs/fast-front.md``).
+``Stack`` adds what ``epp run`` starts around it on this machine: simulated model servers and a
+managed Envoy.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ class EppOptions:
     disable_endpoint_subset_filter: bool = False
     model_server_metrics_port: int = 0
     kubernetes_args: Any = None  # an argparse namespace with the Kubernetes flags, or None
+    front: str = "extproc"  # "extproc" (GIE protocol) or "fast" (needs an Envoy config we write)
+    pick_port: int = 9004  # fast front: ext_authz HTTP pick endpoint (+ /healthz)
+    als_port: int = 9005  # fast front: Envoy gRPC access-log service
 
 
 class Epp:
@@ -54,6 +59,7 @@ class Epp:
         self._stoppers: list[Any] = []
         self.director: Director | None = None
         self.extproc: Any = None
+        self.fastfront: Any = None
         self.metrics_server: Any = None
         self.admission: Any = None
         self.source: Any = None
@@ -69,6 +75,8 @@ class Epp:
         from endpoint_picker.runner.observability import MetricsServer
 
         o = self.options
+        if o.front not in ("extproc", "fast"):
+            raise ConfigError(f"front must be 'extproc' or 'fast', got {o.front!r}")
         if o.config_file and o.config_text:
             raise ConfigError("--config-file and --config-text are mutually exclusive")
         cfg = load_config_text(o.config_text) if o.config_text else load_config(o.config_file)
@@ -125,6 +133,15 @@ class Epp:
             )
             await self.metrics_server.start()
             self._stoppers.append(self.metrics_server.stop)
+        if o.front == "fast":
+            from endpoint_picker.fastfront import FastFront
+
+            self.fastfront = FastFront(
+                self.director, o.host, o.pick_port, o.als_port, ready=self.ready
+            )
+            await self.fastfront.start()
+            self._stoppers.append(self.fastfront.stop)
+            return
         self.extproc = ExtProcServer(
             self.director,
             host=o.host,

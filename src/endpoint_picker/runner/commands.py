@@ -85,6 +85,28 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     env.add_argument("--port", type=int, default=8081, help="Envoy's listener port for clients.")
     env.add_argument("--no-envoy", action="store_true", help="Run the EPP only.")
     env.add_argument(
+        "--front",
+        choices=("fast", "extproc"),
+        default="fast",
+        help="How Envoy reaches the EPP: 'fast' (default; pick over ext_authz HTTP on "
+        "--pick-port, complete over Envoy's gRPC access log on --als-port; needs an Envoy "
+        "config the EPP writes) or 'extproc' (the GIE ext_proc protocol on --grpc-port, for "
+        "any GIE gateway).",
+    )
+    env.add_argument(
+        "--pick-port", type=int, default=9004, help="Fast front: ext_authz HTTP pick port."
+    )
+    env.add_argument(
+        "--als-port", type=int, default=9005, help="Fast front: gRPC access-log service port."
+    )
+    env.add_argument(
+        "--als-flush-interval",
+        type=_duration,
+        default=0.05,
+        help="Fast front: how often Envoy flushes access-log entries (e.g. 50ms); in-flight "
+        "counts fall this much later than the response ends.",
+    )
+    env.add_argument(
         "--envoy-mode",
         choices=("duplex", "buffered"),
         default=None,
@@ -146,6 +168,12 @@ def register(subparsers: Any) -> None:
     demo.add_argument("--concurrency", type=int, default=48, help="Requests in flight at once.")
     demo.add_argument("--simulate", type=int, default=4, help="Simulated servers.")
     demo.add_argument("--port", type=int, default=0, help="Envoy port (0 = any free port).")
+    demo.add_argument(
+        "--front",
+        choices=("fast", "extproc"),
+        default="fast",
+        help="How Envoy reaches the EPP (as for epp run).",
+    )
     demo.set_defaults(func=demo_command)
 
 
@@ -179,6 +207,8 @@ def options_from_args(args: argparse.Namespace) -> Any:
         disable_endpoint_subset_filter=args.disable_endpoint_subset_filter,
         model_server_metrics_port=args.model_server_metrics_port,
         kubernetes_args=kube,
+        pick_port=args.pick_port,
+        als_port=args.als_port,
     )
     return StackOptions(
         epp=epp,
@@ -189,6 +219,8 @@ def options_from_args(args: argparse.Namespace) -> Any:
         envoy=not args.no_envoy and kube is None,
         mode=args.envoy_mode or ("buffered" if args.failure_mode == "FailOpen" else "duplex"),
         failure_mode=args.failure_mode,
+        front=args.front,
+        als_flush_interval=args.als_flush_interval,
     )
 
 
@@ -211,7 +243,17 @@ async def _serve(options: Any) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stack.start()
     o = options.epp
-    log.info("ext_proc on %s:%d, metrics on :%s", o.host, stack.epp.grpc_port, o.metrics_port)
+    if stack.epp.fastfront is not None:
+        ff = stack.epp.fastfront
+        log.info(
+            "fast front: pick on %s:%d, access log on :%d, metrics on :%s",
+            o.host,
+            ff.port,
+            ff.als_port,
+            o.metrics_port,
+        )
+    else:
+        log.info("ext_proc on %s:%d, metrics on :%s", o.host, stack.epp.grpc_port, o.metrics_port)
     for ep in stack.epp.datastore.endpoints():
         log.info("endpoint %s", ep)
     if stack.envoy is not None:
@@ -228,7 +270,9 @@ def demo_command(args: argparse.Namespace) -> int:
     from endpoint_picker.runner.demo import run_demo
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return _run_loop(run_demo(args.simulate, args.requests, args.concurrency, args.port))
+    return _run_loop(
+        run_demo(args.simulate, args.requests, args.concurrency, args.port, args.front)
+    )
 
 
 def _run_loop(coro: Any) -> int:

@@ -26,11 +26,14 @@ class StackOptions:
     failure_mode: str = "FailClose"
     envoy_concurrency: int = 1
     access_log_path: str | None = None
+    front: str = "extproc"  # "extproc" or "fast" (also sets epp.front)
+    als_flush_interval: float = 0.05  # fast front: Envoy's access-log flush interval (seconds)
 
 
 class Stack:
     def __init__(self, options: StackOptions) -> None:
         self.options = options
+        options.epp.front = options.front
         self.fleet: Any = None
         self.epp = Epp(options.epp)
         self.envoy: Any = None
@@ -60,18 +63,32 @@ class Stack:
             await self.epp.start()
             if o.envoy:
                 from endpoint_picker.envoy import ManagedEnvoy, bootstrap
+                from endpoint_picker.envoy.fast import fast_bootstrap
 
-                config = bootstrap(
-                    o.listen_port,
-                    o.epp.host,
-                    self.epp.grpc_port,
-                    mode=o.mode,  # type: ignore[arg-type]
-                    failure_mode=o.failure_mode,  # type: ignore[arg-type]
-                    pool_endpoints=self.pool_endpoints or None,
-                    tls=o.epp.secure_serving,
-                    admin_port=o.admin_port,
-                    access_log_path=o.access_log_path,
-                )
+                if o.front == "fast":
+                    config = fast_bootstrap(
+                        o.listen_port,
+                        o.epp.host,
+                        self.epp.fastfront.port,
+                        self.epp.fastfront.als_port,
+                        failure_mode=o.failure_mode,  # type: ignore[arg-type]
+                        pool_endpoints=self.pool_endpoints or None,
+                        admin_port=o.admin_port,
+                        access_log_path=o.access_log_path,
+                        als_flush_interval_s=o.als_flush_interval,
+                    )
+                else:
+                    config = bootstrap(
+                        o.listen_port,
+                        o.epp.host,
+                        self.epp.grpc_port,
+                        mode=o.mode,  # type: ignore[arg-type]
+                        failure_mode=o.failure_mode,  # type: ignore[arg-type]
+                        pool_endpoints=self.pool_endpoints or None,
+                        tls=o.epp.secure_serving,
+                        admin_port=o.admin_port,
+                        access_log_path=o.access_log_path,
+                    )
                 self.envoy = ManagedEnvoy(config, concurrency=o.envoy_concurrency)
                 await self.envoy.start()
         except BaseException:
