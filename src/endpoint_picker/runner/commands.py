@@ -87,11 +87,11 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     env.add_argument(
         "--front",
         choices=("fast", "extproc"),
-        default="fast",
-        help="How Envoy reaches the EPP: 'fast' (default; pick over ext_authz HTTP on "
-        "--pick-port, complete over Envoy's gRPC access log on --als-port; needs an Envoy "
-        "config the EPP writes) or 'extproc' (the GIE ext_proc protocol on --grpc-port, for "
-        "any GIE gateway).",
+        default=None,
+        help="How Envoy reaches the EPP: 'fast' (the default standalone; pick over ext_authz "
+        "HTTP on --pick-port, complete over Envoy's gRPC access log on --als-port; needs an "
+        "Envoy config the EPP writes) or 'extproc' (the GIE ext_proc protocol on --grpc-port, "
+        "for any GIE gateway; the default in Kubernetes mode).",
     )
     env.add_argument(
         "--pick-port", type=int, default=9004, help="Fast front: ext_authz HTTP pick port."
@@ -219,7 +219,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         envoy=not args.no_envoy and kube is None,
         mode=args.envoy_mode or ("buffered" if args.failure_mode == "FailOpen" else "duplex"),
         failure_mode=args.failure_mode,
-        front=args.front,
+        front=args.front or ("extproc" if kube is not None else "fast"),
         als_flush_interval=args.als_flush_interval,
     )
 
