@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # Rough size of one token in characters, to weigh in-flight load before usage is known.
 CHARS_PER_TOKEN = 4
+# Bound on cached metric children (label sets follow the models clients name).
+_MAX_SERIES = 10_000
 
 
 class Parser(Protocol):
@@ -76,6 +78,38 @@ class UsageSink(Protocol):
 
     @property
     def usage(self) -> Usage | None: ...
+
+
+@dataclass(slots=True)
+class _Series:
+    """One (model, target model) pair's labelled metric children, looked up once.
+
+    ``labels()`` takes a lock and walks a dict per call; the director records about ten
+    samples per request, so the lookups cost more than the samples themselves.
+    """
+
+    request_sizes: Any
+    response_sizes: Any
+    duration: Any
+    input_tokens: Any
+    output_tokens: Any
+    cached_tokens: Any
+    ntpot: Any
+    running: Any  # None when the request named no model
+
+    @classmethod
+    def of(cls, model: str, target: str) -> _Series:
+        labels = (model, target)
+        return cls(
+            m.REQUEST_SIZES.labels(*labels),
+            m.RESPONSE_SIZES.labels(*labels),
+            m.REQUEST_DURATION.labels(*labels),
+            m.INPUT_TOKENS.labels(*labels),
+            m.OUTPUT_TOKENS.labels(*labels),
+            m.CACHED_TOKENS.labels(*labels),
+            m.NTPOT.labels(*labels),
+            m.RUNNING_REQUESTS.labels(model) if model else None,
+        )
 
 
 @dataclass(eq=False)
@@ -118,6 +152,8 @@ class Director:
         self.disable_subset_filter = disable_subset_filter
         # Counters of every outcome, so totals can be reconciled with clients (demo, benchmarks).
         self.outcomes: dict[str, int] = {}
+        self._series: dict[tuple[str, str], _Series] = {}
+        self._totals: dict[tuple[str, str, int], Any] = {}
 
     # -- request path ------------------------------------------------------------------------------
     async def handle_request(
@@ -171,12 +207,30 @@ class Director:
         )
         primary.inflight_requests += 1
         primary.inflight_tokens += ctx._inflight_tokens
-        labels = (request.incoming_model, request.target_model)
-        m.REQUEST_TOTAL.labels(*labels, str(request.priority)).inc()
-        m.REQUEST_SIZES.labels(*labels).observe(len(forward))
-        if request.incoming_model:
-            m.RUNNING_REQUESTS.labels(request.incoming_model).inc()
+        self._total(request).inc()
+        series = self._series_of(request)
+        series.request_sizes.observe(len(forward))
+        if series.running is not None:
+            series.running.inc()
         return ctx
+
+    def _series_of(self, request: InferenceRequest) -> _Series:
+        key = (request.incoming_model, request.target_model)
+        series = self._series.get(key)
+        if series is None:
+            if len(self._series) >= _MAX_SERIES:
+                self._series.clear()
+            series = self._series[key] = _Series.of(*key)
+        return series
+
+    def _total(self, request: InferenceRequest) -> Any:
+        key = (request.incoming_model, request.target_model, request.priority)
+        child = self._totals.get(key)
+        if child is None:
+            if len(self._totals) >= _MAX_SERIES:
+                self._totals.clear()
+            child = self._totals[key] = m.REQUEST_TOTAL.labels(*key[:2], str(key[2]))
+        return child
 
     def _header_only(self, headers: dict[str, str], received: float) -> RequestContext:
         # Upstream picks a uniformly random endpoint for body-less requests (e.g. GET /v1/models).
@@ -251,31 +305,31 @@ class Director:
             return
         ctx.finished = True
         req = ctx.request
-        labels = (req.incoming_model, req.target_model)
+        series = self._series_of(req)
         ep = ctx.endpoint
         if ep is not None:
             ep.inflight_requests = max(0, ep.inflight_requests - 1)
             ep.inflight_tokens = max(0, ep.inflight_tokens - ctx._inflight_tokens)
             self.scheduler.response_complete(req, ep)
-        if req.incoming_model:
-            m.RUNNING_REQUESTS.labels(req.incoming_model).dec()
+        if series.running is not None:
+            series.running.dec()
         if error is not None or (ctx.response_status and ctx.response_status >= 400):
             code = Code.MODEL_SERVER_ERROR.value if error is None else _error_code(error)
             self._count_error(req, code)
         else:
             self.outcomes["completed"] = self.outcomes.get("completed", 0) + 1
         duration = self.clock.now() - ctx.received_at
-        m.REQUEST_DURATION.labels(*labels).observe(duration)
-        m.RESPONSE_SIZES.labels(*labels).observe(ctx.response_bytes)
+        series.duration.observe(duration)
+        series.response_sizes.observe(ctx.response_bytes)
         usage = ctx._tracker.usage if ctx._tracker is not None else None
         ctx.usage = usage
         if usage is not None:
-            m.INPUT_TOKENS.labels(*labels).observe(usage.prompt_tokens)
-            m.OUTPUT_TOKENS.labels(*labels).observe(usage.completion_tokens)
+            series.input_tokens.observe(usage.prompt_tokens)
+            series.output_tokens.observe(usage.completion_tokens)
             if usage.cached_tokens is not None:
-                m.CACHED_TOKENS.labels(*labels).observe(usage.cached_tokens)
+                series.cached_tokens.observe(usage.cached_tokens)
             if usage.completion_tokens > 0:
-                m.NTPOT.labels(*labels).observe(duration / usage.completion_tokens)
+                series.ntpot.observe(duration / usage.completion_tokens)
         notify = getattr(self.admission, "notify", None)
         if notify is not None:
             notify()
