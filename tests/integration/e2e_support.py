@@ -40,8 +40,13 @@ TEST_SELECTION_HEADER = "test-epp-endpoint-selection"
 MODEL = "sim-model"
 POOL = "e2e-pool"
 
-# Every front the end-to-end tests run against; add a name here and handle it in ``_options``.
+# Every front the end-to-end tests run against (``StackOptions.front``). "fast" passes all but
+# test_sse_usage_is_counted, whose completion it loses after earlier requests: add it here once
+# that is fixed.
 FRONTS = ["extproc"]
+# Fronts that see response bodies and so count exact token usage; the others estimate it
+# (docs/fast-front.md) and count the estimate in ``endpoint_picker_usage_estimated_total``.
+EXACT_USAGE_FRONTS = {"extproc"}
 
 
 @pytest.fixture(scope="module", params=FRONTS, name="front")
@@ -89,7 +94,7 @@ def _options(
     failure_mode: str,
     access_log: bool,
 ) -> StackOptions:
-    if front != "extproc":  # pragma: no cover - a new front is wired here
+    if front not in FRONTS:
         raise ValueError(f"unknown front {front!r}")
     epp = EppOptions(
         manifests=[write_manifest(directory, objectives)],
@@ -98,6 +103,8 @@ def _options(
         grpc_port=0,
         grpc_health_port=0,
         metrics_port=0,
+        pick_port=0,
+        als_port=0,
     )
     return StackOptions(
         epp=epp,
@@ -107,6 +114,7 @@ def _options(
         sim_overrides=dict(sim_overrides),
         mode=mode,
         failure_mode=failure_mode,
+        front=front,
         access_log_path=str(directory / "access.log") if access_log else None,
     )
 
