@@ -40,10 +40,8 @@ TEST_SELECTION_HEADER = "test-epp-endpoint-selection"
 MODEL = "sim-model"
 POOL = "e2e-pool"
 
-# Every front the end-to-end tests run against (``StackOptions.front``). "fast" passes all but
-# test_sse_usage_is_counted, whose completion it loses after earlier requests: add it here once
-# that is fixed.
-FRONTS = ["extproc"]
+# Every front the end-to-end tests run against (``StackOptions.front``).
+FRONTS = ["extproc", "fast"]
 # Fronts that see response bodies and so count exact token usage; the others estimate it
 # (docs/fast-front.md) and count the estimate in ``endpoint_picker_usage_estimated_total``.
 EXACT_USAGE_FRONTS = {"extproc"}
