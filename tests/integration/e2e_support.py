@@ -12,12 +12,19 @@ The *front* is how client requests reach the EPP. It is one parametrized fixture
             yield s
 
 Tests must then run on the module loop: ``pytest.mark.asyncio(loop_scope="module")``.
+``session_fixture`` and ``outsider_fixture`` register the fixtures ``session`` (one aiohttp
+client per module) and ``outsider`` (a server outside the pool) the same way.
+
+Overload tests hold a one-simulator pool with a *blocker* (``gated_config``, ``SLOW_SIM``,
+``block``/``release``): a long request released by disconnecting its client, so every outcome
+is decided by the EPP and nothing depends on the machine's speed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -27,6 +34,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
+from extproc_support import EchoUpstream
 
 from endpoint_picker.metrics import REGISTRY
 from endpoint_picker.runner.app import EppOptions
@@ -40,6 +49,20 @@ TEST_SELECTION_HEADER = "test-epp-endpoint-selection"
 MODEL = "sim-model"
 POOL = "e2e-pool"
 
+# The pool's only step is the conformance header filter: the test header decides the endpoint.
+PICKED_CONFIG = """
+apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- {name: header-based-testing-filter, type: header-based-testing-filter}
+schedulingProfiles:
+- name: conformance
+  plugins: [{pluginRef: header-based-testing-filter}]
+"""
+# 20 ms per token: a blocker (400 tokens) would run 8 s, far longer than any test needs it.
+SLOW_SIM = {"inter_token_latency": 0.02}
+ACCESS_LOG_LINE = re.compile(r"upstream=(\S+) md=(\S+) rid=(\S+)")
+
 # Every front the end-to-end tests run against (``StackOptions.front``).
 FRONTS = ["extproc", "fast"]
 # Fronts that see response bodies and so count exact token usage; the others estimate it
@@ -51,6 +74,39 @@ EXACT_USAGE_FRONTS = {"extproc"}
 def front_fixture(request: pytest.FixtureRequest) -> str:
     """The front under test (module scope: one stack per module and front)."""
     return str(request.param)
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module", name="session")
+async def session_fixture() -> AsyncIterator[aiohttp.ClientSession]:
+    """One client session per test module."""
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module", name="outsider")
+async def outsider_fixture() -> AsyncIterator[EchoUpstream]:
+    """A server outside the pool that clients try to reach through the gateway."""
+    echo = EchoUpstream()
+    await echo.start()
+    yield echo
+    await echo.stop()
+
+
+def gated_config(flow_control: str) -> str:
+    """A config whose pool saturates at one request in flight (``concurrency-detector``,
+    ``maxConcurrency: 1``), with the given ``flowControl`` value (YAML flow style)."""
+    return (
+        "apiVersion: inference.networking.x-k8s.io/v1alpha1\n"
+        "kind: EndpointPickerConfig\n"
+        "plugins:\n"
+        "- {name: detector, type: concurrency-detector, parameters: {maxConcurrency: 1}}\n"
+        "- {type: queue-scorer}\n"
+        "schedulingProfiles:\n"
+        "- name: default\n"
+        "  plugins: [{pluginRef: queue-scorer}]\n"
+        "saturationDetector: {pluginRef: detector}\n"
+        f"flowControl: {flow_control}\n"
+    )
 
 
 def write_manifest(directory: Path, objectives: Mapping[str, int | None]) -> str:
@@ -91,6 +147,7 @@ def _options(
     mode: str,
     failure_mode: str,
     access_log: bool,
+    als_flush_interval: float,
 ) -> StackOptions:
     if front not in FRONTS:
         raise ValueError(f"unknown front {front!r}")
@@ -114,6 +171,7 @@ def _options(
         failure_mode=failure_mode,
         front=front,
         access_log_path=str(directory / "access.log") if access_log else None,
+        als_flush_interval=als_flush_interval,
     )
 
 
@@ -129,8 +187,13 @@ async def running_stack(
     mode: str = "duplex",
     failure_mode: str = "FailClose",
     access_log: bool = False,
+    als_flush_interval: float = 0.05,
 ) -> AsyncIterator[Stack]:
-    """Simulators + EPP + front on 127.0.0.1 ephemeral ports; stopped on exit."""
+    """Simulators + EPP + front on 127.0.0.1 ephemeral ports; stopped on exit.
+
+    ``mode`` is the ext_proc processing mode (FailOpen needs ``"buffered"``);
+    ``als_flush_interval`` is the fast front's access-log flush interval (seconds).
+    """
     options = _options(
         front,
         directory,
@@ -141,6 +204,7 @@ async def running_stack(
         mode=mode,
         failure_mode=failure_mode,
         access_log=access_log,
+        als_flush_interval=als_flush_interval,
     )
     stack = Stack(options)
     await stack.start()
@@ -214,3 +278,25 @@ def queued(stack: Stack) -> int:
     """Requests waiting in flow control (0 with legacy admission)."""
     registry = getattr(stack.epp.admission, "registry", None)
     return int(registry.len) if registry is not None else 0
+
+
+async def block(stack: Stack, session: aiohttp.ClientSession) -> asyncio.Task[Reply]:
+    """Start a long request and wait until the EPP has it in flight (the pool is then full)."""
+    await wait_until(lambda: total_inflight(stack) == 0 and queued(stack) == 0, what="idle")
+    blocker = asyncio.create_task(post(session, stack, completion("block", 400)))
+    await wait_until(lambda: total_inflight(stack) == 1, what="the blocker in flight")
+    return blocker
+
+
+async def release(blocker: asyncio.Task[Reply]) -> None:
+    """End the blocker: the client goes away, Envoy resets the stream, the EPP frees the slot."""
+    assert not blocker.done(), "the blocker ended by itself: the pool was never held"
+    blocker.cancel()
+    await asyncio.gather(blocker, return_exceptions=True)
+
+
+def access_log(stack: Stack) -> dict[str, tuple[str, str]]:
+    """request id -> (upstream host, the EPP's destination) from Envoy's file access log."""
+    path = Path(stack.options.access_log_path or "")
+    lines = path.read_text().splitlines() if path.exists() else []
+    return {m[3]: (m[1], m[2]) for m in map(ACCESS_LOG_LINE.search, lines) if m}

@@ -20,13 +20,18 @@ from e2e_support import (
     MODEL,
     OBJECTIVE_HEADER,
     POOL,
+    SLOW_SIM,
     Reply,
+    block,
     completion,
     front_fixture,  # noqa: F401  (registers the parametrized fixture `front`)
+    gated_config,
     post,
     queued,
+    release,
     running_stack,
     sample,
+    session_fixture,  # noqa: F401  (registers the fixture `session`)
     total_inflight,
     wait_until,
 )
@@ -36,56 +41,22 @@ from endpoint_picker.runner.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
-GATED = """
-apiVersion: inference.networking.x-k8s.io/v1alpha1
-kind: EndpointPickerConfig
-plugins:
-- {name: detector, type: concurrency-detector, parameters: {maxConcurrency: 1}}
-- {type: queue-scorer}
-schedulingProfiles:
-- name: default
-  plugins: [{pluginRef: queue-scorer}]
-saturationDetector: {pluginRef: detector}
-flowControl:
-  maxRequests: 8
-"""
-WITH_TTL = GATED.replace("maxRequests: 8", "defaultRequestTTL: 300ms")
-# 20 ms per token: the blocker (400 tokens) would run 8 s, far longer than any test needs it.
-SIM = {"inter_token_latency": 0.02}
+GATED = gated_config("{maxRequests: 8}")
+WITH_TTL = gated_config("{defaultRequestTTL: 300ms}")
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def gated(front: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     directory = tmp_path_factory.mktemp("e2e-gated")
-    async with running_stack(front, directory, config=GATED, sim_overrides=SIM) as s:
+    async with running_stack(front, directory, config=GATED, sim_overrides=SLOW_SIM) as s:
         yield s
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def with_ttl(front: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     directory = tmp_path_factory.mktemp("e2e-ttl")
-    async with running_stack(front, directory, config=WITH_TTL, sim_overrides=SIM) as s:
+    async with running_stack(front, directory, config=WITH_TTL, sim_overrides=SLOW_SIM) as s:
         yield s
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-async def _block(stack: Stack, session: aiohttp.ClientSession) -> asyncio.Task[Reply]:
-    """Start a long request and wait until the EPP has it in flight (the pool is then full)."""
-    await wait_until(lambda: total_inflight(stack) == 0 and queued(stack) == 0, what="idle")
-    blocker = asyncio.create_task(post(session, stack, completion("block", 400)))
-    await wait_until(lambda: total_inflight(stack) == 1, what="the blocker in flight")
-    return blocker
-
-
-async def _release(stack: Stack, blocker: asyncio.Task[Reply]) -> None:
-    assert not blocker.done(), "the blocker ended by itself: the pool was never held"
-    blocker.cancel()  # the client goes away: Envoy resets the stream, the EPP releases the slot
-    await asyncio.gather(blocker, return_exceptions=True)
 
 
 def _sim_sequence(reply: Reply) -> int:
@@ -96,7 +67,7 @@ def _sim_sequence(reply: Reply) -> int:
 async def test_priority_order_holds_under_overload(
     gated: Stack, session: aiohttp.ClientSession
 ) -> None:
-    blocker = await _block(gated, session)
+    blocker = await block(gated, session)
     tasks: list[tuple[str, asyncio.Task[Reply]]] = []
     for objective in ("low", "high"):  # every low request is queued before any high one
         for i in range(3):
@@ -106,7 +77,7 @@ async def test_priority_order_holds_under_overload(
             )
             tasks.append((objective, task))
         await wait_until(lambda: queued(gated) == len(tasks), what=f"{objective} queued")
-    await _release(gated, blocker)
+    await release(blocker)
     replies = [(objective, await task) for objective, task in tasks]
     assert all(r.status == 200 for _, r in replies), [r.body for _, r in replies]
     arrival = [objective for objective, r in sorted(replies, key=lambda x: _sim_sequence(x[1]))]
@@ -116,7 +87,7 @@ async def test_priority_order_holds_under_overload(
 async def test_queue_at_capacity_is_shed_with_429(
     gated: Stack, session: aiohttp.ClientSession
 ) -> None:
-    blocker = await _block(gated, session)
+    blocker = await block(gated, session)
     headers = {FAIRNESS_HEADER: "capacity-test"}
     waiting = [
         asyncio.create_task(post(session, gated, completion(f"q{i}"), headers)) for i in range(8)
@@ -128,7 +99,7 @@ async def test_queue_at_capacity_is_shed_with_429(
         b"inference error: ResourceExhausted - request rejected pre-queue: queue at capacity"
     )
     assert shed.served_by is None
-    await _release(gated, blocker)
+    await release(blocker)
     assert [(await t).status for t in waiting] == [200] * 8
 
 
@@ -147,7 +118,7 @@ async def test_a_client_that_leaves_while_queued_frees_its_slot(
     }
     cancelled = director.outcomes.get("cancelled", 0)
     evicted = admission.outcomes[Outcome.EVICTED_CONTEXT_CANCELLED]
-    blocker = await _block(gated, session)
+    blocker = await block(gated, session)
     leaver = asyncio.create_task(
         post(session, gated, completion("leaving"), {FAIRNESS_HEADER: "leaver"})
     )
@@ -161,7 +132,7 @@ async def test_a_client_that_leaves_while_queued_frees_its_slot(
     assert sample("inference_extension_flow_control_queue_size", labels) == 0
     assert sample("inference_extension_flow_control_queue_bytes", labels) == 0
     assert total_inflight(gated) == 1  # only the blocker: the leaver never got a slot
-    await _release(gated, blocker)
+    await release(blocker)
     await wait_until(lambda: total_inflight(gated) == 0, what="in-flight back to 0")
     running = {"model_name": MODEL}
     await wait_until(lambda: sample("inference_objective_running_requests", running) == 0)
@@ -170,7 +141,7 @@ async def test_a_client_that_leaves_while_queued_frees_its_slot(
 
 
 async def test_ttl_expiry_in_queue_is_503(with_ttl: Stack, session: aiohttp.ClientSession) -> None:
-    blocker = await _block(with_ttl, session)
+    blocker = await block(with_ttl, session)
     reply = await post(session, with_ttl, completion("too late"), {FAIRNESS_HEADER: "ttl-test"})
     assert reply.status == 503
     assert reply.body == (
@@ -178,5 +149,5 @@ async def test_ttl_expiry_in_queue_is_503(with_ttl: Stack, session: aiohttp.Clie
         b"request evicted from queue: request TTL expired"
     )
     assert with_ttl.epp.admission.outcomes[Outcome.EVICTED_TTL] == 1
-    await _release(with_ttl, blocker)
+    await release(blocker)
     assert (await post(session, with_ttl, completion("in time"))).status == 200

@@ -4,19 +4,21 @@ going away behind a fail-close or a fail-open gateway."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-import pytest_asyncio
 from e2e_support import (
     DESTINATION_HEADER,
     OBJECTIVE_HEADER,
+    SLOW_SIM,
     Reply,
     completion,
     front_fixture,  # noqa: F401  (registers the parametrized fixture `front`)
+    gated_config,
+    outsider_fixture,  # noqa: F401  (registers the fixture `outsider`)
     post,
     running_stack,
+    session_fixture,  # noqa: F401  (registers the fixture `session`)
     total_inflight,
     wait_until,
 )
@@ -26,32 +28,14 @@ from endpoint_picker.runner.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
-LEGACY = """
-apiVersion: inference.networking.x-k8s.io/v1alpha1
-kind: EndpointPickerConfig
-plugins:
-- {name: detector, type: concurrency-detector, parameters: {maxConcurrency: 1}}
-- {type: queue-scorer}
-schedulingProfiles:
-- name: default
-  plugins: [{pluginRef: queue-scorer}]
-saturationDetector: {pluginRef: detector}
-flowControl: {enabled: false}
-"""
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
+LEGACY = gated_config("{enabled: false}")
 
 
 async def test_sheddable_requests_get_429_while_the_pool_is_saturated(
     front: str, tmp_path_factory: pytest.TempPathFactory, session: aiohttp.ClientSession
 ) -> None:
     directory = tmp_path_factory.mktemp("e2e-legacy")
-    sim = {"inter_token_latency": 0.02}
-    async with running_stack(front, directory, config=LEGACY, sim_overrides=sim) as stack:
+    async with running_stack(front, directory, config=LEGACY, sim_overrides=SLOW_SIM) as stack:
         # Not saturated: a sheddable request is served.
         assert (await post(session, stack, completion(), {OBJECTIVE_HEADER: "low"})).status == 200
         blocker = asyncio.create_task(post(session, stack, completion("block", 400)))
@@ -94,15 +78,6 @@ async def _fail(stack: Stack, session: aiohttp.ClientSession, echo: EchoUpstream
     assert (await post(session, stack, completion())).status == 200  # the EPP serves first
     await stack.epp.stop()
     return await post(session, stack, completion("epp gone"), {DESTINATION_HEADER: echo.endpoint})
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def outsider() -> AsyncIterator[EchoUpstream]:
-    """A server outside the pool that a client tries to reach through the gateway."""
-    echo = EchoUpstream()
-    await echo.start()
-    yield echo
-    await echo.stop()
 
 
 async def test_epp_down_with_fail_close_is_an_error(

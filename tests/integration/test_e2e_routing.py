@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -20,13 +18,17 @@ import pytest_asyncio
 from e2e_support import (
     DESTINATION_HEADER,
     EXACT_USAGE_FRONTS,
+    FRONTS,
     MODEL,
+    PICKED_CONFIG,
     TEST_SELECTION_HEADER,
+    access_log,
     completion,
     front_fixture,  # noqa: F401  (registers the parametrized fixture `front`)
     post,
     running_stack,
     sample,
+    session_fixture,  # noqa: F401  (registers the fixture `session`)
     total_inflight,
     wait_until,
 )
@@ -35,18 +37,10 @@ from endpoint_picker.runner.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
-LOG_LINE = re.compile(r"upstream=(\S+) md=(\S+) rid=(\S+)")
 LABELS = {"model_name": MODEL, "target_model_name": MODEL}
-
-CONFORMANCE_CONFIG = """
-apiVersion: inference.networking.x-k8s.io/v1alpha1
-kind: EndpointPickerConfig
-plugins:
-- {name: header-based-testing-filter, type: header-based-testing-filter}
-schedulingProfiles:
-- name: conformance
-  plugins: [{pluginRef: header-based-testing-filter}]
-"""
+BAD_BODIES = [b"{not json", b'{"prompt": "no model here"}', b"[1, 2, 3]", b'{"model": 7}']
+# The 400 answers per front, compared once both fronts ran (module order: extproc, then fast).
+BAD_ANSWERS: dict[str, dict[bytes, bytes]] = {}
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -61,26 +55,8 @@ async def stack(front: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIt
 async def picked(front: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     """A stack whose only scheduling step is the conformance header filter."""
     directory = tmp_path_factory.mktemp("e2e-picked")
-    async with running_stack(front, directory, simulate=3, config=CONFORMANCE_CONFIG) as s:
+    async with running_stack(front, directory, simulate=3, config=PICKED_CONFIG) as s:
         yield s
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-def _access_log(stack: Stack) -> dict[str, tuple[str, str]]:
-    """request id -> (upstream host, the EPP's destination metadata) from Envoy's access log."""
-    path = Path(stack.options.access_log_path or "")
-    out: dict[str, tuple[str, str]] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            match = LOG_LINE.search(line)
-            if match:
-                out[match.group(3)] = (match.group(1), match.group(2))
-    return out
 
 
 async def test_requests_reach_the_endpoint_the_epp_chose(
@@ -96,8 +72,8 @@ async def test_requests_reach_the_endpoint_the_epp_chose(
     assert [r.status for r in replies] == [200] * len(rids), [r.body for r in replies]
     served = {rid: r.served_by for rid, r in zip(rids, replies, strict=True)}
     assert set(served.values()) <= set(stack.pool_endpoints)
-    await wait_until(lambda: set(rids) <= set(_access_log(stack)), what="access log lines")
-    log = _access_log(stack)
+    await wait_until(lambda: set(rids) <= set(access_log(stack)), what="access log lines")
+    log = access_log(stack)
     for rid in rids:
         upstream, metadata = log[rid]
         chosen = metadata.split(",")[0]  # primary first, then fallbacks
@@ -130,23 +106,17 @@ async def test_spoofed_destination_headers_are_ignored(
         assert reply.served_by == target
 
 
-@pytest.mark.parametrize(
-    ("body", "message"),
-    [
-        (b"{not json", "inference error: BadRequest - "),
-        (b'{"prompt": "no model here"}', "inference error: BadRequest - "),
-        (b"[1, 2, 3]", "inference error: BadRequest - "),
-    ],
-)
+@pytest.mark.parametrize("body", BAD_BODIES)
 async def test_bad_requests_get_400_with_upstream_bodies(
-    stack: Stack, session: aiohttp.ClientSession, body: bytes, message: str
+    stack: Stack, session: aiohttp.ClientSession, body: bytes, front: str
 ) -> None:
     before = stack.epp.director.outcomes.get("BadRequest", 0)  # type: ignore[union-attr]
     reply = await post(session, stack, body)
     assert reply.status == 400
-    assert reply.body.decode().startswith(message)
+    assert reply.body.decode().startswith("inference error: BadRequest - ")
     assert reply.served_by is None  # answered by the EPP, never forwarded
     assert stack.epp.director.outcomes["BadRequest"] == before + 1  # type: ignore[union-attr]
+    BAD_ANSWERS.setdefault(front, {})[body] = reply.body
 
 
 async def test_sse_usage_is_counted(
@@ -197,3 +167,11 @@ async def test_header_only_requests_are_routed_to_the_pool(
         assert r.status == 200
         assert r.headers["x-sim-endpoint"] in stack.pool_endpoints
         assert (await r.json())["data"][0]["id"] == MODEL
+
+
+async def test_both_fronts_answer_bad_requests_alike() -> None:
+    """Runs after both fronts' stacks: every 400 body is the same for both fronts."""
+    if set(BAD_ANSWERS) != set(FRONTS):
+        pytest.skip("needs both fronts' runs in this session")
+    assert BAD_ANSWERS["fast"] == BAD_ANSWERS["extproc"]
+    assert set(BAD_ANSWERS["fast"]) == set(BAD_BODIES)

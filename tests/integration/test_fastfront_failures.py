@@ -3,14 +3,17 @@ a client's destination header can never steer routing, with or without the EPP."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import aiohttp
 import pytest
-import pytest_asyncio
-from e2e_support import DESTINATION_HEADER, completion, post
+from e2e_support import (
+    DESTINATION_HEADER,
+    completion,
+    outsider_fixture,  # noqa: F401  (registers the fixture `outsider`)
+    post,
+    running_stack,
+    session_fixture,  # noqa: F401  (registers the fixture `session`)
+)
 from extproc_support import EchoUpstream
-from fastfront_support import FastStack, running
 
 from endpoint_picker.envoy.fast import TICKET_HEADER
 from endpoint_picker.runner.stack import Stack
@@ -18,26 +21,11 @@ from endpoint_picker.runner.stack import Stack
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
 
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def outsider() -> AsyncIterator[EchoUpstream]:
-    """A server outside the pool that clients try to reach through the gateway."""
-    echo = EchoUpstream()
-    await echo.start()
-    yield echo
-    await echo.stop()
-
-
 async def _stop_epp(stack: Stack, session: aiohttp.ClientSession) -> None:
     assert (await post(session, stack, completion())).status == 200  # the EPP serves first
     await stack.epp.stop()
-    assert isinstance(stack, FastStack) and stack.front is not None
-    assert stack.front.pending == 0  # stopping finished every open request
+    assert stack.epp.fastfront is not None
+    assert stack.epp.fastfront.pending == 0  # stopping finished every open request
 
 
 async def test_epp_down_with_fail_close_is_500_and_spoofing_goes_nowhere(
@@ -46,7 +34,7 @@ async def test_epp_down_with_fail_close_is_500_and_spoofing_goes_nowhere(
     outsider: EchoUpstream,
 ) -> None:
     directory = tmp_path_factory.mktemp("ff-failclose")
-    async with running("fast", directory, failure_mode="FailClose") as stack:
+    async with running_stack("fast", directory, failure_mode="FailClose") as stack:
         await _stop_epp(stack, session)
         for spoof in ({DESTINATION_HEADER: outsider.endpoint}, {}):
             reply = await post(
@@ -63,7 +51,7 @@ async def test_epp_down_with_fail_open_is_served_by_the_pool_only(
     outsider: EchoUpstream,
 ) -> None:
     directory = tmp_path_factory.mktemp("ff-failopen")
-    async with running("fast", directory, simulate=2, failure_mode="FailOpen") as stack:
+    async with running_stack("fast", directory, simulate=2, failure_mode="FailOpen") as stack:
         pool = stack.pool_endpoints
         # The EPP up: the pool cluster's override_host reads only the EPP's header.
         up = await post(session, stack, completion("up"), {DESTINATION_HEADER: outsider.endpoint})
