@@ -68,6 +68,16 @@ def _endpoints(name: str, hostports: list[tuple[str, int]]) -> dict[str, Any]:
     }
 
 
+def http2_only() -> dict[str, Any]:
+    """A cluster's protocol options for a gRPC upstream (HTTP/2, no negotiation)."""
+    return {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": _T + "extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}},
+        }
+    }
+
+
 def _processing_mode(mode: Mode) -> dict[str, str]:
     if mode == "duplex":  # upstream's mode; trailers must be SEND with FULL_DUPLEX_STREAMED
         return {
@@ -96,12 +106,7 @@ def _epp_cluster(host: str, port: int, tls: bool) -> dict[str, Any]:
         "type": "STATIC" if _is_ip(host) else "STRICT_DNS",
         "connect_timeout": "1s",
         "circuit_breakers": {"thresholds": [_BIG]},  # one ext_proc stream per HTTP request
-        "typed_extension_protocol_options": {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": _T + "extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {"http2_protocol_options": {}},
-            }
-        },
+        "typed_extension_protocol_options": http2_only(),
         "load_assignment": _endpoints("epp", [(host, port)]),
     }
     if tls:  # the EPP's certificate is self-signed by default: encrypted, not verified
@@ -170,17 +175,106 @@ def _original_dst_cluster() -> dict[str, Any]:
     }
 
 
-def _strip_client_routing_headers() -> dict[str, Any]:
+def strip_headers(names: tuple[str, ...]) -> dict[str, Any]:
+    """A header-mutation filter removing ``names`` from every request (clients cannot set them)."""
     return {
         "name": "envoy.filters.http.header_mutation",
         "typed_config": {
             "@type": _T + "extensions.filters.http.header_mutation.v3.HeaderMutation",
-            "mutations": {
-                "request_mutations": [
-                    {"remove": DESTINATION_HEADER},
-                    {"remove": DESTINATION_SERVED_HEADER},
-                ]
-            },
+            "mutations": {"request_mutations": [{"remove": h} for h in names]},
+        },
+    }
+
+
+def checked_pool(
+    failure_mode: str, pool_endpoints: list[str] | None
+) -> list[tuple[str, int]] | None:
+    """The pool's (IP, port) list, with the checks both fronts need; ConfigError otherwise."""
+    if failure_mode not in ("FailClose", "FailOpen"):
+        raise ConfigError(f"failure mode must be 'FailClose' or 'FailOpen', got {failure_mode!r}")
+    pool = [split_hostport(e) for e in pool_endpoints] if pool_endpoints else None
+    for host, _ in pool or []:
+        if not _is_ip(host):
+            raise ConfigError(f"pool endpoints must be IP addresses, got {host!r}")
+    if failure_mode == "FailOpen" and not pool:
+        raise ConfigError(
+            "FailOpen needs the pool's endpoints (--pool-endpoint): without them the fallback "
+            "would have to trust a destination the client can name"
+        )
+    return pool
+
+
+def file_access_log(path: str, line_format: str) -> dict[str, Any]:
+    """Envoy's file access logger writing ``line_format`` to ``path``."""
+    return {
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": _T + "extensions.access_loggers.file.v3.FileAccessLog",
+            "path": path,
+            "log_format": {"text_format_source": {"inline_string": line_format}},
+        },
+    }
+
+
+def gateway_bootstrap(
+    *,
+    listen_host: str,
+    listen_port: int,
+    admin_port: int | None,
+    pool: list[tuple[str, int]] | None,
+    route_timeout_s: float,
+    http_filters: list[dict[str, Any]],
+    access_log: list[dict[str, Any]],
+    epp_clusters: list[dict[str, Any]],
+    hcm_extra: dict[str, Any] | None = None,
+    listener_extra: dict[str, Any] | None = None,
+    pool_cluster: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The bootstrap both fronts share: one listener, one catch-all route to the pool (with a
+    pool list) or to ``ORIGINAL_DST`` on the EPP's header, ``http_filters`` then the router, the
+    EPP's clusters and the upstream cluster (``pool_cluster`` in place of the default pool
+    cluster, which routes on the ``envoy.lb`` metadata ext_proc writes). Ports 0 let the kernel
+    choose (``ManagedEnvoy`` reads them back from the admin API)."""
+    router = {
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": _T + "extensions.filters.http.router.v3.Router"},
+    }
+    route = {
+        "cluster": "pool" if pool else "original_destination_cluster",
+        "timeout": f"{route_timeout_s:g}s",
+    }
+    hcm = {
+        "@type": _T + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "ingress",
+        "codec_type": "AUTO",
+        "access_log": access_log,
+        **(hcm_extra or {}),
+        "route_config": {
+            "name": "local",
+            "virtual_hosts": [
+                {
+                    "name": "all",
+                    "domains": ["*"],
+                    "routes": [{"match": {"prefix": "/"}, "route": route}],
+                }
+            ],
+        },
+        "http_filters": [*http_filters, router],
+    }
+    hcm_filter = {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
+    upstream = (pool_cluster or _pool_cluster(pool)) if pool else _original_dst_cluster()
+    return {
+        "admin": {"address": _address("127.0.0.1", admin_port or 0)},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "main",
+                    "address": _address(listen_host, listen_port),
+                    **(listener_extra or {}),
+                    "filter_chains": [{"filters": [hcm_filter]}],
+                }
+            ],
+            "clusters": [*epp_clusters, upstream],
         },
     }
 
@@ -207,17 +301,7 @@ def bootstrap(
     """
     if mode not in ("duplex", "buffered"):
         raise ConfigError(f"mode must be 'duplex' or 'buffered', got {mode!r}")
-    if failure_mode not in ("FailClose", "FailOpen"):
-        raise ConfigError(f"failure mode must be 'FailClose' or 'FailOpen', got {failure_mode!r}")
-    pool = [split_hostport(e) for e in pool_endpoints] if pool_endpoints else None
-    for host, _ in pool or []:
-        if not _is_ip(host):
-            raise ConfigError(f"pool endpoints must be IP addresses, got {host!r}")
-    if failure_mode == "FailOpen" and not pool:
-        raise ConfigError(
-            "FailOpen needs the pool's endpoints (--pool-endpoint): without them the fallback "
-            "would have to trust a destination the client can name"
-        )
+    pool = checked_pool(failure_mode, pool_endpoints)
     if failure_mode == "FailOpen" and mode == "duplex":
         # Envoy (1.36+) fails open in FULL_DUPLEX_STREAMED mode only until the first body chunk
         # is on its way to the EPP; with the EPP down that chunk is already sent, so every
@@ -225,18 +309,6 @@ def bootstrap(
         raise ConfigError(
             "FailOpen needs mode 'buffered': in FULL_DUPLEX_STREAMED mode Envoy cannot fail "
             "open once a request body has been streamed to the EPP"
-        )
-    access_log = []
-    if access_log_path:
-        access_log.append(
-            {
-                "name": "envoy.access_loggers.file",
-                "typed_config": {
-                    "@type": _T + "extensions.access_loggers.file.v3.FileAccessLog",
-                    "path": access_log_path,
-                    "log_format": {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}},
-                },
-            }
         )
     ext_proc = {
         "name": "envoy.filters.http.ext_proc",
@@ -249,53 +321,13 @@ def bootstrap(
             "metadata_options": {"receiving_namespaces": {"untyped": [DESTINATION_NAMESPACE]}},
         },
     }
-    router = {
-        "name": "envoy.filters.http.router",
-        "typed_config": {"@type": _T + "extensions.filters.http.router.v3.Router"},
-    }
-    hcm = {
-        "stat_prefix": "ingress",
-        "codec_type": "AUTO",
-        "access_log": access_log,
-        "route_config": {
-            "name": "local",
-            "virtual_hosts": [
-                {
-                    "name": "all",
-                    "domains": ["*"],
-                    "routes": [
-                        {
-                            "match": {"prefix": "/"},
-                            "route": {
-                                "cluster": "pool" if pool else "original_destination_cluster",
-                                "timeout": f"{route_timeout_s:g}s",
-                            },
-                        }
-                    ],
-                }
-            ],
-        },
-        "http_filters": [_strip_client_routing_headers(), ext_proc, router],
-    }
-    hcm_filter = {
-        "name": "envoy.filters.network.http_connection_manager",
-        "typed_config": {
-            "@type": _T + "extensions.filters.network.http_connection_manager.v3."
-            "HttpConnectionManager",
-            **hcm,
-        },
-    }
-    upstream = _pool_cluster(pool) if pool else _original_dst_cluster()
-    return {
-        "admin": {"address": _address("127.0.0.1", admin_port or 0)},
-        "static_resources": {
-            "listeners": [
-                {
-                    "name": "main",
-                    "address": _address(listen_host, listen_port),
-                    "filter_chains": [{"filters": [hcm_filter]}],
-                }
-            ],
-            "clusters": [_epp_cluster(epp_host, epp_port, tls), upstream],
-        },
-    }
+    return gateway_bootstrap(
+        listen_host=listen_host,
+        listen_port=listen_port,
+        admin_port=admin_port,
+        pool=pool,
+        route_timeout_s=route_timeout_s,
+        http_filters=[strip_headers((DESTINATION_HEADER, DESTINATION_SERVED_HEADER)), ext_proc],
+        access_log=[file_access_log(access_log_path, ACCESS_LOG_FORMAT)] if access_log_path else [],
+        epp_clusters=[_epp_cluster(epp_host, epp_port, tls)],
+    )

@@ -27,12 +27,14 @@ from endpoint_picker.envoy.bootstrap import (
     _BIG,
     ACCESS_LOG_FORMAT,
     FailureMode,
-    _address,
     _endpoints,
     _is_ip,
-    _original_dst_cluster,
     _pool_cluster,
-    split_hostport,
+    checked_pool,
+    file_access_log,
+    gateway_bootstrap,
+    http2_only,
+    strip_headers,
 )
 from endpoint_picker.errors import ConfigError
 from endpoint_picker.requests.types import (
@@ -71,16 +73,6 @@ STRIPPED_HEADERS = (DESTINATION_HEADER, DESTINATION_SERVED_HEADER, TICKET_HEADER
 
 def _exact(names: tuple[str, ...]) -> dict[str, Any]:
     return {"patterns": [{"exact": n, "ignore_case": True} for n in names]}
-
-
-def _strip_filter() -> dict[str, Any]:
-    return {
-        "name": "envoy.filters.http.header_mutation",
-        "typed_config": {
-            "@type": _T + "extensions.filters.http.header_mutation.v3.HeaderMutation",
-            "mutations": {"request_mutations": [{"remove": h} for h in STRIPPED_HEADERS]},
-        },
-    }
 
 
 def _ext_authz_filter(
@@ -169,12 +161,7 @@ def _als_cluster(host: str, port: int) -> dict[str, Any]:
         "name": "epp_als",
         "type": "STATIC" if _is_ip(host) else "STRICT_DNS",
         "connect_timeout": "1s",
-        "typed_extension_protocol_options": {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": _T + "extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {"http2_protocol_options": {}},
-            }
-        },
+        "typed_extension_protocol_options": http2_only(),
         "load_assignment": _endpoints("epp_als", [(host, port)]),
     }
 
@@ -206,89 +193,31 @@ def fast_bootstrap(
     pick_timeout_s: float = 300.0,
 ) -> dict[str, Any]:
     """An Envoy bootstrap: listener -> strip -> ext_authz (pick) -> router, ALS (complete)."""
-    if failure_mode not in ("FailClose", "FailOpen"):
-        raise ConfigError(f"failure mode must be 'FailClose' or 'FailOpen', got {failure_mode!r}")
+    pool = checked_pool(failure_mode, pool_endpoints)
     if als_flush_interval_s <= 0:
         raise ConfigError(f"access-log flush interval must be > 0, got {als_flush_interval_s}")
     if max_request_bytes <= 0:
         raise ConfigError(f"max request bytes must be > 0, got {max_request_bytes}")
-    pool = [split_hostport(e) for e in pool_endpoints] if pool_endpoints else None
-    for host, _ in pool or []:
-        if not _is_ip(host):
-            raise ConfigError(f"pool endpoints must be IP addresses, got {host!r}")
-    if failure_mode == "FailOpen" and not pool:
-        raise ConfigError(
-            "FailOpen needs the pool's endpoints (--pool-endpoint): without them the fallback "
-            "would have to trust a destination the client can name"
-        )
     access_log = [_als(als_flush_interval_s, als_buffer_bytes)]
     if access_log_path:
-        access_log.append(
-            {
-                "name": "envoy.access_loggers.file",
-                "typed_config": {
-                    "@type": _T + "extensions.access_loggers.file.v3.FileAccessLog",
-                    "path": access_log_path,
-                    "log_format": {"text_format_source": {"inline_string": FAST_ACCESS_LOG_FORMAT}},
-                },
-            }
-        )
-    router = {
-        "name": "envoy.filters.http.router",
-        "typed_config": {"@type": _T + "extensions.filters.http.router.v3.Router"},
-    }
-    route = {
-        "cluster": "pool" if pool else "original_destination_cluster",
-        "timeout": f"{route_timeout_s:g}s",
-    }
-    hcm = {
-        "@type": _T + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": "ingress",
-        "codec_type": "AUTO",
-        "access_log": access_log,
-        "local_reply_config": {"mappers": _status_mappers()},
-        "route_config": {
-            "name": "local",
-            "virtual_hosts": [
-                {
-                    "name": "all",
-                    "domains": ["*"],
-                    "routes": [{"match": {"prefix": "/"}, "route": route}],
-                }
-            ],
-        },
-        "http_filters": [
-            _strip_filter(),
+        access_log.append(file_access_log(access_log_path, FAST_ACCESS_LOG_FORMAT))
+    return gateway_bootstrap(
+        listen_host=listen_host,
+        listen_port=listen_port,
+        admin_port=admin_port,
+        pool=pool,
+        route_timeout_s=route_timeout_s,
+        http_filters=[
+            strip_headers(STRIPPED_HEADERS),
             _ext_authz_filter(failure_mode, max_request_bytes, pick_timeout_s),
-            router,
         ],
-    }
-    upstream = _header_pool_cluster(pool) if pool else _original_dst_cluster()
-    return {
-        "admin": {"address": _address("127.0.0.1", admin_port or 0)},
-        "static_resources": {
-            "listeners": [
-                {
-                    "name": "main",
-                    "address": _address(listen_host, listen_port),
-                    # ext_authz buffers the whole body: the buffer limit must hold it.
-                    "per_connection_buffer_limit_bytes": max_request_bytes,
-                    "filter_chains": [
-                        {
-                            "filters": [
-                                {
-                                    "name": "envoy.filters.network.http_connection_manager",
-                                    "typed_config": hcm,
-                                }
-                            ]
-                        }
-                    ],
-                }
-            ],
-            "clusters": [
-                _pick_cluster(pick_host, pick_port),
-                _als_cluster(als_host or pick_host, als_port),
-                upstream,
-            ],
-        },
-    }
+        access_log=access_log,
+        epp_clusters=[
+            _pick_cluster(pick_host, pick_port),
+            _als_cluster(als_host or pick_host, als_port),
+        ],
+        hcm_extra={"local_reply_config": {"mappers": _status_mappers()}},
+        # ext_authz buffers the whole body: the buffer limit must hold it.
+        listener_extra={"per_connection_buffer_limit_bytes": max_request_bytes},
+        pool_cluster=_header_pool_cluster(pool) if pool else None,
+    )
