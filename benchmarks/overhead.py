@@ -1,24 +1,30 @@
-"""What the EPP costs a request: Envoy alone vs Envoy + the EPP, same upstream, same load.
+"""What the EPP costs a request: Envoy alone vs Envoy + the EPP behind each front, one run.
 
-One run starts simulated model servers in a separate process (near-zero latency, so the proxy
-path is what is measured), then two Envoys in front of them:
+Simulated model servers run in a separate process (near-zero latency, so the proxy path is what
+is measured); in front of them, in this process:
 
 - ``envoy-alone``: the generated bootstrap with the ext_proc filter removed, round robin over
   the pool (the fail-open pool cluster of ``endpoint_picker.envoy.bootstrap``);
-- ``envoy+epp``: ``epp run``'s composition (``Stack``): default config, flow control on,
-  FULL_DUPLEX_STREAMED ext_proc (upstream's mode) unless ``--mode buffered``.
+- ``extproc``: ``epp run --front extproc`` (``Stack``): default config, flow control on,
+  FULL_DUPLEX_STREAMED ext_proc (upstream's mode) unless ``--mode buffered``;
+- ``fast``: ``epp run --front fast`` (``Stack``): the same EPP behind the fast front (pick over
+  ext_authz HTTP/1.1, complete over Envoy's gRPC access log, ``--flush`` interval).
 
-Load comes from ``wrk`` (a POST body through a Lua script) at c=1 and c=32, or, without wrk,
-from an aiohttp client in a separate process. Printed: req/s, p50 and p99 for both, and their
-ratio. Run (about a minute):
+Each front has its own EPP (``Stack``); all are started before the first point, so the points
+are measured interleaved (per concurrency: Envoy alone, then each front). Load comes from ``wrk``
+(a POST body through a Lua script) at c=1 and c=32, or, without wrk, from an aiohttp client in a
+separate process. Printed: req/s, p50 and p99 per target, the ratio of req/s to Envoy alone and
+the p50 added to it. Run (about 70 s with both fronts):
 
-    .venv/bin/python benchmarks/overhead.py [--duration 8] [--mode duplex|buffered]
+    .venv/bin/python benchmarks/overhead.py [--fronts extproc,fast] [--duration 8]
+        [--mode duplex|buffered] [--no-flow-control] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import re
@@ -41,6 +47,12 @@ SIM_KNOBS = [
     "--max-num-seqs", "256", "--max-waiting-queue-length", "100000",
 ]  # fmt: skip
 REPRODUCE = ".venv/bin/python benchmarks/overhead.py"
+FRONTS = ("extproc", "fast")
+NO_FLOW_CONTROL = """
+apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+flowControl: {enabled: false}
+"""
 
 
 @dataclass
@@ -66,6 +78,8 @@ def _ms(text: str) -> float:
 
 def parse_wrk(out: str) -> tuple[float, float, float, int]:
     """(req/s, p50 ms, p99 ms, non-2xx + socket errors) from ``wrk --latency`` output."""
+    if "Requests/sec:" not in out:
+        raise RuntimeError(f"wrk gave no figures: {out.strip()[-400:]!r}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
@@ -79,7 +93,8 @@ def parse_wrk(out: str) -> tuple[float, float, float, int]:
 
 async def run_wrk(url: str, connections: int, duration: float, script: Path) -> str:
     proc = await asyncio.create_subprocess_exec(
-        "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "-s", str(script), url,
+        "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
+        "-s", str(script), url,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     out, _ = await proc.communicate()
@@ -153,11 +168,40 @@ def envoy_alone_config(pool: list[str]) -> dict[str, Any]:
     return config
 
 
-async def measure(args: argparse.Namespace) -> list[Result]:
-    from endpoint_picker.envoy import ManagedEnvoy
+def _stack(front: str, pool: list[str], args: argparse.Namespace) -> Any:
+    """``epp run``'s composition for one front: the EPP (default config unless
+    ``--no-flow-control``) and its Envoy, every port chosen by the kernel."""
     from endpoint_picker.runner.app import EppOptions
     from endpoint_picker.runner.defaults import default_manifest_path
     from endpoint_picker.runner.stack import Stack, StackOptions
+
+    epp = EppOptions(
+        manifests=[default_manifest_path()],
+        endpoints=list(pool),
+        grpc_port=0,
+        grpc_health_port=0,
+        metrics_port=0,
+        pick_port=0,
+        als_port=0,
+        config_text=NO_FLOW_CONTROL if args.no_flow_control else None,
+    )
+    options = StackOptions(
+        epp=epp, listen_port=0, mode=args.mode, front=front, als_flush_interval=args.flush
+    )
+    return Stack(options)
+
+
+def _summary(front: str, stack: Any) -> str:
+    director = stack.epp.director
+    line = f"  {front} EPP outcomes: {dict(sorted(director.outcomes.items()))}"
+    if stack.epp.fastfront is not None:
+        c = stack.epp.fastfront.completions
+        line += f"; completed {c.completed}, unknown {c.unknown}, pending {len(c)}, swept {c.swept}"
+    return line
+
+
+async def measure(args: argparse.Namespace) -> list[Result]:
+    from endpoint_picker.envoy import ManagedEnvoy
 
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="epp-overhead-") as tmp:
@@ -170,36 +214,30 @@ async def measure(args: argparse.Namespace) -> list[Result]:
         )
         sims, pool = await start_sims(args.sims, workdir)
         alone = ManagedEnvoy(envoy_alone_config(pool))
-        options = StackOptions(
-            epp=EppOptions(
-                manifests=[default_manifest_path()],
-                endpoints=pool,
-                grpc_port=0,
-                grpc_health_port=0,
-                metrics_port=0,
-            ),
-            listen_port=0,
-            mode=args.mode,
-        )
-        stack = Stack(options)
+        stacks = {front: _stack(front, pool, args) for front in args.fronts}
+        started: list[Any] = []
         try:
             await alone.start()
-            await stack.start()
-            targets = {"envoy-alone": f"http://127.0.0.1:{alone.port}/v1/completions",
-                       "envoy+epp": f"{stack.url}/v1/completions"}  # fmt: skip
+            for stack in stacks.values():
+                await stack.start()
+                started.append(stack)
+            gc.freeze()  # start-up objects out of the collector's way, as a long run would have
+            urls = {"envoy-alone": f"http://127.0.0.1:{alone.port}/v1/completions"}
+            urls.update({front: f"{s.url}/v1/completions" for front, s in stacks.items()})
             for connections in args.connections:
-                for name, url in targets.items():
+                for name, url in urls.items():
                     await _load(url, connections, args.warmup, script)  # warm up, discarded
                     out = await _load(url, connections, args.duration, script)
                     rps, p50, p99, errors = _parse(out)
                     results.append(Result(name, connections, rps, p50, p99, errors))
                     print(f"  {name:12} c={connections:<3} {rps:8.0f} req/s  p50 {p50:6.2f} ms"
                           f"  p99 {p99:6.2f} ms  errors {errors}", flush=True)  # fmt: skip
-            director = stack.epp.director
-            if director is not None:
-                print(f"  EPP outcomes: {dict(sorted(director.outcomes.items()))}")
+            await asyncio.sleep(args.flush * 4)  # the fast front's last access-log entries
+            for front, stack in stacks.items():
+                print(_summary(front, stack))
         finally:
-            await stack.stop()
+            for stack in reversed(started):
+                await stack.stop()
             await alone.stop()
             sims.send_signal(signal.SIGTERM)
             await sims.wait()
@@ -221,30 +259,52 @@ def _parse(out: str) -> tuple[float, float, float, int]:
 
 def report(results: list[Result], args: argparse.Namespace) -> None:
     print()
-    print("| c | Envoy alone req/s | + EPP req/s | ratio | p50 alone | p50 +EPP | added p50 "
-          "| p99 alone | p99 +EPP |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| c | target | req/s | ratio to Envoy alone | p50 | added p50 | p99 | errors |")
+    print("|---|---|---|---|---|---|---|---|")
     for c in args.connections:
-        a = next(r for r in results if r.connections == c and r.target == "envoy-alone")
-        e = next(r for r in results if r.connections == c and r.target == "envoy+epp")
-        print(f"| {c} | {a.rps:.0f} | {e.rps:.0f} | {e.rps / a.rps:.2f} | {a.p50_ms:.2f} ms "
-              f"| {e.p50_ms:.2f} ms | +{e.p50_ms - a.p50_ms:.2f} ms | {a.p99_ms:.2f} ms "
-              f"| {e.p99_ms:.2f} ms |")  # fmt: skip
+        alone = next(r for r in results if r.connections == c and r.target == "envoy-alone")
+        for r in (r for r in results if r.connections == c):
+            added = "" if r is alone else f"+{r.p50_ms - alone.p50_ms:.2f} ms"
+            print(f"| {c} | {r.target} | {r.rps:.0f} | {r.rps / alone.rps:.2f} | {r.p50_ms:.2f} ms "
+                  f"| {added} | {r.p99_ms:.2f} ms | {r.errors} |")  # fmt: skip
     generator = "wrk -t1" if shutil.which("wrk") else "aiohttp client (wrk not found)"
+    flow = "off" if args.no_flow_control else "on (default config)"
     print(f"\nload: {generator}, {args.duration:g} s per point after {args.warmup:g} s warm-up; "
-          f"ext_proc mode {args.mode}; {args.sims} simulators, zero latency; "
-          f"{os.cpu_count()} CPUs")  # fmt: skip
-    cmd = f"{REPRODUCE} --duration {args.duration:g} --mode {args.mode}"
-    print(f"reproduce: {cmd}")
+          f"ext_proc mode {args.mode}; access-log flush {args.flush:g} s; {args.sims} simulators, "
+          f"zero latency; flow control {flow}; {os.cpu_count()} CPUs")  # fmt: skip
+    flag = " --no-flow-control" if args.no_flow_control else ""
+    print(f"reproduce: {REPRODUCE} --fronts {','.join(args.fronts)} --duration {args.duration:g} "
+          f"--mode {args.mode} --flush {args.flush:g}{flag}")  # fmt: skip
+
+
+def _fronts(text: str) -> list[str]:
+    fronts = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = sorted(set(fronts) - set(FRONTS))
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown front(s) {', '.join(unknown)}; choose from {','.join(FRONTS)}"
+        )
+    return list(dict.fromkeys(fronts))
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--duration", type=float, default=8.0, help="seconds per measured point")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=8.0,
+        help="seconds per measured point (wrk: whole seconds)",
+    )
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per point")
     p.add_argument("--connections", type=int, nargs="+", default=[1, 32])
-    p.add_argument("--mode", choices=("duplex", "buffered"), default="duplex")
+    p.add_argument("--fronts", type=_fronts, default=list(FRONTS), help="comma list: extproc,fast")
+    p.add_argument("--mode", choices=("duplex", "buffered"), default="duplex",
+                   help="ext_proc processing mode")  # fmt: skip
+    p.add_argument("--flush", type=float, default=0.05, help="access-log flush interval (s)")
+    p.add_argument("--no-flow-control", action="store_true",
+                   help="legacy admission instead of flow control")  # fmt: skip
     p.add_argument("--sims", type=int, default=2, help="simulated model servers")
+    p.add_argument("--json", help="also write the results to this file (JSON)")
     p.add_argument("--client", help=argparse.SUPPRESS)  # internal: the fallback load generator
     args = p.parse_args()
     if args.client:
@@ -258,6 +318,8 @@ def main() -> int:
     except ImportError:  # pragma: no cover
         results = asyncio.run(measure(args))
     report(results, args)
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.__dict__ for r in results], indent=1))
     return 0
 
 

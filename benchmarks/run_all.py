@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["flowcontrol", "scheduling", "sim_capacity", "overhead", "overhead_fast", "routing"]
+ORDER = ["flowcontrol", "scheduling", "sim_capacity", "overhead", "routing"]
 
 
 def main(argv: list[str]) -> int:
