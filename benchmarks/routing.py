@@ -91,6 +91,18 @@ def _save(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=1))
 
 
+def render_only(args: argparse.Namespace) -> int:
+    """Re-render plots and report from --out's results.json (after editing NOTES.md, say)."""
+    from routing_report import write_report
+
+    path = args.out / "results.json"
+    if not path.exists():
+        print(f"error: {path} not found; run the benchmark first", file=sys.stderr)
+        return 2
+    print(f"wrote {write_report(json.loads(path.read_text()), args.out, args.report)}")
+    return 0
+
+
 async def run(args: argparse.Namespace) -> int:
     binary, tokenizer = ensure_all()
     chosen = workloads(args.quick)
@@ -101,6 +113,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f"error: unknown workload(s) {unknown}; choose from {list(chosen)}", file=sys.stderr)
         return 2
     out: Path = args.out
+    previous = out / "results.json"
     results: dict[str, Any] = {
         "quick": args.quick,
         "command": " ".join(["benchmarks/routing.py", *sys.argv[1:]]),
@@ -109,6 +122,11 @@ async def run(args: argparse.Namespace) -> int:
         "inference_perf": inference_perf_version(),
         "workloads": {},
     }
+    if args.merge and previous.exists():  # keep what is not re-run, in its order
+        old = json.loads(await asyncio.to_thread(previous.read_text))
+        results["command"] = f"{old['command']}; then {results['command']}"
+        results["started"] = old["started"]
+        results["workloads"] = old["workloads"]
     for name in names:
         wl = chosen[name]
         arms = args.arms.split(",") if args.arms else list(wl.arms)
@@ -116,7 +134,8 @@ async def run(args: argparse.Namespace) -> int:
         if bad:
             print(f"error: unknown arm(s) {bad}; choose from {list(ARMS)}", file=sys.stderr)
             return 2
-        entry: dict[str, Any] = {"title": wl.title, "arms": {}}
+        entry: dict[str, Any] = results["workloads"].get(name) or {"arms": {}}
+        entry["title"] = wl.title
         results["workloads"][name] = entry
         for arm in arms:
             print(f"[{time.strftime('%H:%M:%S')}] {name} / {arm} ...", flush=True)
@@ -141,6 +160,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, help="results, plots and logs go here")
     parser.add_argument("--report", type=Path, help="Markdown report path")
     parser.add_argument("--logs", type=Path, help="process logs and raw inference-perf reports")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other arms and workloads of --out's results.json; replace only those run",
+    )
+    parser.add_argument(
+        "--render-only", action="store_true", help="only re-render --out's results.json"
+    )
     args = parser.parse_args(argv)
     if args.out is None:
         args.out = HERE / "out" / "quick" if args.quick else HERE / "results"
@@ -148,6 +175,8 @@ def main(argv: list[str]) -> int:
         args.logs = HERE / "out" / ("routing-quick" if args.quick else "routing-full")
     if args.report is None:
         args.report = args.out / "REPORT.md" if args.quick else HERE.parent / "BENCHMARKS.md"
+    if args.render_only:
+        return render_only(args)
     try:
         import uvloop
 

@@ -62,3 +62,35 @@ def fmt(value: float | None, digits: int = 0) -> str:
 
 def fmt_errors(errors: dict[str, int]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in sorted(errors.items())) or "0"
+
+
+_KEEP_PCT = ("mean", "min", "max", "median", "p90", "p99")
+_LATENCIES = ("time_to_first_token", "inter_token_latency", "request_latency")
+
+
+def _dist(d: dict[str, Any] | None) -> dict[str, Any] | None:
+    return {k: d[k] for k in _KEEP_PCT if k in d} if d else None
+
+
+def compact(report: dict[str, Any]) -> dict[str, Any]:
+    """The parts of an inference-perf lifecycle report this benchmark reads (results.json is
+    committed, and the full reports are ~30x larger)."""
+    ok = report.get("successes") or {}
+    fail = report.get("failures") or {}
+    prompt = ok.get("prompt_tokens") or {}
+    return {
+        "load_summary": {"count": (report.get("load_summary") or {}).get("count", 0)},
+        "successes": {
+            "count": ok.get("count", 0),
+            "latency": {k: _dist((ok.get("latency") or {}).get(k)) for k in _LATENCIES},
+            "throughput": ok.get("throughput") or {},
+            "prompt_tokens": {k: prompt.get(k) for k in ("total", "cached", "uncached")},
+        },
+        "failures": {
+            "count": fail.get("count", 0),
+            "by_label": {
+                label: {"count": e.get("count", 0) if isinstance(e, dict) else e}
+                for label, e in (fail.get("by_label") or {}).items()
+            },
+        },
+    }

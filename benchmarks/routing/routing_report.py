@@ -120,7 +120,7 @@ def verdicts(results: dict[str, Any]) -> list[str]:
             f"{_met(h_ep > h_rr + 0.1)} |"
         )
     for arm, res in wl.get("priority", {}).get("arms", {}).items():
-        if "idle" not in res or arm not in ("flow-control", "fc-concurrency"):
+        if "idle" not in res or arm not in ("flow-control", "fc-concurrency", "fc-holdback"):
             continue
         (_, idle), *_ = stages(res["idle"])
         by = {t["tenant"]: stages(t)[0][1] for t in res["tenants"]}

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from routing_numbers import compact
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 MODEL = "sim-model"
@@ -39,6 +40,11 @@ ARMS = {
             "fc-concurrency",
             "EPP + flow control, concurrency-detector",
             "flow-control-concurrency.yaml",
+        ),
+        Arm(
+            "fc-holdback",
+            "EPP + flow control, concurrency-detector, holdback 0.75",
+            "flow-control-holdback.yaml",
         ),
     )
 }
@@ -124,7 +130,7 @@ def workloads(quick: bool) -> dict[str, Workload]:
         tenants,
         ("fc-concurrency",)
         if quick
-        else ("round-robin", "default", "flow-control", "fc-concurrency"),
+        else ("round-robin", "default", "flow-control", "fc-concurrency", "fc-holdback"),
         idle_probe=Tenant(
             "critical-idle", "critical", 10, _random_data(200, 64), ((1.0, 8 if quick else 20),)
         ),
@@ -182,8 +188,8 @@ def _collect(tenant: Tenant, out: Path, rc: int) -> dict[str, Any]:
         "tenant": tenant.name,
         "priority": tenant.priority,
         "stages_offered": [list(s) for s in tenant.stages],
-        "summary": json.loads(summary.read_text()),
-        "stages": [json.loads(f.read_text()) for f in stage_files if f.exists()],
+        "summary": compact(json.loads(summary.read_text())),
+        "stages": [compact(json.loads(f.read_text())) for f in stage_files if f.exists()],
     }
 
 
