@@ -25,7 +25,8 @@ def ep(queue: int = 0, kv: float = 0.0, age: float | None = 0.0, name: str = "e"
         ([ep(queue=5)], 1.0),  # exactly at the queue threshold
         ([ep(kv=0.4)], 0.5),
         ([ep(queue=2, kv=0.4)], 0.5),  # max of the two ratios
-        ([ep(queue=10)], 2.0),
+        ([ep(queue=10)], 1.0),  # capped (upstream reads 2.0)
+        ([ep(queue=500), ep(), ep(), ep()], 0.25),  # one backed-up endpoint is 1/4 of the pool
         ([ep(age=None)], 1.0),  # never scraped
         ([ep(age=0.3)], 1.0),  # stale (> 200 ms)
         ([ep(age=0.19)], 0.0),  # within the staleness bound
