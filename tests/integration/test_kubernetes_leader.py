@@ -166,7 +166,7 @@ async def test_rbac_role_grants_exactly_what_the_source_uses() -> None:
 
 
 def _role_rules() -> set[tuple[str, str]]:
-    docs = list(yaml.safe_load_all((ROOT / "deploy" / "rbac.yaml").read_text()))
+    docs = list(yaml.safe_load_all((ROOT / "deploy" / "base" / "rbac.yaml").read_text()))
     rules: set[tuple[str, str]] = set()
     for doc in docs:
         if doc and doc["kind"] in ("Role", "ClusterRole"):

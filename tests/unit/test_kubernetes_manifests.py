@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -60,23 +61,64 @@ def test_a_broken_manifest_is_rejected() -> None:
         kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
 
 
-def test_kustomization_lists_every_manifest_and_builds() -> None:
-    kustomization = docs(DEPLOY / "kustomization.yaml")[0]
-    listed = set(kustomization["resources"])
-    on_disk = {
-        str(p.relative_to(DEPLOY)) for p in DEPLOY.rglob("*.yaml") if p.name != "kustomization.yaml"
-    }
-    assert listed == on_disk
+def _kustomize(path: Path) -> list[dict[str, Any]]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl not installed: the offline kustomize build is not checked")
     built = subprocess.run(
-        [kubectl, "kustomize", str(DEPLOY)], capture_output=True, text=True, timeout=60
+        [kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=60
     )
     assert built.returncode == 0, built.stderr
-    kinds = sorted(d["kind"] for d in yaml.safe_load_all(built.stdout) if d)
+    return [d for d in yaml.safe_load_all(built.stdout) if d]
+
+
+def test_every_kustomization_lists_its_folder() -> None:
+    """Each folder's manifests are all in its kustomization (nothing silently left out)."""
+    for kfile in sorted(DEPLOY.rglob("kustomization.yaml")):
+        listed = docs(kfile)[0]["resources"]
+        files = {p.name for p in kfile.parent.glob("*.yaml") if p.name != "kustomization.yaml"}
+        assert files <= set(listed), (kfile, files - set(listed))
+        for entry in listed:
+            assert (kfile.parent / entry).exists(), (kfile, entry)
+
+
+def test_base_builds_offline() -> None:
+    kinds = sorted(d["kind"] for d in _kustomize(DEPLOY))
     assert kinds.count("CustomResourceDefinition") == 2
     assert {"Deployment", "Service", "ServiceAccount", "Role", "RoleBinding"} <= set(kinds)
+
+
+def test_sidecar_overlay_adds_envoy_on_the_fast_front() -> None:
+    built = _kustomize(DEPLOY / "sidecar")
+    deployment = next(d for d in built if d["kind"] == "Deployment")
+    kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    containers = {c["name"]: c for c in deployment["spec"]["template"]["spec"]["containers"]}
+    assert "--front=fast" in containers["epp"]["args"]
+    envoy = containers["envoy"]
+    mount = envoy["volumeMounts"][0]
+    volume = next(
+        v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]
+    )
+    config_map = next(
+        d
+        for d in built
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == volume["configMap"]["name"]
+    )
+    assert f"{mount['mountPath']}/envoy.yaml" in envoy["args"]
+    gateway = next(
+        d for d in built if d["kind"] == "Service" and "gateway" in d["metadata"]["name"]
+    )
+    assert gateway["spec"]["ports"][0]["targetPort"] == envoy["ports"][0]["name"]
+    # The committed Envoy config is exactly what `epp envoy-config` prints for those settings.
+    printed = subprocess.run(
+        [sys.executable, "-m", "endpoint_picker.cli", "envoy-config", "--front", "fast",
+         "--listen-host", "0.0.0.0", "--listen-port", str(envoy["ports"][0]["containerPort"]),
+         "--pick-address", "127.0.0.1:9004", "--als-address", "127.0.0.1:9005"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert config_map["data"]["envoy.yaml"] == printed, (
+        "regenerate deploy/sidecar/envoy-config.yaml"
+    )
 
 
 def test_deployment_service_and_probes_agree() -> None:
@@ -90,6 +132,8 @@ def test_deployment_service_and_probes_agree() -> None:
     # With leader election, readiness must ask the leader-only service name.
     assert "--ha-enable-leader-election" in container["args"]
     assert container["readinessProbe"]["grpc"]["service"] == "readiness"
+    # Probes, the gateway and Prometheus come from outside the pod: not a loopback address.
+    assert "--host=0.0.0.0" in container["args"]
     assert container["livenessProbe"]["grpc"]["service"] == "liveness"
     env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
     assert env == {"NAMESPACE": "metadata.namespace", "POD_NAME": "metadata.name"}

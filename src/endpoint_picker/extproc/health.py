@@ -19,6 +19,8 @@ from google.protobuf import (
     message_factory,
 )
 
+from endpoint_picker.errors import ConfigError
+
 SERVICE = "grpc.health.v1.Health"
 EXT_PROC_SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
 UNKNOWN, SERVING, NOT_SERVING, SERVICE_UNKNOWN = 0, 1, 2, 3
@@ -88,3 +90,50 @@ def handler(ready: Callable[[], bool]) -> grpc.GenericRpcHandler:
             ),
         },
     )
+
+
+def bind(server: grpc.aio.Server, address: str, creds: grpc.ServerCredentials | None) -> int:
+    """Add a listening port; ``ConfigError`` naming the address when it cannot be bound."""
+    try:
+        bound = (
+            server.add_insecure_port(address)
+            if creds is None
+            else server.add_secure_port(address, creds)
+        )
+    except RuntimeError as err:
+        raise ConfigError(f"cannot listen on {address} (in use?): {err}") from err
+    if bound == 0:
+        raise ConfigError(f"cannot listen on {address} (in use?)")
+    return int(bound)
+
+
+class HealthServer:
+    """The plaintext health port on its own (``--grpc-health-port``), whatever the front.
+
+    The ext_proc front starts one beside its server; the fast front has no gRPC server, so the
+    runner starts one for it, and Kubernetes probes the same port and names in both cases.
+    """
+
+    def __init__(self, host: str, port: int, ready: Callable[[], bool]) -> None:
+        self.host = host
+        self.port = port
+        self.ready = ready
+        self._server: grpc.aio.Server | None = None
+
+    def bind(self) -> None:
+        """Create the server and bind its port (``port`` 0 picks one; read ``.port`` after)."""
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server.add_generic_rpc_handlers((handler(self.ready),))
+        self.port = bind(server, f"{self.host}:{self.port}", None)
+        self._server = server
+
+    async def start(self) -> None:
+        if self._server is None:
+            self.bind()
+        assert self._server is not None
+        await self._server.start()
+
+    async def stop(self, grace: float | None = 1.0) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None

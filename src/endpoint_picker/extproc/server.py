@@ -16,7 +16,6 @@ from typing import Any
 
 import grpc
 
-from endpoint_picker.errors import ConfigError
 from endpoint_picker.extproc import health, tls
 from endpoint_picker.extproc.messages import ProcessingRequest
 from endpoint_picker.extproc.protocol import DirectorLike
@@ -63,7 +62,7 @@ class ExtProcServer:
         self.cert_path = cert_path
         self._ready = ready
         self._server: grpc.aio.Server | None = None
-        self._health: grpc.aio.Server | None = None
+        self._health: health.HealthServer | None = None
         self._started = False
 
     def ready(self) -> bool:
@@ -84,17 +83,7 @@ class ExtProcServer:
             await context.abort(grpc.StatusCode.INTERNAL, f"ext_proc stream failed: {err!r}")
 
     def _bind(self, server: grpc.aio.Server, port: int, creds: Any) -> int:
-        address = f"{self.host}:{port}"
-        try:
-            if creds is None:
-                bound = server.add_insecure_port(address)
-            else:
-                bound = server.add_secure_port(address, creds)
-        except RuntimeError as err:
-            raise ConfigError(f"cannot listen on {address} (in use?): {err}") from err
-        if bound == 0:
-            raise ConfigError(f"cannot listen on {address} (in use?)")
-        return int(bound)
+        return health.bind(server, f"{self.host}:{port}", creds)
 
     async def start(self) -> None:
         """Bind both ports and start serving."""
@@ -118,9 +107,9 @@ class ExtProcServer:
         self.port = self._bind(server, self.port, creds)
         health_server = None
         if self.health_port is not None:
-            health_server = grpc.aio.server(options=_OPTIONS[:1])
-            health_server.add_generic_rpc_handlers((health.handler(self.ready),))
-            self.health_port = self._bind(health_server, self.health_port, None)
+            health_server = health.HealthServer(self.host, self.health_port, self.ready)
+            health_server.bind()
+            self.health_port = health_server.port
         await server.start()
         if health_server is not None:
             await health_server.start()
@@ -137,7 +126,8 @@ class ExtProcServer:
     async def stop(self, grace: float | None = 1.0) -> None:
         """Stop serving; streams still open after ``grace`` seconds are cancelled."""
         self._started = False
-        for server in (self._server, self._health):
-            if server is not None:
-                await server.stop(grace)
+        if self._server is not None:
+            await self._server.stop(grace)
+        if self._health is not None:
+            await self._health.stop(grace)
         self._server = self._health = None

@@ -60,6 +60,7 @@ class Epp:
         self.director: Director | None = None
         self.extproc: Any = None
         self.fastfront: Any = None
+        self.health: Any = None
         self.metrics_server: Any = None
         self.admission: Any = None
         self.source: Any = None
@@ -141,6 +142,13 @@ class Epp:
             )
             await self.fastfront.start()
             self._stoppers.append(self.fastfront.stop)
+            if o.grpc_health_port is not None:
+                # The same probe port and service names as with the ext_proc front.
+                from endpoint_picker.extproc.health import HealthServer
+
+                self.health = HealthServer(o.host, o.grpc_health_port, self.ready)
+                await self.health.start()
+                self._stoppers.append(self.health.stop)
             return
         self.extproc = ExtProcServer(
             self.director,

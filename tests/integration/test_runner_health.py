@@ -1,0 +1,47 @@
+"""Kubernetes probes the same gRPC health port and names whichever front the EPP runs."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from endpoint_picker.extproc import health
+from endpoint_picker.runner.app import Epp, EppOptions
+from endpoint_picker.runner.defaults import default_manifest_path
+
+pytestmark = pytest.mark.integration
+
+
+async def _check(port: int, service: str) -> int:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+        call = ch.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=health.HealthCheckRequest.SerializeToString,
+            response_deserializer=health.HealthCheckResponse.FromString,
+        )
+        return int((await call(health.HealthCheckRequest(service=service), timeout=5)).status)
+
+
+@pytest.mark.parametrize("front", ["extproc", "fast"])
+async def test_health_port_answers_for_both_fronts(front: str) -> None:
+    epp = Epp(
+        EppOptions(
+            manifests=[default_manifest_path()],
+            front=front,
+            grpc_port=0,
+            grpc_health_port=0,
+            metrics_port=None,
+            pick_port=0,
+            als_port=0,
+        )
+    )
+    await epp.start()
+    try:
+        port = epp.extproc.health_port if front == "extproc" else epp.health.port
+        assert port > 0
+        for name in ("liveness", "readiness", health.EXT_PROC_SERVICE):
+            assert await _check(port, name) == health.SERVING
+    finally:
+        await epp.stop()
+    with pytest.raises(grpc.aio.AioRpcError):
+        await _check(port, "liveness")  # stopped with the EPP
