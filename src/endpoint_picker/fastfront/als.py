@@ -69,7 +69,7 @@ class AccessLogServer:
                 for log_entry in msg.http_logs.log_entry:
                     entry = entry_of(log_entry)
                     if entry is None:
-                        fm.ENTRIES.labels("untagged").inc()
+                        fm.ENTRIES_UNTAGGED.inc()
                         continue
                     try:
                         complete(entry)

@@ -92,6 +92,7 @@ class Completions:
         self.completed = 0
         self.unknown = 0
         self.swept = 0
+        self._estimates: dict[tuple[str, str], Any] = {}
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -115,7 +116,7 @@ class Completions:
         held = self._pending.pop(entry.ticket, None)
         if held is None:
             self.unknown += 1
-            fm.ENTRIES.labels("unknown").inc()
+            fm.ENTRIES_UNKNOWN.inc()
             return False
         fm.PENDING.dec()
         ctx = held[0]
@@ -137,13 +138,22 @@ class Completions:
                 if not ctx.finished and ctx._tracker is None:
                     # The director's usage hook: this front cannot see the body, so it guesses.
                     ctx._tracker = _EstimatedUsage(estimate_usage(ctx, entry.response_bytes))
-                    req = ctx.request
-                    m.USAGE_ESTIMATED.labels(req.incoming_model, req.target_model).inc()
+                    self._estimated(ctx.request).inc()
         finally:
             self.director.finish(ctx, error=error)
         self.completed += 1
-        fm.ENTRIES.labels("completed").inc()
+        fm.ENTRIES_COMPLETED.inc()
         return True
+
+    def _estimated(self, req: Any) -> Any:
+        """``USAGE_ESTIMATED``'s child for the request's models, looked up once per pair."""
+        key = (req.incoming_model, req.target_model)
+        child = self._estimates.get(key)
+        if child is None:
+            if len(self._estimates) >= 10_000:  # label sets follow the models clients name
+                self._estimates.clear()
+            child = self._estimates[key] = m.USAGE_ESTIMATED.labels(*key)
+        return child
 
     def sweep(self) -> int:
         """Finish contexts whose deadline passed; returns how many."""

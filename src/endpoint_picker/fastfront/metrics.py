@@ -22,3 +22,8 @@ PENDING = Gauge(
     "Picked requests waiting for their access-log entry (in flight, or not yet flushed).",
     registry=REGISTRY,
 )
+
+# The outcomes' children, resolved once (``labels()`` per entry costs more than ``inc()``).
+ENTRIES_COMPLETED = ENTRIES.labels("completed")
+ENTRIES_UNKNOWN = ENTRIES.labels("unknown")
+ENTRIES_UNTAGGED = ENTRIES.labels("untagged")

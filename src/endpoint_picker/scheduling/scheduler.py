@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from time import perf_counter
+from typing import Any
 
 from endpoint_picker.datastore import Endpoint
 from endpoint_picker.errors import InferenceError, ResourceExhausted
@@ -29,6 +30,9 @@ from endpoint_picker.scheduling.framework import (
 from endpoint_picker.scheduling.profile import NoEndpointsError, SchedulerProfile
 
 log = logging.getLogger(__name__)
+
+# Bound on cached metric children (label sets follow the models clients name).
+_MAX_CACHED = 10_000
 
 
 class Scheduler:
@@ -63,6 +67,12 @@ class Scheduler:
         self._producer_timers = [
             (p, m.plugin_timer(m.PREPARE_DATA, p.type_name, p.name)) for p in self.producers
         ]
+        self._pre_request_timers = [
+            (p, m.plugin_timer(m.PRE_REQUEST, p.type_name, p.name))
+            for p in self.pre_request_plugins
+        ]
+        # Attempt counters by (target model, endpoint): labels() per request costs more than inc.
+        self._attempts: dict[tuple[str, str, str, int], Any] = {}
         self._handler_pick_timer = m.plugin_timer(m.PROFILE_PICKER, handler.type_name, handler.name)
         self._handler_proc_timer = m.plugin_timer(
             m.PROCESS_RESULTS, handler.type_name, handler.name
@@ -138,18 +148,27 @@ class Scheduler:
         if result is None:
             m.SCHEDULER_ATTEMPTS.labels("failure", request.target_model, "", "", "").inc()
         else:
-            ep = result.endpoints[0]
-            m.SCHEDULER_ATTEMPTS.labels(
-                "success", request.target_model, ep.pod_name, ep.namespace, str(ep.port)
-            ).inc()
+            self._success_counter(request.target_model, result.endpoints[0]).inc()
+
+    def _success_counter(self, target_model: str, ep: Endpoint) -> Any:
+        # Keyed by the label values, not the endpoint: an endpoint's port may change in place.
+        key = (target_model, ep.pod_name, ep.namespace, ep.port)
+        child = self._attempts.get(key)
+        if child is None:
+            if len(self._attempts) >= _MAX_CACHED:
+                self._attempts.clear()
+            child = self._attempts[key] = m.SCHEDULER_ATTEMPTS.labels(
+                "success", target_model, ep.pod_name, ep.namespace, str(ep.port)
+            )
+        return child
 
     # -- hooks ------------------------------------------------------------------------------------
     def pre_request(self, request: InferenceRequest, result: SchedulingResult) -> None:
         """The request is about to go to ``result.endpoints[0]`` (upstream's PreRequest)."""
-        for plugin in self.pre_request_plugins:
+        for plugin, timer in self._pre_request_timers:
             t = perf_counter()
             plugin.pre_request(request, result)
-            m.plugin_timer(m.PRE_REQUEST, plugin.type_name, plugin.name).observe(perf_counter() - t)
+            timer.observe(perf_counter() - t)
 
     def response_complete(self, request: InferenceRequest, endpoint: Endpoint) -> None:
         """The response from ``endpoint`` ended (success, error or cancel)."""
