@@ -73,8 +73,17 @@ class Endpoint:
     # In-flight accounting, owned by the director: incremented at dispatch, released on completion.
     inflight_requests: int = 0
     inflight_tokens: int = 0
+    # Requests sent here that the last scrape cannot have seen yet: the director adds one per
+    # dispatch, the data layer takes back what was sent before a scrape began once it lands.
+    # Load signals read ``queue_depth`` so a burst between two scrapes is not invisible.
+    dispatched_since_scrape: int = 0
     # Outputs of data producers (e.g. prefix match info), keyed by producer name.
     attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def queue_depth(self) -> int:
+        """Waiting requests as last scraped, plus those dispatched since that scrape began."""
+        return self.metrics.waiting_queue_size + self.dispatched_since_scrape
 
     @property
     def hostport(self) -> str:

@@ -207,6 +207,7 @@ class Director:
         )
         primary.inflight_requests += 1
         primary.inflight_tokens += ctx._inflight_tokens
+        primary.dispatched_since_scrape += 1
         self._total(request).inc()
         series = self._series_of(request)
         series.request_sizes.observe(len(forward))

@@ -181,6 +181,7 @@ async def test_inflight_load_is_released_exactly_once(world: World) -> None:
     ep = ctx.endpoint
     assert ep is not None
     assert (ep.inflight_requests, ep.inflight_tokens) == (1, 18)
+    assert ep.dispatched_since_scrape == 1  # visible to load signals before the next scrape
     other = await world.director.handle_request(_headers(), body)
     assert other.endpoint is not None
     total = sum(e.inflight_requests for e in world.datastore.endpoints())

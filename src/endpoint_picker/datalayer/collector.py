@@ -175,6 +175,7 @@ class DataLayer:
     async def scrape_once(self, endpoint: Endpoint) -> tuple[str, ...]:
         """Scrape one endpoint now and store its metrics. Returns the incomplete-metric notes;
         raises ScrapeError when nothing could be stored."""
+        sent_before = endpoint.dispatched_since_scrape
         text = await self._fetch(endpoint)
         engine = self.selector.for_labels(endpoint.labels)
         try:
@@ -184,6 +185,8 @@ class DataLayer:
         if metrics is None:
             raise ScrapeError("empty", f"no {engine.name} metrics found: {'; '.join(problems)}")
         endpoint.metrics = metrics
+        # This page counts what was sent before the scrape began; later dispatches stay pending.
+        endpoint.dispatched_since_scrape = max(0, endpoint.dispatched_since_scrape - sent_before)
         SCRAPES.inc()
         if self.on_update is not None:
             try:

@@ -127,7 +127,7 @@ class UtilizationDetector:
             return 1.0
         m = ep.metrics
         return max(
-            m.waiting_queue_size / self.queue_depth_threshold,
+            ep.queue_depth / self.queue_depth_threshold,
             m.kv_cache_usage_percent / self.kv_cache_util_threshold,
         )
 
@@ -142,7 +142,7 @@ class UtilizationDetector:
         scale = 1.0 + self.headroom
         m = endpoint.metrics
         return (
-            m.waiting_queue_size >= self.queue_depth_threshold * scale
+            endpoint.queue_depth >= self.queue_depth_threshold * scale
             or m.kv_cache_usage_percent >= self.kv_cache_util_threshold * scale
         )
 

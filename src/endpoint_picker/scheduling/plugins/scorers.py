@@ -24,14 +24,18 @@ def _min_max_inverted(values: list[int]) -> list[float]:
 
 
 class QueueScorer(PluginBase):
-    """``queue-scorer``: min-max of the waiting queue over the candidates."""
+    """``queue-scorer``: min-max of the waiting queue over the candidates.
+
+    The queue is ``Endpoint.queue_depth``: the scraped waiting count plus requests sent since
+    that scrape began (upstream reads the scrape alone, so every request of a burst between two
+    scrapes goes to the endpoint that looked emptiest)."""
 
     type_name = "queue-scorer"
 
     def score(self, request: InferenceRequest, endpoints: list[Endpoint]) -> list[float]:
         if not endpoints:
             return []
-        return _min_max_inverted([ep.metrics.waiting_queue_size for ep in endpoints])
+        return _min_max_inverted([ep.queue_depth for ep in endpoints])
 
     @classmethod
     def from_params(cls, name: str, params: Mapping[str, Any] | None) -> QueueScorer:
