@@ -20,12 +20,14 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from prometheus_client import Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.datastore import Endpoint
 from endpoint_picker.errors import InferenceError, Internal, ResourceExhausted, ServiceUnavailable
 from endpoint_picker.requests.types import DEFAULT_FAIRNESS_ID, InferenceRequest
+from endpoint_picker.scheduling.metrics import FastHistogram
 
 from . import metrics as m
 from .bands import FlowRegistry, Hold
@@ -93,7 +95,8 @@ class FlowController:
         self._expiry_at = math.inf
         self._recheck_timer: asyncio.TimerHandle | None = None
         self._gc_timer: asyncio.TimerHandle | None = None
-        self._children: dict[tuple[object, ...], Any] = {}
+        self._children: dict[tuple[object, ...], Any] = {}  # histograms as FastHistogram
+        self._dispatch_timer = FastHistogram(m.DISPATCH_CYCLE_DURATION)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -224,7 +227,7 @@ class FlowController:
                 picked.future.set_result(None)
         elif isinstance(picked, Hold):
             self._arm_recheck()
-        m.DISPATCH_CYCLE_DURATION.observe(time.perf_counter() - t0)
+        self._dispatch_timer.observe(time.perf_counter() - t0)
 
     def _arm_recheck(self) -> None:
         if self._recheck_timer is None and self._loop is not None:
@@ -309,5 +312,8 @@ class FlowController:
         if child is None:
             if len(self._children) > 50_000:  # label sets follow tenants; bound the cache
                 self._children.clear()
-            child = self._children[ck] = metric.labels(*labels)
+            child = metric.labels(*labels)
+            if isinstance(metric, Histogram):
+                child = FastHistogram(child)
+            self._children[ck] = child
         return child

@@ -73,6 +73,7 @@ class Scheduler:
         ]
         # Attempt counters by (target model, endpoint): labels() per request costs more than inc.
         self._attempts: dict[tuple[str, str, str, int], Any] = {}
+        self._e2e_timer = m.FastHistogram(m.SCHEDULER_E2E_DURATION)
         self._handler_pick_timer = m.plugin_timer(m.PROFILE_PICKER, handler.type_name, handler.name)
         self._handler_proc_timer = m.plugin_timer(
             m.PROCESS_RESULTS, handler.type_name, handler.name
@@ -144,7 +145,7 @@ class Scheduler:
     def _record(
         self, start: float, request: InferenceRequest, result: SchedulingResult | None
     ) -> None:
-        m.SCHEDULER_E2E_DURATION.observe(perf_counter() - start)
+        self._e2e_timer.observe(perf_counter() - start)
         if result is None:
             m.SCHEDULER_ATTEMPTS.labels("failure", request.target_model, "", "", "").inc()
         else:
