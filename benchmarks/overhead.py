@@ -191,6 +191,15 @@ def _stack(front: str, pool: list[str], args: argparse.Namespace) -> Any:
     return Stack(options)
 
 
+async def _drained(stacks: Any, flush: float) -> None:
+    """Wait (up to 2 s past the flush interval) for the fast front's last access-log entries."""
+    deadline = time.monotonic() + flush + 2.0
+    while time.monotonic() < deadline:
+        if not any(s.epp.fastfront and len(s.epp.fastfront.completions) for s in stacks):
+            return
+        await asyncio.sleep(flush)
+
+
 def _summary(front: str, stack: Any) -> str:
     director = stack.epp.director
     line = f"  {front} EPP outcomes: {dict(sorted(director.outcomes.items()))}"
@@ -232,7 +241,7 @@ async def measure(args: argparse.Namespace) -> list[Result]:
                     results.append(Result(name, connections, rps, p50, p99, errors))
                     print(f"  {name:12} c={connections:<3} {rps:8.0f} req/s  p50 {p50:6.2f} ms"
                           f"  p99 {p99:6.2f} ms  errors {errors}", flush=True)  # fmt: skip
-            await asyncio.sleep(args.flush * 4)  # the fast front's last access-log entries
+            await _drained(stacks.values(), args.flush)
             for front, stack in stacks.items():
                 print(_summary(front, stack))
         finally:
