@@ -138,4 +138,30 @@ def test_entry_of_reads_a_real_access_log_entry() -> None:
     assert entry == Entry(
         "abc-1", 429, "10.1.2.3:8000", 77, 1.5, "downstream_connection_termination"
     )
-    assert entry_of(accesslog_pb2.HTTPAccessLogEntry()) is None  # no ticket: not ours
+    assert entry_of(accesslog_pb2.HTTPAccessLogEntry()) is None  # no ticket, no id: not ours
+
+
+def test_an_entry_without_ticket_is_matched_by_request_id() -> None:
+    """The client left while the pick's answer was on its way: Envoy dropped the answer, so the
+    entry has no ticket, only Envoy's x-request-id; the request's load is still released."""
+    director = FakeDirector()
+    reg = Completions(director)
+    mine, other = _ctx(), _ctx()
+    other.request.request_id = "r-other"
+    reg.add(mine)
+    reg.add(other)
+    assert not reg.complete(Entry("", 0, None, 0, 0.1, "DC", request_id="nobody"))
+    assert reg.complete(Entry("", 0, None, 0, 0.1, "DC", request_id="r"))
+    [(finished, error)] = director.finished
+    assert finished is mine and isinstance(error, NoResponse)
+    assert len(reg) == 1 and reg.unknown == 1
+    assert not reg.complete(Entry("", 0, None, 0, 0.1, "DC", request_id="r"))  # only once
+
+
+def test_entry_of_keeps_the_request_id_of_an_entry_without_ticket() -> None:
+    e = accesslog_pb2.HTTPAccessLogEntry()
+    e.request.request_id = "rid-7"
+    e.common_properties.response_flags.downstream_connection_termination = True
+    entry = entry_of(accesslog_pb2.HTTPAccessLogEntry.FromString(e.SerializeToString()))
+    assert entry is not None
+    assert (entry.ticket, entry.request_id, entry.status) == ("", "rid-7", 0)

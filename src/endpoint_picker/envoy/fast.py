@@ -111,8 +111,17 @@ def _ext_authz_filter(
 def _als(flush_interval_s: float, buffer_bytes: int) -> dict[str, Any]:
     return {
         "name": "envoy.access_loggers.http_grpc",
-        # Only requests the EPP picked carry a ticket; nothing else is worth a log entry.
-        "filter": {"header_filter": {"header": {"name": TICKET_HEADER, "present_match": True}}},
+        # Requests the EPP picked carry a ticket. One whose client left while the pick's answer
+        # was on its way has none (Envoy dropped the answer) and is logged with the downstream
+        # termination flag; the EPP matches it by x-request-id, so its load is released.
+        "filter": {
+            "or_filter": {
+                "filters": [
+                    {"header_filter": {"header": {"name": TICKET_HEADER, "present_match": True}}},
+                    {"response_flag_filter": {"flags": ["DC"]}},
+                ]
+            }
+        },
         "typed_config": {
             "@type": _T + "extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
             "common_config": {

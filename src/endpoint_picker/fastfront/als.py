@@ -26,9 +26,11 @@ _EMPTY: bytes = als_pb2.StreamAccessLogsResponse().SerializeToString()
 
 
 def entry_of(log_entry: Any) -> Entry | None:
-    """An ``HTTPAccessLogEntry`` as an ``Entry``; None when it carries no ticket."""
-    ticket = log_entry.request.request_headers.get(TICKET_HEADER)
-    if not ticket:
+    """An ``HTTPAccessLogEntry`` as an ``Entry``; None when it names no request of ours (no
+    ticket and no request id)."""
+    ticket = log_entry.request.request_headers.get(TICKET_HEADER, "")
+    request_id = log_entry.request.request_id
+    if not ticket and not request_id:
         return None
     common = log_entry.common_properties
     sock = common.upstream_remote_address.socket_address
@@ -44,6 +46,7 @@ def entry_of(log_entry: Any) -> Entry | None:
         response_bytes=resp.response_body_bytes,
         duration_s=duration.seconds + duration.nanos / 1e9 if duration is not None else None,
         flags=_flags(common.response_flags),
+        request_id=request_id,
     )
 
 

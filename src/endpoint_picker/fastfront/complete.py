@@ -41,12 +41,13 @@ class NeverLogged(Exception):
 class Entry:
     """What one access-log entry says about one request (transport-free, for the registry)."""
 
-    ticket: str
+    ticket: str  # "" when the request never got one (the client left during the side-call)
     status: int  # 0: no response was sent (reset, client gone)
     served: str | None  # upstream "ip:port" Envoy connected to
     response_bytes: int
     duration_s: float | None  # downstream start to last byte sent, as Envoy measured it
     flags: str = ""
+    request_id: str = ""  # x-request-id, to match an entry that carries no ticket
 
 
 class _EstimatedUsage:
@@ -87,6 +88,10 @@ class Completions:
         self.sweep_after_s = sweep_after_s
         # Insertion order is deadline order (one timeout for all), so the sweeper stops early.
         self._pending: dict[str, tuple[Any, float]] = {}
+        # A client that leaves while the side-call's answer is on its way: Envoy drops the
+        # answer, so the request is logged without the ticket. Its x-request-id (Envoy's, sent
+        # to the pick) still names it.
+        self._tickets: dict[str, str] = {}
         self._boot = os.urandom(3).hex()
         self._seq = itertools.count(1)
         self.completed = 0
@@ -101,19 +106,31 @@ class Completions:
         """Hold ``ctx`` until its entry arrives; returns the ticket Envoy must log."""
         ticket = f"{self._boot}-{next(self._seq):x}"
         self._pending[ticket] = (ctx, self.clock.now() + self.sweep_after_s)
+        request_id = getattr(getattr(ctx, "request", None), "request_id", "")
+        if request_id:
+            self._tickets[request_id] = ticket
         fm.PENDING.inc()
         return ticket
 
+    def _pop(self, ticket: str) -> tuple[Any, float] | None:
+        held = self._pending.pop(ticket, None)
+        if held is not None:
+            request_id = getattr(getattr(held[0], "request", None), "request_id", "")
+            if self._tickets.get(request_id) == ticket:
+                del self._tickets[request_id]
+        return held
+
     def discard(self, ticket: str, error: BaseException) -> None:
         """The pick answer never reached Envoy: finish now, no entry will come."""
-        held = self._pending.pop(ticket, None)
+        held = self._pop(ticket)
         if held is not None:
             fm.PENDING.dec()
             self.director.finish(held[0], error=error)
 
     def complete(self, entry: Entry) -> bool:
         """Finish the request ``entry`` is about; False (and counted) when unknown."""
-        held = self._pending.pop(entry.ticket, None)
+        ticket = entry.ticket or self._tickets.get(entry.request_id, "")
+        held = self._pop(ticket) if ticket else None
         if held is None:
             self.unknown += 1
             fm.ENTRIES_UNKNOWN.inc()
@@ -164,7 +181,7 @@ class Completions:
                 break
             expired.append((ticket, ctx))
         for ticket, ctx in expired:
-            del self._pending[ticket]
+            self._pop(ticket)
             fm.PENDING.dec()
             fm.SWEPT.inc()
             self.director.finish(ctx, error=NeverLogged("no access-log entry in time"))
@@ -176,6 +193,7 @@ class Completions:
     def finish_all(self, error: BaseException) -> None:
         """At shutdown: close every open context's books."""
         pending, self._pending = self._pending, {}
+        self._tickets.clear()
         for ctx, _ in pending.values():
             fm.PENDING.dec()
             self.director.finish(ctx, error=error)
