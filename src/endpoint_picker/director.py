@@ -24,6 +24,7 @@ from endpoint_picker import metrics as m
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.datastore import Datastore, Endpoint
 from endpoint_picker.errors import Code, InferenceError, Internal, ServiceUnavailable
+from endpoint_picker.metrics import FastHistogram
 from endpoint_picker.requests.rewrite import rewrite_model_name
 from endpoint_picker.requests.types import (
     DESTINATION_HEADER,
@@ -33,7 +34,6 @@ from endpoint_picker.requests.types import (
     InferenceRequest,
     Usage,
 )
-from endpoint_picker.scheduling.metrics import FastHistogram
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import math
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.exposition import generate_latest
 
-from endpoint_picker.scheduling.metrics import FastHistogram
+from endpoint_picker.metrics import FastHistogram
 
 BUCKETS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 VALUES = [0.0, 0.0001, 0.00010001, 0.0005, 0.003, 0.1, 0.1000001, 7.0, -1.0, math.inf, math.nan]

@@ -26,8 +26,8 @@ from prometheus_client.metrics import MetricWrapperBase
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.datastore import Endpoint
 from endpoint_picker.errors import InferenceError, Internal, ResourceExhausted, ServiceUnavailable
+from endpoint_picker.metrics import FastHistogram
 from endpoint_picker.requests.types import DEFAULT_FAIRNESS_ID, InferenceRequest
-from endpoint_picker.scheduling.metrics import FastHistogram
 
 from . import metrics as m
 from .bands import FlowRegistry, Hold

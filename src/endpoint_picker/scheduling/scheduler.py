@@ -14,6 +14,7 @@ from typing import Any
 
 from endpoint_picker.datastore import Endpoint
 from endpoint_picker.errors import InferenceError, ResourceExhausted
+from endpoint_picker.metrics import FastHistogram
 from endpoint_picker.requests.types import InferenceRequest
 from endpoint_picker.scheduling import metrics as m
 from endpoint_picker.scheduling.framework import (
@@ -73,7 +74,7 @@ class Scheduler:
         ]
         # Attempt counters by (target model, endpoint): labels() per request costs more than inc.
         self._attempts: dict[tuple[str, str, str, int], Any] = {}
-        self._e2e_timer = m.FastHistogram(m.SCHEDULER_E2E_DURATION)
+        self._e2e_timer = FastHistogram(m.SCHEDULER_E2E_DURATION)
         self._handler_pick_timer = m.plugin_timer(m.PROFILE_PICKER, handler.type_name, handler.name)
         self._handler_proc_timer = m.plugin_timer(
             m.PROCESS_RESULTS, handler.type_name, handler.name
