@@ -8,11 +8,8 @@ never runs inside the EPP's event loop. Everything is stopped by the PID that st
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import re
-import signal
 import socket
 import sys
 import time
@@ -21,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from endpoint_picker.envoy.process import stop_process
 
 EPP = [sys.executable, "-m", "endpoint_picker.cli"]
 _URL_LINE = re.compile(r"send requests to (http://[\d.]+:\d+)/")
@@ -34,16 +33,7 @@ def free_port() -> int:
 
 
 async def _stop(proc: asyncio.subprocess.Process | None, grace_s: float = 10.0) -> None:
-    if proc is None or proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(proc.pid, signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.wait(), grace_s)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
-        await proc.wait()
+    await stop_process(proc, grace_s)
 
 
 def _tail(path: Path, lines: int = 15) -> str:

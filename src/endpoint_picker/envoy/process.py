@@ -65,6 +65,20 @@ def _read_small(path: Path) -> str:
         return ""
 
 
+async def stop_process(proc: asyncio.subprocess.Process | None, grace_s: float = 5.0) -> None:
+    """Stop a child we started: SIGTERM by its PID, SIGKILL after ``grace_s``; reaps it."""
+    if proc is None or proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), grace_s)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        await proc.wait()
+
+
 class ManagedEnvoy:
     """One Envoy process for a bootstrap ``config`` (a dict, as ``bootstrap()`` returns)."""
 
@@ -176,15 +190,7 @@ class ManagedEnvoy:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), grace_s)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                await proc.wait()
+        await stop_process(proc, grace_s)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
