@@ -180,6 +180,9 @@ class EppFront(Front):
     async def start(self, wait_s: float = 60.0) -> None:
         metrics_port = free_port()
         args = [*EPP, "run", "--config-file", str(self.config_file), "--port", "0"]
+        # The fast front, as `epp run` defaults to; every port free, so runs never collide.
+        args += ["--front", "fast", "--pick-port", str(free_port())]
+        args += ["--als-port", str(free_port())]
         args += ["--grpc-port", str(free_port()), "--grpc-health-port", str(free_port())]
         args += ["--metrics-port", str(metrics_port)]
         for i, ep in enumerate(self.endpoints):

