@@ -60,7 +60,7 @@ def priority_plot(entry: dict[str, Any], path: Path) -> Path:
     plt = _plt()
     arms = list(entry["arms"])
     tenants = [t["tenant"] for t in entry["arms"][arms[0]]["tenants"]]
-    fig, ax = plt.subplots(figsize=(10, 4.2))
+    fig, ax = plt.subplots(figsize=(10, 5.6))
     width = 0.8 / max(len(arms), 1)
     for i, arm in enumerate(arms):
         res = entry["arms"][arm]
@@ -84,7 +84,7 @@ def priority_plot(entry: dict[str, Any], path: Path) -> Path:
     ax.set_xticklabels([f"{t} (priority {p})" for t, p in zip(tenants, prios, strict=False)])
     ax.set_ylabel("TTFT (ms, log); dotted: critical p99 on an idle pool")
     ax.set_title("priority overload (~2x capacity): TTFT by tenant")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.12))
     ax.grid(True, axis="y", which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
