@@ -147,7 +147,7 @@ async def test_standalone_selector_mode_needs_no_crds() -> None:
 
 async def test_rbac_role_grants_exactly_what_the_source_uses() -> None:
     """Run every code path that talks to the API (pool mode with leader election and status
-    writes, release on stop, standalone mode), then compare with deploy/rbac.yaml."""
+    writes, release on stop, standalone mode), then compare with deploy/base/rbac.yaml."""
     async with cluster() as c:
         if c.fake is None:
             pytest.skip("needs the fake API server's request log")
