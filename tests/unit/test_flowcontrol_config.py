@@ -15,7 +15,7 @@ from endpoint_picker.flowcontrol import (
     UtilizationDetector,
     detector_from_config,
 )
-from endpoint_picker.flowcontrol.units import parse_duration, parse_quantity
+from endpoint_picker.units import parse_duration, parse_quantity
 
 UPSTREAM_EXAMPLE = """
 maxBytes: 10Gi

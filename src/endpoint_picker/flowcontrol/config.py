@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from endpoint_picker.errors import ConfigError
+from endpoint_picker.units import parse_duration, parse_quantity
 
 from .fairness import FAIRNESS_POLICIES
 from .ordering import ORDERING_POLICIES
-from .units import parse_duration, parse_quantity
 
 DEFAULT_BAND_MAX_BYTES = 1_000_000_000
 STATIC_USAGE_LIMIT_POLICY = "static-usage-limit-policy"

@@ -14,8 +14,7 @@ from typing import Any, ClassVar, Protocol, Self
 
 from endpoint_picker.datastore import Endpoint
 from endpoint_picker.errors import ConfigError
-
-from .units import parse_duration
+from endpoint_picker.units import parse_duration
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,8 @@ import logging
 import signal
 from typing import Any
 
+from endpoint_picker.units import parse_duration
+
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_argument_group("pool", "Where the pool, its objectives and endpoints come from.")
@@ -129,17 +131,14 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def _duration(text: str) -> float:
     """Go-style durations (``50ms``, ``2s``, ``1m``) or plain seconds."""
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    for unit in ("ms", "s", "m", "h"):
-        if text.endswith(unit):
-            try:
-                return float(text[: -len(unit)]) * units[unit]
-            except ValueError:
-                break
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 50ms, 2s)") from None
+        pass
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def register(subparsers: Any) -> None:

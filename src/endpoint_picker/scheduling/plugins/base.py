@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
+from endpoint_picker import units
 from endpoint_picker.errors import ConfigError
 
 
@@ -21,24 +21,15 @@ class PluginBase:
         return f"{type(self).__name__}({self.name!r})"
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def parse_duration(text: str) -> float:
-    """Seconds in a Go duration string (``200ms``, ``1m30s``); raises ValueError."""
-    text = text.strip()
-    if text in ("0", ""):
+    """Seconds in a non-negative Go duration string (``200ms``, ``1m30s``); empty reads as 0.
+    Raises ValueError."""
+    if not text.strip():
         return 0.0
-    pos, total = 0, 0.0
-    for match in _DURATION.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNIT[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or pos == 0:
-        raise ValueError(f"invalid duration {text!r} (want e.g. 200ms, 2s, 1m)")
-    return total
+    seconds = units.parse_duration(text)
+    if seconds < 0:
+        raise ValueError(f"must not be negative, got {text!r}")
+    return seconds
 
 
 class Params:

@@ -1,8 +1,8 @@
 """Kubernetes quantities (``10Gi``) and Go durations (``1m30s``), as upstream's config accepts them.
 
-Kept here rather than in a shared module because flow control is the only config block that
-takes byte quantities; the parsers are small and raise ``ValueError`` with a readable reason,
-which the config layer wraps into a ``ConfigError`` carrying the field path.
+One parser of each for the whole project (flow-control and plugin parameters, CLI flags). They
+raise ``ValueError`` with a readable reason, which callers wrap into a ``ConfigError`` carrying
+the field path (or an argparse error).
 """
 
 from __future__ import annotations
