@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
-from endpoint_picker.datastore import Datastore
+from endpoint_picker.datastore import Datastore, Event
 from endpoint_picker.director import Director
 from endpoint_picker.errors import ConfigError
 
@@ -93,13 +93,11 @@ class Epp:
             self.clock,
             pool_name=pool.metadata.name if pool else "",
         )
-        if hasattr(self.admission, "start"):
-            await self.admission.start()
-            self._stoppers.append(self.admission.stop)
+        await self._start_part(self.admission)
         scheduler = build_scheduler(cfg, clock=self.clock, detectors={plugin.name: detector})
         self.datastore.subscribe(
             lambda event, obj: (
-                scheduler.remove_endpoint(obj) if event == "endpoint-removed" else None
+                scheduler.remove_endpoint(obj) if event == Event.ENDPOINT_REMOVED else None
             )
         )
         self.director = Director(
@@ -119,8 +117,7 @@ class Epp:
             on_update=(lambda _ep: notify()) if notify else None,
             **layer_kwargs,
         )
-        await datalayer.start()
-        self._stoppers.append(datalayer.stop)
+        await self._start_part(datalayer)
 
         if o.metrics_port is not None:
             self.metrics_server = MetricsServer(
@@ -132,23 +129,20 @@ class Epp:
                 ready=self.ready,
                 clock=self.clock,
             )
-            await self.metrics_server.start()
-            self._stoppers.append(self.metrics_server.stop)
+            await self._start_part(self.metrics_server)
         if o.front == "fast":
             from endpoint_picker.fastfront import FastFront
 
             self.fastfront = FastFront(
                 self.director, o.host, o.pick_port, o.als_port, ready=self.ready
             )
-            await self.fastfront.start()
-            self._stoppers.append(self.fastfront.stop)
+            await self._start_part(self.fastfront)
             if o.grpc_health_port is not None:
                 # The same probe port and service names as with the ext_proc front.
                 from endpoint_picker.extproc.health import HealthServer
 
                 self.health = HealthServer(o.host, o.grpc_health_port, self.ready)
-                await self.health.start()
-                self._stoppers.append(self.health.stop)
+                await self._start_part(self.health)
             return
         self.extproc = ExtProcServer(
             self.director,
@@ -159,8 +153,12 @@ class Epp:
             cert_path=o.cert_path,
             ready=self.ready,
         )
-        await self.extproc.start()
-        self._stoppers.append(self.extproc.stop)
+        await self._start_part(self.extproc)
+
+    async def _start_part(self, part: Any) -> None:
+        """Start ``part`` and register its ``stop`` (stopped in reverse order of starting)."""
+        await part.start()
+        self._stoppers.append(part.stop)
 
     async def _start_source(self) -> None:
         o = self.options
