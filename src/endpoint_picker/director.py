@@ -25,6 +25,7 @@ from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.datastore import Datastore, Endpoint
 from endpoint_picker.errors import Code, InferenceError, Internal, ServiceUnavailable
 from endpoint_picker.metrics import FastHistogram
+from endpoint_picker.requests.common import base_request
 from endpoint_picker.requests.rewrite import rewrite_model_name
 from endpoint_picker.requests.types import (
     DESTINATION_HEADER,
@@ -240,9 +241,7 @@ class Director:
         endpoints = self.datastore.endpoints()
         if not endpoints:
             raise Internal("no pods available in datastore")
-        request = InferenceRequest(
-            request_id=headers.get(REQUEST_ID_HEADER) or _new_id(), headers={}
-        )
+        request = base_request(headers, b"")
         ctx = RequestContext(
             request=request,
             destination=random.choice(endpoints).hostport,
@@ -359,12 +358,6 @@ def _error_code(error: BaseException) -> str:
     if isinstance(error, InferenceError):
         return error.code.value
     return Code.UNKNOWN.value
-
-
-def _new_id() -> str:
-    import uuid
-
-    return str(uuid.uuid4())
 
 
 __all__ = ["DESTINATION_HEADER", "Director", "RequestContext"]
