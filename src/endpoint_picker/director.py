@@ -75,6 +75,14 @@ class Scheduler(Protocol):
     ) -> None: ...
 
 
+class DecisionSink(Protocol):
+    """Where the director reports decisions and outcomes (the status page's log)."""
+
+    def record(self, request: InferenceRequest, result: Any, waited: float) -> None: ...
+
+    def outcome(self, request: InferenceRequest | None, status: str) -> None: ...
+
+
 class UsageSink(Protocol):
     def feed(self, chunk: bytes) -> None: ...
 
@@ -146,8 +154,10 @@ class Director:
         *,
         clock: Clock = SYSTEM_CLOCK,
         disable_subset_filter: bool = False,
+        decisions: DecisionSink | None = None,
     ) -> None:
         self.datastore = datastore
+        self.decisions = decisions
         self.parser = parser
         self.admission = admission
         self.scheduler = scheduler
@@ -187,12 +197,14 @@ class Director:
             if not result.endpoints:
                 raise Internal("scheduler returned no endpoints")
             self.scheduler.pre_request(request, result)
+            if self.decisions is not None:
+                self.decisions.record(request, result, self.clock.now() - received)
         except InferenceError as err:
             self._count_error(request, err.code.value)
             raise
         except asyncio.CancelledError:
             # The client went away while queued; flow control has already dropped the request.
-            self.outcomes["cancelled"] = self.outcomes.get("cancelled", 0) + 1
+            self._outcome(request, "cancelled")
             raise
         forward = self._rewrite_body(request, body)
         primary = result.endpoints[0]
@@ -319,7 +331,7 @@ class Director:
             code = Code.MODEL_SERVER_ERROR.value if error is None else _error_code(error)
             self._count_error(req, code)
         else:
-            self.outcomes["completed"] = self.outcomes.get("completed", 0) + 1
+            self._outcome(req, "completed")
         duration = self.clock.now() - ctx.received_at
         series.duration.observe(duration)
         series.response_sizes.observe(ctx.response_bytes)
@@ -347,8 +359,13 @@ class Director:
         other.inflight_tokens += ctx._inflight_tokens
         ctx.endpoint = other
 
+    def _outcome(self, request: InferenceRequest | None, status: str) -> None:
+        self.outcomes[status] = self.outcomes.get(status, 0) + 1
+        if self.decisions is not None:
+            self.decisions.outcome(request, status)
+
     def _count_error(self, request: InferenceRequest | None, code: str) -> None:
-        self.outcomes[code] = self.outcomes.get(code, 0) + 1
+        self._outcome(request, code)
         model = request.incoming_model if request else ""
         target = request.target_model if request else ""
         m.REQUEST_ERRORS.labels(model, target, code).inc()

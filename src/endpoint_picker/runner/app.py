@@ -74,6 +74,7 @@ class Epp:
         from endpoint_picker.flowcontrol import build_admission
         from endpoint_picker.requests import PARSERS
         from endpoint_picker.runner.observability import MetricsServer
+        from endpoint_picker.runner.status import DecisionLog, StatusPage
 
         o = self.options
         if o.front not in ("extproc", "fast"):
@@ -100,6 +101,7 @@ class Epp:
                 scheduler.remove_endpoint(obj) if event == Event.ENDPOINT_REMOVED else None
             )
         )
+        decisions = DecisionLog(clock=self.clock)
         self.director = Director(
             self.datastore,
             PARSERS[cfg.parser_plugin.type_name],
@@ -107,6 +109,7 @@ class Epp:
             scheduler,
             clock=self.clock,
             disable_subset_filter=o.disable_endpoint_subset_filter,
+            decisions=decisions,
         )
         notify = getattr(self.admission, "notify", None)
         layer_kwargs = from_params(_data_layer_params(cfg))
@@ -128,6 +131,13 @@ class Epp:
                 staleness_threshold=o.metrics_staleness_threshold,
                 ready=self.ready,
                 clock=self.clock,
+                status=StatusPage(
+                    self.datastore,
+                    decisions,
+                    lambda: self.admission,
+                    staleness_threshold=o.metrics_staleness_threshold,
+                    clock=self.clock,
+                ),
             )
             await self._start_part(self.metrics_server)
         if o.front == "fast":

@@ -102,9 +102,17 @@ class WeightedScorer:
 
 @dataclass(slots=True)
 class ProfileRunResult:
-    """What one profile chose: target endpoints, best first."""
+    """What one profile chose: target endpoints, best first.
+
+    ``candidates`` (after filters), ``scores`` (scorer name, weight, one score per candidate)
+    and ``totals`` say why: the status page shows them per decision. They are the lists the
+    profile computed anyway, kept by reference, not copies.
+    """
 
     endpoints: list[Endpoint]
+    candidates: list[Endpoint] = field(default_factory=list)
+    scores: list[tuple[str, float, list[float]]] = field(default_factory=list)
+    totals: list[float] = field(default_factory=list)
 
 
 @dataclass(slots=True)

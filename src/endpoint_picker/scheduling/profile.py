@@ -58,12 +58,14 @@ class SchedulerProfile:
             if not endpoints:
                 raise NoEndpointsError(f"no endpoints left after filter {flt.name!r}")
         totals = [0.0] * len(endpoints)
+        why: list[tuple[str, float, list[float]]] = []
         for scorer, weight, timer in self._scorers:
             t = perf_counter()
             scores = scorer.score(request, endpoints)
             timer.observe(perf_counter() - t)
             if scores and (min(scores) < 0.0 or max(scores) > 1.0):
                 scores = [0.0 if s < 0.0 else 1.0 if s > 1.0 else s for s in scores]
+            why.append((scorer.name, weight, scores))
             # No normalisation by the sum of weights, as upstream.
             totals = [tot + s * weight for tot, s in zip(totals, scores, strict=True)]
         t = perf_counter()
@@ -71,7 +73,7 @@ class SchedulerProfile:
         self._picker_timer.observe(perf_counter() - t)
         if not picked:
             raise NoEndpointsError(f"picker {self.picker.name!r} chose no endpoint")
-        return ProfileRunResult(picked)
+        return ProfileRunResult(picked, endpoints, why, totals)
 
     def __repr__(self) -> str:
         parts = [f.name for f in self.filters]
