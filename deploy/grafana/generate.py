@@ -53,7 +53,12 @@ ROWS: list[tuple[str, list[tuple[str, str, list[dict[str, str]]]]]] = [
             (
                 "Request duration p90",
                 "s",
-                [q(p90("inference_objective_request_duration_seconds", "model_name"), "{{model_name}}")],
+                [
+                    q(
+                        p90("inference_objective_request_duration_seconds", "model_name"),
+                        "{{model_name}}",
+                    )
+                ],
             ),
             (
                 "Running requests",
@@ -91,7 +96,8 @@ ROWS: list[tuple[str, list[tuple[str, str, list[dict[str, str]]]]]] = [
                 "short",
                 [
                     q(
-                        f"sum by (priority) (inference_extension_flow_control_queue_size{{{POOL}}})",
+                        "sum by (priority) "
+                        f"(inference_extension_flow_control_queue_size{{{POOL}}})",
                         "priority {{priority}}",
                     )
                 ],
@@ -271,8 +277,13 @@ def dashboard() -> dict[str, Any]:
         "time": {"from": "now-1h", "to": "now"},
         "templating": {
             "list": [
-                {"name": "datasource", "label": "Prometheus", "type": "datasource",
-                 "query": "prometheus", "current": {}},  # fmt: skip
+                {
+                    "name": "datasource",
+                    "label": "Prometheus",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    "current": {},
+                },
                 {
                     "name": "pool",
                     "label": "InferencePool",

@@ -68,7 +68,9 @@ def test_dashboard_covers_the_operator_questions() -> None:
 
 
 def test_committed_dashboard_is_what_the_generator_writes() -> None:
-    spec = importlib.util.spec_from_file_location("grafana_generate", DASHBOARD.with_name("generate.py"))
+    spec = importlib.util.spec_from_file_location(
+        "grafana_generate", DASHBOARD.with_name("generate.py")
+    )
     assert spec is not None and spec.loader is not None
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
