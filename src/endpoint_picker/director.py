@@ -18,7 +18,8 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, Protocol
 
 from endpoint_picker import metrics as m
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
@@ -35,6 +36,10 @@ from endpoint_picker.requests.types import (
     InferenceRequest,
     Usage,
 )
+from endpoint_picker.scheduling.framework import TRACE_KEY
+
+if TYPE_CHECKING:
+    from endpoint_picker.tracing import RequestTracer
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +147,9 @@ class RequestContext:
     _tracker: UsageSink | None = None
     _no_tracker: bool = False
     _inflight_tokens: int = 0
+    # Tracing (only for a sampled request): the request's span, and when the response began.
+    span: Any = None
+    response_started: float = 0.0
 
 
 class Director:
@@ -155,9 +163,11 @@ class Director:
         clock: Clock = SYSTEM_CLOCK,
         disable_subset_filter: bool = False,
         decisions: DecisionSink | None = None,
+        tracer: RequestTracer | None = None,
     ) -> None:
         self.datastore = datastore
         self.decisions = decisions
+        self.tracer = tracer
         self.parser = parser
         self.admission = admission
         self.scheduler = scheduler
@@ -182,12 +192,21 @@ class Director:
         if not has_body:
             return self._header_only(headers, received)
         request: InferenceRequest | None = None
+        span = self.tracer.start(headers, perf_counter()) if self.tracer is not None else None
+        t0 = t1 = t2 = 0.0  # phase boundaries, taken only for a traced request
         try:
+            if span is not None:
+                t0 = perf_counter()
             request = self.parser.parse(headers, body, headers.get(":path", ""))
             request.priority = self.datastore.priority_of(request.objective)
+            if span is not None:
+                t1 = perf_counter()
+                request.state[TRACE_KEY] = []
             await self.admission.admit(request)
             # From here to the end of this method nothing awaits: the admitted request is scheduled
             # and its load recorded in the same event-loop step, so admission sees it at once.
+            if span is not None:
+                t2 = perf_counter()
             candidates = self._candidates(subset_hint)
             if not candidates:
                 raise ServiceUnavailable(
@@ -201,10 +220,16 @@ class Director:
                 self.decisions.record(request, result, self.clock.now() - received)
         except InferenceError as err:
             self._count_error(request, err.code.value)
+            if span is not None:
+                self._trace_phases(span, request, t0, t1, t2)
+                self._end_span(span, f"{err.code.value}: {err.msg}")
             raise
         except asyncio.CancelledError:
             # The client went away while queued; flow control has already dropped the request.
             self._outcome(request, "cancelled")
+            if span is not None:
+                self._trace_phases(span, request, t0, t1, t2)
+                self._end_span(span, "cancelled")
             raise
         forward = self._rewrite_body(request, body)
         primary = result.endpoints[0]
@@ -217,6 +242,11 @@ class Director:
             streaming=request.stream,
         )
         ctx.headers_to_set[REQUEST_ID_HEADER] = request.request_id
+        if span is not None:
+            self._trace_phases(span, request, t0, t1, t2)
+            ctx.span = span
+            span.set_attribute("endpoint", primary.hostport)
+            self.tracer.propagate(span, ctx.headers_to_set)  # type: ignore[union-attr]
         ctx._inflight_tokens = len(request.prompt_text) // CHARS_PER_TOKEN + (
             request.max_tokens or 0
         )
@@ -287,6 +317,8 @@ class Director:
     ) -> dict[str, str]:
         """Record status and content type; returns headers that response plugins add or change."""
         status = headers.get(":status") or headers.get("status") or "200"
+        if ctx.span is not None:
+            ctx.response_started = perf_counter()
         ctx.response_status = int(status) if status.isdigit() else 0
         ctx.content_type = headers.get("content-type")
         if ctx.content_type and "text/event-stream" in ctx.content_type:
@@ -344,9 +376,57 @@ class Director:
                 series.cached_tokens.observe(usage.cached_tokens)
             if usage.completion_tokens > 0:
                 series.ntpot.observe(duration / usage.completion_tokens)
+        if ctx.span is not None:
+            self._trace_response(ctx, error)
         notify = getattr(self.admission, "notify", None)
         if notify is not None:
             notify()
+
+    # -- tracing (only for sampled requests; see endpoint_picker.tracing) ------------------------
+    def _trace_phases(
+        self, span: Any, request: InferenceRequest | None, t0: float, t1: float, t2: float
+    ) -> None:
+        tracer = self.tracer
+        assert tracer is not None
+        now = perf_counter()
+        if request is None:  # parsing failed
+            tracer.child(span, "gateway.request.parse", t0, now)
+            return
+        span.set_attributes(
+            {
+                "request_id": request.request_id,
+                "model": request.incoming_model,
+                "target_model": request.target_model,
+                "objective": request.objective or "",
+                "priority": request.priority,
+                "fairness_id": request.fairness_id,
+            }
+        )
+        tracer.child(span, "gateway.request.parse", t0, t1)
+        if t2:
+            tracer.child(span, "gateway.flow_control.wait", t1, t2)
+            tracer.scheduling(span, t2, now, request.state.pop(TRACE_KEY, []))
+        else:  # not admitted: the wait ended with the error
+            tracer.child(span, "gateway.flow_control.wait", t1, now)
+
+    def _trace_response(self, ctx: RequestContext, error: BaseException | None) -> None:
+        tracer = self.tracer
+        assert tracer is not None
+        now = perf_counter()
+        span = ctx.span
+        if ctx.response_started:
+            tracer.child(
+                span, "gateway.response", ctx.response_started, now, status=ctx.response_status
+            )
+        span.set_attribute("http.response.status_code", ctx.response_status)
+        failed = error is not None or ctx.response_status >= 400
+        self._end_span(span, repr(error) if error is not None else None if not failed else
+                       f"status {ctx.response_status}")  # fmt: skip
+        ctx.span = None
+
+    def _end_span(self, span: Any, error: str | None) -> None:
+        assert self.tracer is not None
+        self.tracer.end(span, perf_counter(), error)
 
     def _move_load(self, ctx: RequestContext, served: str) -> None:
         """Envoy used a fallback endpoint: move the in-flight load to the one that serves."""

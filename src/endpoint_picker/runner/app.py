@@ -46,6 +46,7 @@ class EppOptions:
     front: str = "extproc"  # "extproc" (GIE protocol) or "fast" (needs an Envoy config we write)
     pick_port: int = 9004  # fast front: ext_authz HTTP pick endpoint (+ /healthz)
     als_port: int = 9005  # fast front: Envoy gRPC access-log service
+    tracing: bool = False  # --tracing: OpenTelemetry spans per request (endpoint_picker.tracing)
 
 
 class Epp:
@@ -102,6 +103,17 @@ class Epp:
             )
         )
         decisions = DecisionLog(clock=self.clock)
+        tracer = None
+        if o.tracing:
+            from endpoint_picker.tracing import from_flag
+
+            tracer = from_flag(True)
+
+            async def stop_tracing() -> None:
+                assert tracer is not None
+                tracer.shutdown()  # flushes the spans still batched
+
+            self._stoppers.append(stop_tracing)
         self.director = Director(
             self.datastore,
             PARSERS[cfg.parser_plugin.type_name],
@@ -110,6 +122,7 @@ class Epp:
             clock=self.clock,
             disable_subset_filter=o.disable_endpoint_subset_filter,
             decisions=decisions,
+            tracer=tracer,
         )
         notify = getattr(self.admission, "notify", None)
         layer_kwargs = from_params(_data_layer_params(cfg))

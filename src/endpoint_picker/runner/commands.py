@@ -83,6 +83,13 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="Metrics port of model servers when the pool has one target port (deprecated).",
     )
     epp.add_argument("-v", "--verbose", action="count", default=0, help="More logging.")
+    epp.add_argument(
+        "--tracing",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="OpenTelemetry spans per request, configured by the OTEL_* environment "
+        "(docs/observability.md).",
+    )
     env = p.add_argument_group("envoy", "The managed Envoy in front (standalone runs).")
     env.add_argument("--port", type=int, default=8081, help="Envoy's listener port for clients.")
     env.add_argument("--no-envoy", action="store_true", help="Run the EPP only.")
@@ -198,6 +205,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         grpc_port=args.grpc_port,
         grpc_health_port=args.grpc_health_port,
         metrics_port=args.metrics_port,
+        tracing=args.tracing,
         secure_serving=args.secure_serving,
         cert_path=args.cert_path,
         refresh_metrics_interval=args.refresh_metrics_interval,

@@ -11,6 +11,7 @@ one.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -23,9 +24,11 @@ from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.datastore import Datastore, Endpoint
 from endpoint_picker.requests.types import InferenceRequest
 
-# How many recent decisions the page can show, and how many objectives/statuses it counts
-# (objective names come from clients: past the bound new ones fold into "other").
-MAX_DECISIONS = 50
+# How many recent decisions the page shows, how many of them with every candidate's scores
+# (the costly part to render), and how many objectives/statuses it counts (objective names
+# come from clients: past the bound new ones fold into "other").
+MAX_DECISIONS = 25
+DETAILED_DECISIONS = 5
 MAX_TOTALS = 1_000
 # Saturation samples: one a second for five minutes.
 SATURATION_SAMPLES = 300
@@ -37,6 +40,8 @@ class DecisionLog:
     def __init__(self, maxlen: int = MAX_DECISIONS, clock: Clock = SYSTEM_CLOCK) -> None:
         self.clock = clock
         self._recent: deque[tuple[float, InferenceRequest, float, Any]] = deque(maxlen=maxlen)
+        # Rendered decisions by entry identity, so a poll renders only what is new.
+        self._rendered: dict[int, tuple[tuple[Any, ...], dict[str, Any]]] = {}
         self.totals: Counter[tuple[str, str]] = Counter()
         self.dispatched: Counter[int] = Counter()  # by priority, for the page's dispatch rate
 
@@ -53,13 +58,41 @@ class DecisionLog:
             key = ("other", status)
         self.totals[key] += 1
 
-    def recent(self) -> list[dict[str, Any]]:
-        """The recent decisions, newest first, with each scorer's score for every candidate."""
-        return [_decision(*entry) for entry in reversed(self._recent)]
+    def recent(self, detailed: int = DETAILED_DECISIONS) -> list[dict[str, Any]]:
+        """The recent decisions, newest first; the newest ``detailed`` ones with each scorer's
+        score for every candidate."""
+        out = []
+        rendered: dict[int, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+        for i, entry in enumerate(reversed(self._recent)):
+            full = i < detailed
+            key = id(entry) * 2 + full
+            hit = self._rendered.get(key)
+            if hit is None or hit[0] is not entry:
+                hit = (entry, _decision(*entry, detailed=full))
+            rendered[key] = hit
+            out.append(hit[1])
+        self._rendered = rendered
+        return out
 
 
-def _decision(at: float, req: InferenceRequest, waited: float, result: Any) -> dict[str, Any]:
-    profiles = []
+def _decision(
+    at: float, req: InferenceRequest, waited: float, result: Any, *, detailed: bool = True
+) -> dict[str, Any]:
+    endpoints = getattr(result, "endpoints", None) or []
+    summary: dict[str, Any] = {
+        "at": at,
+        "request_id": req.request_id,
+        "objective": req.objective or "",
+        "model": req.target_model,
+        "priority": req.priority,
+        "fairness_id": req.fairness_id,
+        "waited_s": round(waited, 4),
+        "endpoint": endpoints[0].name if endpoints else "",
+        "profiles": [],
+    }
+    if not detailed:
+        return summary
+    profiles: list[dict[str, Any]] = summary["profiles"]
     for name, run in (getattr(result, "profile_results", None) or {}).items():
         if run is None:
             profiles.append({"name": name, "picked": [], "candidates": []})
@@ -80,18 +113,7 @@ def _decision(at: float, req: InferenceRequest, waited: float, result: Any) -> d
                 "candidates": candidates,
             }
         )
-    endpoints = getattr(result, "endpoints", None) or []
-    return {
-        "at": at,
-        "request_id": req.request_id,
-        "objective": req.objective or "",
-        "model": req.target_model,
-        "priority": req.priority,
-        "fairness_id": req.fairness_id,
-        "waited_s": round(waited, 4),
-        "endpoint": endpoints[0].name if endpoints else "",
-        "profiles": profiles,
-    }
+    return summary
 
 
 def _endpoint(ep: Endpoint, now: float, stale_after: float) -> dict[str, Any]:
@@ -134,6 +156,10 @@ def _flow_control(admission: Any, now: float) -> dict[str, Any]:
             {"priority": priority, "queued": band.len, "bytes": band.bytes, "flows": flows}
         )
     return {"enabled": True, "saturation": getattr(admission, "saturation", None), "bands": bands}
+
+
+def _compact(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
 
 
 class StatusPage:
@@ -188,7 +214,9 @@ class StatusPage:
         return web.Response(body=self._html, content_type="text/html", charset="utf-8")
 
     async def _json(self, _: web.Request) -> web.Response:
-        return web.json_response(self.snapshot(), headers={"Cache-Control": "no-store"})
+        return web.json_response(
+            self.snapshot(), dumps=_compact, headers={"Cache-Control": "no-store"}
+        )
 
     def sample(self) -> None:
         saturation = getattr(self.admission(), "saturation", None)

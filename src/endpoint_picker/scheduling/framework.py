@@ -18,6 +18,10 @@ from typing import Protocol, runtime_checkable
 from endpoint_picker.datastore import Endpoint
 from endpoint_picker.requests.types import InferenceRequest
 
+# ``request.state`` key of a traced request: profiles append (plugin name, extension point,
+# start, end) in perf_counter seconds, from which the tracer makes one span per plugin.
+TRACE_KEY = "_trace_plugins"
+
 
 class SchedulingError(Exception):
     """A profile or profile handler could not produce a result (the scheduler maps it to 429)."""
