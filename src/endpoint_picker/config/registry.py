@@ -127,8 +127,6 @@ UPSTREAM_NOT_IMPLEMENTED: dict[str, str] = {
     "sglanghttp-parser": "parser",
     "vertexai-parser": "parser",
     # scheduling: filters, scorers, profile handlers, producers
-    "by-label": "filter",
-    "by-label-selector": "filter",
     "label-selector-filter": "filter",
     "encode-filter": "filter",
     "prefill-filter": "filter",
@@ -139,6 +137,7 @@ UPSTREAM_NOT_IMPLEMENTED: dict[str, str] = {
     "slo-headroom-tier-filter": "filter",
     "utilization-filter": "filter",
     "topology-affinity-filter": "filter",
+    "multicluster-session-affinity-filter": "filter",
     "active-request-scorer": "scorer",
     "load-aware-scorer": "scorer",
     "context-length-aware": "scorer",
@@ -150,6 +149,10 @@ UPSTREAM_NOT_IMPLEMENTED: dict[str, str] = {
     "latency-scorer": "scorer",
     "header-label-affinity-scorer": "scorer",
     "topology-affinity-scorer": "scorer",
+    "predicted-latency-scorer": "scorer",
+    "multicluster-queue-scorer": "scorer",
+    "multicluster-kv-cache-utilization-scorer": "scorer",
+    "multicluster-prefix-cache-scorer": "scorer",
     "pd-profile-handler": "profile handler",
     "disagg-profile-handler": "profile handler",
     "data-parallel-profile-handler": "profile handler",
@@ -167,6 +170,7 @@ UPSTREAM_NOT_IMPLEMENTED: dict[str, str] = {
     "session-id-producer": "data producer",
     "token-producer": "data producer",
     "p2p-source-producer": "data producer",
+    "multicluster-approx-prefix-cache-producer": "data producer",
     "tokenizer": "data producer",
     # request control and admission
     "request-attribute-reporter": "request control",
@@ -175,11 +179,11 @@ UPSTREAM_NOT_IMPLEMENTED: dict[str, str] = {
     "latency-slo-admitter": "admission",
     "disaggregatedset-rollout-screener": "request control",
     # flow control
-    "priority-holdback-usage-limit-policy": "usage limit policy",
-    "soft-reflective-ceiling-usage-limit-policy": "usage limit policy",
-    "program-aware-fairness-policy": "fairness policy",
+    "priority-holdback-policy": "usage limit policy",
+    "soft-reflective-ceiling-policy": "usage limit policy",
+    "program-aware-fairness": "fairness policy",
     "sheddable-eviction-filter": "eviction",
-    "priority-then-time-eviction-ordering": "eviction",
+    "priority-then-time-eviction-order-policy": "eviction",
     # data layer
     "models-data-source": "data source",
     "models-data-extractor": "extractor",
@@ -187,11 +191,12 @@ UPSTREAM_NOT_IMPLEMENTED: dict[str, str] = {
     "dcgm-extractor": "extractor",
     "topology-extractor": "extractor",
     "disaggregatedset-rollout-pod-extractor": "extractor",
-    "notification-source": "data source",
+    "k8s-notification-source": "data source",
     "endpoint-notification-source": "data source",
     "multicluster-metrics-data-source": "data source",
     "multicluster-metrics-extractor": "extractor",
     "file-discovery": "endpoint discovery",
+    "multicluster-file-discovery": "endpoint discovery",
 }
 """Upstream plugin types (GIE v1.5.0, llm-d-router) with no implementation here yet: type ->
 what it is. A config naming one fails with "not implemented here", distinct from a typo.
