@@ -288,3 +288,30 @@ def test_show_prints_effective_parameters(capsys: pytest.CaptureFixture[str]) ->
     assert params["max-score-picker"] == {"maxNumOfEndpoints": 1}
     assert params["static-usage-limit-policy"] == {"threshold": 1.0}
     assert params["queue-scorer"] is None  # takes no parameters
+
+
+def test_docs_quote_the_registry() -> None:
+    from endpoint_picker.config.registry import plugin_tables
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    start = doc.index("<!-- plugin-tables")
+    block = doc[doc.index("\n", start) + 1 : doc.index("<!-- /plugin-tables -->")]
+    assert block == plugin_tables(), "regenerate with: epp config --plugins"
+
+
+def test_cli_lists_plugins(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "--plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "| `utilization-detector` |" in out and "| `pd-profile-handler` |" in out
+
+
+def test_negative_priority_band_template() -> None:
+    cfg = load_config_text(
+        HEAD + "featureGates: [flowControl]\nplugins: []\nflowControl:\n"
+        "  defaultPriorityBand: {maxRequests: 50}\n"
+        "  defaultNegativePriorityBand: {maxRequests: 5}\n",
+        "cfg.yaml",
+    )
+    assert cfg.flow_control.band(-10).max_requests == 5
+    assert cfg.flow_control.band(-10).priority == -10
+    assert cfg.flow_control.band(3).max_requests == 50

@@ -21,6 +21,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--show", action="store_true", help="print the effective config")
     parser.add_argument(
+        "--plugins",
+        action="store_true",
+        help="list every plugin type with its parameters and defaults (Markdown), and "
+        "upstream's types that are not implemented here",
+    )
+    parser.add_argument(
         "--config-file", default=None, help="EndpointPickerConfig YAML (default: built-in)"
     )
     parser.set_defaults(func=_run)
@@ -30,7 +36,11 @@ def _run(args: argparse.Namespace) -> int:
     import yaml
 
     from endpoint_picker.config import build, load_config
+    from endpoint_picker.config.registry import plugin_tables
 
+    if args.plugins:
+        sys.stdout.write(plugin_tables())
+        return 0
     cfg = load_config(args.config_file)  # a ConfigError is printed by `epp`, as for `epp run`
     build(cfg)  # what `epp run` does next: a factory that refuses its parameters shows here
     if args.show:

@@ -22,6 +22,7 @@ from endpoint_picker.flowcontrol.saturation import SATURATION_DETECTORS
 from endpoint_picker.params import NoParams, PluginParams
 from endpoint_picker.requests import PARSERS
 from endpoint_picker.scheduling.plugins import PLUGIN_CLASSES
+from endpoint_picker.validation import did_you_mean
 
 Factory = Callable[[str, Any], Any]
 """``factory(name, params)``: the plugin object, from its validated parameter model."""
@@ -205,15 +206,38 @@ Remove a type from this table when its implementation is registered above."""
 
 def unknown_type_reason(type_name: str) -> str:
     """Why ``type_name`` cannot be used, with the fix: not implemented, or a likely typo."""
-    from endpoint_picker.validation import did_you_mean
-
     what = UPSTREAM_NOT_IMPLEMENTED.get(type_name)
     if what is not None:
         return (
             f"plugin type {type_name!r} (upstream {what}) is not implemented here "
-            "(see docs/compatibility.md)"
+            "(see docs/configuration.md)"
         )
     hint = did_you_mean(type_name, PLUGIN_TYPES)
     if hint:
         return f"unknown plugin type {type_name!r}{hint}"
     return f"unknown plugin type {type_name!r} (known: {', '.join(sorted(PLUGIN_TYPES))})"
+
+
+def plugin_tables() -> str:
+    """Markdown: every registered type with its parameters and defaults, then upstream's types
+    not implemented here (``epp config --plugins``; docs/configuration.md quotes it)."""
+    lines = ["| type | kinds | parameters (default) |", "|---|---|---|"]
+    for name in sorted(PLUGIN_TYPES):
+        pt = PLUGIN_TYPES[name]
+        params = ", ".join(f"`{k}` ({v})" for k, v in _defaults(pt.params).items())
+        lines.append(f"| `{name}` | {', '.join(sorted(pt.kinds))} | {params or '-'} |")
+    lines += ["", "| upstream type not implemented here | what it is |", "|---|---|"]
+    for name in sorted(UPSTREAM_NOT_IMPLEMENTED):
+        lines.append(f"| `{name}` | {UPSTREAM_NOT_IMPLEMENTED[name]} |")
+    return "\n".join(lines) + "\n"
+
+
+def _defaults(model: type[PluginParams]) -> dict[str, str]:
+    """Parameter name -> its default as a config would write it (every model has defaults)."""
+    out: dict[str, str] = {}
+    for key, value in model().model_dump(by_alias=True, mode="json").items():
+        if isinstance(value, bool):
+            out[key] = str(value).lower()
+        else:
+            out[key] = "none" if value in (None, [], {}) else str(value)
+    return out
