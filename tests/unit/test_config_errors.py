@@ -116,6 +116,11 @@ BAD = [
         "not defined",
     ),
     ("plugins: []\nflowControl: {maxRequests: -1}\n", "flowControl.maxRequests", "negative"),
+    (
+        "plugins: []\ndataLayer: {peerDiscovery: {pluginRef: x}}\n",
+        "dataLayer.peerDiscovery",
+        "not implemented here",
+    ),
     ("plugins: []\nplugins: []\n", None, "duplicate key 'plugins'"),
     ("plugins: [\n", None, "invalid YAML"),
 ]

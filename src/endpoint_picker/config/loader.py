@@ -163,6 +163,7 @@ def _load(
         errors.append(err)
         return None
     _validate(cfg, errors, "requestHandler.parsers" if parsers_given else "parser")
+    _not_implemented_fields(doc, errors)
     try:
         fc = FlowControlConfig.from_dict(fc_raw, plugins=_policy_refs(cfg))
     except ConfigError as err:
@@ -308,6 +309,22 @@ def _validate(cfg: EppConfig, errors: list[ConfigError], parser_path: str) -> No
             else f"plugin {p.name!r} ({p.type_name}) is not an endpoint discovery plugin"
         )
         err(reason, "dataLayer.discovery.pluginRef")
+
+
+def _not_implemented_fields(doc: EndpointPickerConfigDoc, errors: list[ConfigError]) -> None:
+    """llm-d-router's multi-replica data-layer fields: known, but nothing here runs them."""
+    layer = doc.data_layer
+    if layer is None:
+        return
+    given = {
+        "peerDiscovery": layer.peer_discovery,
+        "crossReplicaSyncerPluginRef": layer.cross_replica_syncer_plugin_ref,
+        "crossReplicaSyncInterval": layer.cross_replica_sync_interval,
+    }
+    for key, value in given.items():
+        if value is not None:
+            reason = f"llm-d-router's {key} (cross-replica sync) is not implemented here"
+            errors.append(ConfigError(reason, path=f"dataLayer.{key}"))
 
 
 def _undefined(cfg: EppConfig, name: str) -> str:

@@ -58,6 +58,10 @@ class DataLayerSpec(_Strict):
     inject_defaults: bool | None = Field(None, alias="injectDefaults")
     sources: list[DataSourceSpec] = Field(default_factory=list)
     discovery: PluginRef | None = None
+    # llm-d-router's multi-replica fields: recognised, so the error says "not implemented".
+    peer_discovery: Any = Field(None, alias="peerDiscovery")
+    cross_replica_syncer_plugin_ref: Any = Field(None, alias="crossReplicaSyncerPluginRef")
+    cross_replica_sync_interval: Any = Field(None, alias="crossReplicaSyncInterval")
 
 
 class RequestHandlerSpec(_Strict):
