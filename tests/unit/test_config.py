@@ -315,3 +315,8 @@ def test_negative_priority_band_template() -> None:
     assert cfg.flow_control.band(-10).max_requests == 5
     assert cfg.flow_control.band(-10).priority == -10
     assert cfg.flow_control.band(3).max_requests == 50
+
+
+def test_empty_top_level_keys_read_as_absent() -> None:
+    cfg = load_config_text(HEAD + "plugins:\n- type: queue-scorer\nschedulingProfiles:\n", "c.yaml")
+    assert [r.plugin_ref for r in cfg.profiles[0].refs] == ["queue-scorer", "max-score-picker"]

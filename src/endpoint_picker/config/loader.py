@@ -73,7 +73,8 @@ def _parse(text: str, source: str) -> dict[str, Any]:
         return copy.deepcopy(DEFAULT_CONFIG)
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a mapping", file=source)
-    return raw
+    # An empty top-level key (``schedulingProfiles:``) is absent, as Go decodes null.
+    return {k: v for k, v in raw.items() if v is not None}
 
 
 def load_config(path: str | None) -> EppConfig:
