@@ -267,7 +267,13 @@ def test_metric_spec_disabled_and_invalid() -> None:
 
 
 def test_builtins_are_upstreams_four() -> None:
-    assert set(BUILTIN_ENGINES) == {"vllm", "sglang", "trtllm-serve", "triton-tensorrt-llm"}
+    assert set(BUILTIN_ENGINES) == {
+        "vllm",
+        "sglang",
+        "trtllm-serve",
+        "triton-tensorrt-llm",
+        "triton",
+    }
     assert VLLM.lora is not None and SGLANG.lora is None
     assert (SGLANG.cache_block_size_label, SGLANG.cache_num_blocks_label) == (
         "page_size",
