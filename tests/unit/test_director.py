@@ -14,13 +14,12 @@ import pytest
 
 from endpoint_picker.api import InferenceObjective
 from endpoint_picker.clock import FakeClock
-from endpoint_picker.config import build_detector, build_scheduler, load_config
+from endpoint_picker.config import build, load_config
 from endpoint_picker.datastore import Datastore, Endpoint
 from endpoint_picker.director import Director, RequestContext
 from endpoint_picker.errors import BadRequest, Internal, ServiceUnavailable
 from endpoint_picker.flowcontrol import FlowController, Outcome, build_admission
 from endpoint_picker.metrics import REGISTRY
-from endpoint_picker.requests import PARSERS
 
 OBJECTIVE = "x-gateway-inference-objective"
 REWRITE = "x-gateway-model-name-rewrite"
@@ -67,18 +66,15 @@ async def _world(*, disable_subset_filter: bool = False) -> World:
     datastore.set_objective(_objective("critical", 10))
     datastore.set_objective(_objective("sheddable", -10))
     datastore.set_objective(_objective("unset", None))
-    cfg = load_config(None)
-    plugin = cfg.saturation_detector_plugin
-    detector = build_detector(plugin)
-    admission = build_admission(cfg.flow_control, detector, datastore.endpoints, clock)
+    built = build(load_config(None), clock=clock)
+    admission = build_admission(built.flow_control, built.detector, datastore.endpoints, clock)
     assert isinstance(admission, FlowController)
     await admission.start()
-    scheduler = build_scheduler(cfg, clock=clock, detectors={plugin.name: detector})
     director = Director(
         datastore,
-        PARSERS[cfg.parser_plugin.type_name],
+        built.parser,
         admission,
-        scheduler,
+        built.scheduler,
         clock=clock,
         disable_subset_filter=disable_subset_filter,
     )

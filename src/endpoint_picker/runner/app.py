@@ -66,13 +66,10 @@ class Epp:
         self.source: Any = None
 
     async def start(self) -> None:
-        from endpoint_picker.config import build_detector, build_scheduler, load_config
-        from endpoint_picker.config.loader import load_config_text
+        from endpoint_picker.config import build, load_config, load_config_text
         from endpoint_picker.datalayer import DataLayer
-        from endpoint_picker.datalayer.params import from_params
         from endpoint_picker.extproc import ExtProcServer
         from endpoint_picker.flowcontrol import build_admission
-        from endpoint_picker.requests import PARSERS
         from endpoint_picker.runner.observability import MetricsServer
 
         o = self.options
@@ -81,20 +78,19 @@ class Epp:
         if o.config_file and o.config_text:
             raise ConfigError("--config-file and --config-text are mutually exclusive")
         cfg = load_config_text(o.config_text) if o.config_text else load_config(o.config_file)
+        built = build(cfg, clock=self.clock)  # every plugin, once
         await self._start_source()
 
-        plugin = cfg.saturation_detector_plugin
-        detector = build_detector(plugin)
         pool = self.datastore.pool
         self.admission = build_admission(
-            cfg.flow_control,
-            detector,
+            built.flow_control,
+            built.detector,
             self.datastore.endpoints,
             self.clock,
             pool_name=pool.metadata.name if pool else "",
         )
         await self._start_part(self.admission)
-        scheduler = build_scheduler(cfg, clock=self.clock, detectors={plugin.name: detector})
+        scheduler = built.scheduler
         self.datastore.subscribe(
             lambda event, obj: (
                 scheduler.remove_endpoint(obj) if event == Event.ENDPOINT_REMOVED else None
@@ -102,20 +98,19 @@ class Epp:
         )
         self.director = Director(
             self.datastore,
-            PARSERS[cfg.parser_plugin.type_name],
+            built.parser,
             self.admission,
             scheduler,
             clock=self.clock,
             disable_subset_filter=o.disable_endpoint_subset_filter,
         )
         notify = getattr(self.admission, "notify", None)
-        layer_kwargs = from_params(_data_layer_params(cfg))
         datalayer = DataLayer(
             self.datastore,
             clock=self.clock,
             refresh_interval=o.refresh_metrics_interval,
             on_update=(lambda _ep: notify()) if notify else None,
-            **layer_kwargs,
+            **(built.data_layer or {}),
         )
         await self._start_part(datalayer)
 
@@ -204,14 +199,3 @@ class Epp:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-
-
-def _data_layer_params(cfg: Any) -> dict[str, Any]:
-    """Merge the parameters of the configured metrics source and its extractors (upstream wires
-    them as ``dataLayer.sources[].pluginRef`` / ``extractors[].pluginRef``)."""
-    merged: dict[str, Any] = {}
-    for src in (cfg.data_layer or {}).get("sources") or []:
-        names = [src["pluginRef"], *(ex["pluginRef"] for ex in src.get("extractors") or [])]
-        for name in names:
-            merged.update(cfg.plugins[name].parameters or {})
-    return merged
