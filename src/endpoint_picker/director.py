@@ -28,6 +28,7 @@ from endpoint_picker.metrics import FastHistogram
 from endpoint_picker.requests.common import base_request
 from endpoint_picker.requests.rewrite import rewrite_model_name
 from endpoint_picker.requests.types import (
+    CHARS_PER_TOKEN,
     DESTINATION_HEADER,
     DESTINATION_NAMESPACE,
     DESTINATION_SERVED_HEADER,
@@ -38,8 +39,6 @@ from endpoint_picker.requests.types import (
 
 log = logging.getLogger(__name__)
 
-# Rough size of one token in characters, to weigh in-flight load before usage is known.
-CHARS_PER_TOKEN = 4
 # Bound on cached metric children (label sets follow the models clients name).
 _MAX_SERIES = 10_000
 

@@ -21,10 +21,10 @@ from typing import Any
 
 from endpoint_picker import metrics as m
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
-from endpoint_picker.director import CHARS_PER_TOKEN, RequestContext
+from endpoint_picker.director import RequestContext
 from endpoint_picker.extproc.protocol import DirectorLike
 from endpoint_picker.fastfront import metrics as fm
-from endpoint_picker.requests.types import DESTINATION_SERVED_HEADER, Usage
+from endpoint_picker.requests.types import CHARS_PER_TOKEN, DESTINATION_SERVED_HEADER, Usage
 
 log = logging.getLogger(__name__)
 

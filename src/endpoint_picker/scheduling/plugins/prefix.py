@@ -14,12 +14,11 @@ from typing import Any
 
 from endpoint_picker.datastore import Endpoint
 from endpoint_picker.errors import ConfigError
-from endpoint_picker.requests.types import InferenceRequest
+from endpoint_picker.requests.types import CHARS_PER_TOKEN, InferenceRequest
 from endpoint_picker.scheduling import metrics as m
 from endpoint_picker.scheduling.framework import SchedulingResult
 from endpoint_picker.scheduling.plugins.base import Params, PluginBase
 from endpoint_picker.scheduling.plugins.prefix_index import (
-    AVERAGE_CHARS_PER_TOKEN,
     PrefixIndex,
     block_hashes,
 )
@@ -68,7 +67,7 @@ class PrefixConfig:
                     "blockSize is deprecated; set blockSizeTokens > 0", path="blockSize"
                 )
             if not given_tokens:
-                cfg.block_size_tokens = max(1, block_chars // AVERAGE_CHARS_PER_TOKEN)
+                cfg.block_size_tokens = max(1, block_chars // CHARS_PER_TOKEN)
         if not cfg.auto_tune and cfg.block_size_tokens <= 0:
             raise ConfigError("must be > 0 when autoTune is false", path="blockSizeTokens")
         if cfg.block_size_tokens <= 0:
@@ -104,7 +103,7 @@ class ApproxPrefixCacheProducer(PluginBase):
                 max_blocks = max(1, self.config.max_prefix_tokens // block_tokens)
             hashes = block_hashes(
                 request.prompt_text.encode(),
-                block_tokens * AVERAGE_CHARS_PER_TOKEN,
+                block_tokens * CHARS_PER_TOKEN,
                 max_blocks,
                 request.target_model,
                 request.cache_salt,
@@ -129,9 +128,7 @@ class ApproxPrefixCacheProducer(PluginBase):
         if state.total:
             matched = state.matches.get(targets[0].name, 0)
             m.PREFIX_INDEXER_HIT_RATIO.observe(matched / state.total)
-            m.PREFIX_INDEXER_HIT_BYTES.observe(
-                matched * state.block_size_tokens * AVERAGE_CHARS_PER_TOKEN
-            )
+            m.PREFIX_INDEXER_HIT_BYTES.observe(matched * state.block_size_tokens * CHARS_PER_TOKEN)
         m.PREFIX_INDEXER_SIZE.set(self.index.size)
 
     def remove_endpoint(self, endpoint: Endpoint) -> None:
