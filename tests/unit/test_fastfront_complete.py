@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from envoy.data.accesslog.v3 import accesslog_pb2
 
 from endpoint_picker.clock import FakeClock
@@ -18,7 +17,7 @@ from endpoint_picker.fastfront.complete import (
     NoResponse,
     estimate_usage,
 )
-from endpoint_picker.requests.types import DESTINATION_SERVED_HEADER, InferenceRequest
+from endpoint_picker.requests.types import DESTINATION_SERVED_HEADER, InferenceRequest, Usage
 
 
 class FakeDirector:
@@ -27,6 +26,7 @@ class FakeDirector:
     def __init__(self) -> None:
         self.headers: list[tuple[Any, dict[str, str]]] = []
         self.finished: list[tuple[Any, BaseException | None]] = []
+        self.recorded: list[tuple[Any, int, float | None, Usage | None]] = []
 
     async def handle_request(self, *a: Any, **k: Any) -> Any:  # pragma: no cover - unused
         raise NotImplementedError
@@ -37,6 +37,16 @@ class FakeDirector:
 
     def handle_response_body(self, ctx: Any, chunk: bytes, eos: bool) -> bytes:  # pragma: no cover
         return chunk
+
+    def record_response(
+        self,
+        ctx: Any,
+        *,
+        response_bytes: int,
+        duration_s: float | None = None,
+        usage: Usage | None = None,
+    ) -> None:
+        self.recorded.append((ctx, response_bytes, duration_s, usage))
 
     def finish(self, ctx: Any, *, error: BaseException | None = None) -> None:
         self.finished.append((ctx, error))
@@ -62,9 +72,8 @@ def test_an_entry_finishes_its_request_once_with_what_envoy_saw() -> None:
         (ctx, {":status": "200", DESTINATION_SERVED_HEADER: "10.0.0.2:8000"})
     ]
     assert director.finished == [(ctx, None)]
-    assert ctx.response_bytes == 1000
-    assert ctx.received_at == pytest.approx(clock.now() - 0.25)  # Envoy's duration, not ours
-    usage = ctx._tracker.usage if ctx._tracker else None
+    [(recorded, nbytes, duration, usage)] = director.recorded
+    assert (recorded, nbytes, duration) == (ctx, 1000, 0.25)  # Envoy's duration, not ours
     assert usage is not None and usage.estimated
     assert (usage.prompt_tokens, usage.completion_tokens) == (10, 5)  # 40 chars / 4; capped
     assert not reg.complete(_entry(ticket))  # a second entry for the same ticket is unknown
