@@ -20,15 +20,12 @@ from e2e_support import (
     EXACT_USAGE_FRONTS,
     FRONTS,
     MODEL,
-    PICKED_CONFIG,
     TEST_SELECTION_HEADER,
     access_log,
     completion,
-    front_fixture,  # noqa: F401  (registers the parametrized fixture `front`)
     post,
     running_stack,
     sample,
-    session_fixture,  # noqa: F401  (registers the fixture `session`)
     total_inflight,
     wait_until,
 )
@@ -48,14 +45,6 @@ async def stack(front: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIt
     directory = tmp_path_factory.mktemp("e2e-routing")
     sim = {"lora": ["sse-lora"]}  # a model of its own for the usage test's metric labels
     async with running_stack(front, directory, simulate=3, access_log=True, sim_overrides=sim) as s:
-        yield s
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def picked(front: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    """A stack whose only scheduling step is the conformance header filter."""
-    directory = tmp_path_factory.mktemp("e2e-picked")
-    async with running_stack(front, directory, simulate=3, config=PICKED_CONFIG) as s:
         yield s
 
 

@@ -12,8 +12,9 @@ import aiohttp
 import grpc
 import pytest
 import pytest_asyncio
-from extproc_support import ENDPOINT_HEADER, EchoUpstream, FakeDirector, free_port
+from extproc_support import ENDPOINT_HEADER, EchoUpstream, free_port
 from grpc_health.v1 import health_pb2_grpc
+from tests.fakes.director import FakeDirector
 
 from endpoint_picker.envoy import ManagedEnvoy
 from endpoint_picker.errors import ConfigError, ResourceExhausted

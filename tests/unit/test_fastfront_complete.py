@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from envoy.data.accesslog.v3 import accesslog_pb2
+from tests.fakes.director import FakeDirector
 
 from endpoint_picker.clock import FakeClock
 from endpoint_picker.director import RequestContext
@@ -17,39 +16,7 @@ from endpoint_picker.fastfront.complete import (
     NoResponse,
     estimate_usage,
 )
-from endpoint_picker.requests.types import DESTINATION_SERVED_HEADER, InferenceRequest, Usage
-
-
-class FakeDirector:
-    """A FAKE director that records the response-path calls the registry makes."""
-
-    def __init__(self) -> None:
-        self.headers: list[tuple[Any, dict[str, str]]] = []
-        self.finished: list[tuple[Any, BaseException | None]] = []
-        self.recorded: list[tuple[Any, int, float | None, Usage | None]] = []
-
-    async def handle_request(self, *a: Any, **k: Any) -> Any:  # pragma: no cover - unused
-        raise NotImplementedError
-
-    def handle_response_headers(self, ctx: Any, headers: dict[str, str]) -> dict[str, str]:
-        self.headers.append((ctx, headers))
-        return {}
-
-    def handle_response_body(self, ctx: Any, chunk: bytes, eos: bool) -> bytes:  # pragma: no cover
-        return chunk
-
-    def record_response(
-        self,
-        ctx: Any,
-        *,
-        response_bytes: int,
-        duration_s: float | None = None,
-        usage: Usage | None = None,
-    ) -> None:
-        self.recorded.append((ctx, response_bytes, duration_s, usage))
-
-    def finish(self, ctx: Any, *, error: BaseException | None = None) -> None:
-        self.finished.append((ctx, error))
+from endpoint_picker.requests.types import DESTINATION_SERVED_HEADER, InferenceRequest
 
 
 def _ctx(prompt: str = "x" * 40, max_tokens: int | None = 5) -> RequestContext:
@@ -68,8 +35,8 @@ def test_an_entry_finishes_its_request_once_with_what_envoy_saw() -> None:
     ticket = reg.add(ctx)
     assert len(reg) == 1
     assert reg.complete(_entry(ticket, nbytes=1000))
-    assert director.headers == [
-        (ctx, {":status": "200", DESTINATION_SERVED_HEADER: "10.0.0.2:8000"})
+    assert director.calls == [
+        ("response_headers", {":status": "200", DESTINATION_SERVED_HEADER: "10.0.0.2:8000"})
     ]
     assert director.finished == [(ctx, None)]
     [(recorded, nbytes, duration, usage)] = director.recorded
@@ -95,7 +62,7 @@ def test_no_response_is_finished_as_an_error() -> None:
     reg = Completions(director)
     ctx = _ctx()
     reg.complete(Entry(reg.add(ctx), 0, None, 0, 0.1, "DC"))
-    assert director.headers == []
+    assert director.calls == []
     [(finished, error)] = director.finished
     assert finished is ctx and isinstance(error, NoResponse) and "DC" in str(error)
 
