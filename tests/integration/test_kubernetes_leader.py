@@ -98,7 +98,11 @@ async def test_replica_that_loses_the_lease_stops_writing_status() -> None:
             def time_passes_until(check: Any) -> Any:
                 # A renewal of a's still in flight when the cut began may land after any one
                 # step of the clock, so keep time moving (0.5 s per poll) rather than jump once.
-                return lambda: (clock.advance(0.5), check())[1]
+                def step() -> Any:
+                    clock.advance(0.5)
+                    return check()
+
+                return step
 
             await eventually(time_passes_until(lambda: not a.src.is_leader))
             await eventually(time_passes_until(lambda: b.src.is_leader))

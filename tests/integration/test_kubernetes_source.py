@@ -120,7 +120,8 @@ async def test_bookmark_moves_the_resume_point_without_a_relist() -> None:
             await eventually(lambda: pods.resource_version == bookmark_rv)
             before = len(c.fake.watch_requests)
             c.fake.end_watches()  # a clean end, as after timeoutSeconds
-            await eventually(lambda: len(c.fake.watch_requests) >= before + 3)
+            fake = c.fake
+            await eventually(lambda: len(fake.watch_requests) >= before + 3)
             resumed = [q for q in c.fake.watch_requests[before:] if "labelSelector" in q]
             assert resumed[0]["resourceVersion"] == bookmark_rv
             assert resumed[0]["allowWatchBookmarks"] == "true"

@@ -27,11 +27,14 @@ def errors(d: FakeDirector) -> list[BaseException | None]:
 
 
 def headers_msg(
-    eos: bool = False, mode: int | None = DUPLEX, resp_mode: int = DUPLEX, **extra: str
+    eos: bool = False,
+    mode: int | None = DUPLEX,
+    resp_mode: int = DUPLEX,
+    headers: dict[str, str] | None = None,
 ) -> pb.ProcessingRequest:
     msg = pb.ProcessingRequest()
     msg.request_headers.end_of_stream = eos
-    for k, v in {":path": "/v1/completions", ":method": "POST", **extra}.items():
+    for k, v in {":path": "/v1/completions", ":method": "POST", **(headers or {})}.items():
         msg.request_headers.headers.headers.add(key=k, raw_value=v.encode())
     if mode is not None:
         msg.protocol_config.request_body_mode = mode
@@ -82,7 +85,7 @@ async def test_duplex_request_is_answered_after_the_whole_body() -> None:
     out = await run(
         d,
         [
-            headers_msg(**{"x-request-id": "r1"}),
+            headers_msg(headers={"x-request-id": "r1"}),
             body_msg(b'{"model":', False),
             body_msg(b'"m"}', True),
             response_headers_msg(),

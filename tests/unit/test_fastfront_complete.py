@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from envoy.data.accesslog.v3 import accesslog_pb2
-from tests.fakes.director import FakeDirector
+from tests.fakes.director import FakeContext, FakeDirector
 
 from endpoint_picker.clock import FakeClock
-from endpoint_picker.director import RequestContext
 from endpoint_picker.envoy.fast import TICKET_HEADER
 from endpoint_picker.fastfront.als import entry_of
 from endpoint_picker.fastfront.complete import (
@@ -19,9 +18,9 @@ from endpoint_picker.fastfront.complete import (
 from endpoint_picker.requests.types import DESTINATION_SERVED_HEADER, InferenceRequest
 
 
-def _ctx(prompt: str = "x" * 40, max_tokens: int | None = 5) -> RequestContext:
+def _ctx(prompt: str = "x" * 40, max_tokens: int | None = 5) -> FakeContext:
     req = InferenceRequest(request_id="r", headers={}, prompt_text=prompt, max_tokens=max_tokens)
-    return RequestContext(request=req, destination="10.0.0.1:8000", body=b"{}")
+    return FakeContext(request=req, destination="10.0.0.1:8000", body=b"{}")
 
 
 def _entry(ticket: str, status: int = 200, nbytes: int = 100) -> Entry:
