@@ -198,9 +198,3 @@ def detector_from_config(
             path="saturationDetector",
         )
     return cls.from_params(params)
-
-
-def estimate_tokens(size_bytes: int, prompt_text: str = "") -> int:
-    """Upstream's in-flight token estimate: input (bytes/4, or prompt chars/4) plus 1.5x output."""
-    tokens_in = max(size_bytes // 4, 1) if size_bytes > 0 else max(1, round(len(prompt_text) / 4))
-    return tokens_in + round(tokens_in * 1.5)

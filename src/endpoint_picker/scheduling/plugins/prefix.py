@@ -16,12 +16,11 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from endpoint_picker.datastore import Endpoint
 from endpoint_picker.params import PluginParams
-from endpoint_picker.requests.types import InferenceRequest
+from endpoint_picker.requests.types import CHARS_PER_TOKEN, InferenceRequest
 from endpoint_picker.scheduling import metrics as m
 from endpoint_picker.scheduling.framework import SchedulingResult
 from endpoint_picker.scheduling.plugins.base import PluginBase
 from endpoint_picker.scheduling.plugins.prefix_index import (
-    AVERAGE_CHARS_PER_TOKEN,
     PrefixIndex,
     block_hashes,
 )
@@ -84,7 +83,7 @@ class PrefixConfig:
         ``blockSizeTokens`` is not given; a block size <= 0 means 16."""
         tokens = p.block_size_tokens
         if p.block_size > 0 and "block_size_tokens" not in p.model_fields_set:
-            tokens = max(1, p.block_size // AVERAGE_CHARS_PER_TOKEN)
+            tokens = max(1, p.block_size // CHARS_PER_TOKEN)
         return cls(
             auto_tune=p.auto_tune,
             block_size_tokens=tokens if tokens > 0 else 16,
@@ -121,7 +120,7 @@ class ApproxPrefixCacheProducer(PluginBase):
                 max_blocks = max(1, self.config.max_prefix_tokens // block_tokens)
             hashes = block_hashes(
                 request.prompt_text.encode(),
-                block_tokens * AVERAGE_CHARS_PER_TOKEN,
+                block_tokens * CHARS_PER_TOKEN,
                 max_blocks,
                 request.target_model,
                 request.cache_salt,
@@ -147,7 +146,7 @@ class ApproxPrefixCacheProducer(PluginBase):
             matched = state.matches.get(targets[0].name, 0)
             m.PREFIX_INDEXER_HIT_RATIO.observe(matched / state.total)
             m.PREFIX_INDEXER_HIT_BYTES.observe(
-                matched * state.block_size_tokens * AVERAGE_CHARS_PER_TOKEN
+                matched * state.block_size_tokens * CHARS_PER_TOKEN
             )
         m.PREFIX_INDEXER_SIZE.set(self.index.size)
 
