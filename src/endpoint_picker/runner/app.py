@@ -91,6 +91,9 @@ class Epp:
         )
         await self._start_part(self.admission)
         scheduler = built.scheduler
+        has_room = getattr(built.detector, "has_room", None)
+        if has_room is not None:  # learned-capacity-detector: check the endpoint at dispatch
+            scheduler.room_check = lambda ep: bool(has_room(ep, self.clock.now()))
         self.datastore.subscribe(
             lambda event, obj: (
                 scheduler.remove_endpoint(obj) if event == Event.ENDPOINT_REMOVED else None

@@ -145,9 +145,7 @@ class ApproxPrefixCacheProducer(PluginBase):
         if state.total:
             matched = state.matches.get(targets[0].name, 0)
             m.PREFIX_INDEXER_HIT_RATIO.observe(matched / state.total)
-            m.PREFIX_INDEXER_HIT_BYTES.observe(
-                matched * state.block_size_tokens * CHARS_PER_TOKEN
-            )
+            m.PREFIX_INDEXER_HIT_BYTES.observe(matched * state.block_size_tokens * CHARS_PER_TOKEN)
         m.PREFIX_INDEXER_SIZE.set(self.index.size)
 
     def remove_endpoint(self, endpoint: Endpoint) -> None:
