@@ -142,15 +142,18 @@ def endpoint(name: str, inflight: int, metrics: Metrics) -> Endpoint:
 
 def test_saturation_room_filter_and_holdback() -> None:
     clock = FakeClock()
-    det = LearnedCapacityDetector.from_params({"initialCapacity": 8, "holdback": 0.1})
+    det = LearnedCapacityDetector.from_params(
+        {"initialCapacity": 8, "maxCapacity": 8, "holdback": 0.1}
+    )
     now = clock.now()
-    fresh = Metrics(running_requests_size=2, update_time=now)
-    a, b = endpoint("a", 8, fresh), endpoint("b", 2, fresh)
+    a = endpoint("a", 8, Metrics(running_requests_size=8, update_time=now))
+    b = endpoint("b", 2, Metrics(running_requests_size=2, update_time=now))
     assert det.saturation([a, b], now) == pytest.approx(10 / 16)
     assert not det.has_room(a, now) and det.has_room(b, now)
     assert det.filter([a, b], now) == [b]
     assert det.holdback_ceiling([a, b], now) == pytest.approx(14 / 16)  # ceil(1.6) = 2 slots
     b.inflight_requests = 8
+    b.metrics = Metrics(running_requests_size=8, update_time=now)
     assert det.saturation([a, b], now) == 1.0
     assert det.filter([a, b], now) == [a, b]  # none has room: fail open
     value = REGISTRY.get_sample_value(
@@ -194,3 +197,16 @@ def test_params_are_strict_with_the_field_path() -> None:
     with pytest.raises(ConfigError) as err:
         LearnedCapacityDetector.from_params({"initialCapacity": 0})
     assert err.value.path == "learned-capacity-detector.parameters.initialCapacity"
+
+
+def test_load_counts_completions_the_server_reported_first() -> None:
+    # The fast front hears of completions from Envoy's access log, after the server has already
+    # freed the slot; the scrape (plus what was sent since) bounds the EPP's in-flight count.
+    det = LearnedCapacityDetector.from_params({"initialCapacity": 8})
+    ep = endpoint("a", 8, Metrics(running_requests_size=5, update_time=1.0))
+    assert det.has_room(ep, 1.0) and det.load(ep) == 5
+    ep.dispatched_since_scrape = 3
+    assert not det.has_room(ep, 1.0) and det.load(ep) == 8
+    # A server that never reported running requests (no such metric) is not trusted for it.
+    quiet = endpoint("b", 8, Metrics(update_time=1.0))
+    assert not det.has_room(quiet, 1.0) and det.load(quiet) == 8

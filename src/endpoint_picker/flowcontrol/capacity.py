@@ -7,9 +7,9 @@ still in the EPP, so the EPP should send each server exactly N: no fewer (idle s
 max-num-seqs, and a KV-bound server's N moves with its prompts), so it is learned per endpoint:
 
 - **Plateau.** A server that queues (``waiting > 0``) is running all it can: N is what it runs.
-  The highest ``running`` seen while queueing within ``plateauWindow`` is taken (one scrape
-  can catch a request between "arrived" and "admitted"), and a lower N needs two such scrapes
-  in a row.
+  The highest ``running`` seen while queueing within ``plateauWindow`` is taken, and a lower N
+  needs two queueing scrapes in that window (one can catch a request between "arrived" and
+  "admitted").
 - **Growth.** A server running everything it was given (``running >= N``) with nothing waiting
   may have room for more. Before any plateau was seen, N grows by half at every such scrape
   (slow start); after one, N is probed one higher every ``probeInterval``, and a probe the
@@ -34,7 +34,6 @@ class CapacityLearner:
 
     __slots__ = (
         "_growing",
-        "_low_streak",
         "_plateau",
         "_plateau_at",
         "_samples",
@@ -44,6 +43,7 @@ class CapacityLearner:
         "max_capacity",
         "plateau_window",
         "probe_interval",
+        "reports_running",
     )
 
     def __init__(
@@ -65,7 +65,7 @@ class CapacityLearner:
         self._plateau = 0  # last confirmed plateau; 0 = none seen yet
         self._plateau_at = -math.inf
         self._growing = True  # slow start until a plateau is seen
-        self._low_streak = 0  # consecutive queueing scrapes below the current capacity
+        self.reports_running = False  # the server's running count has been seen above 0
 
     def observe(self, metrics: Metrics, now: float) -> bool:
         """Learn from ``metrics`` if it is a scrape not yet seen; True when capacity changed."""
@@ -74,12 +74,11 @@ class CapacityLearner:
         self.last_update = metrics.update_time
         before = self.capacity
         running, waiting = metrics.running_requests_size, metrics.waiting_queue_size
+        self.reports_running = self.reports_running or running > 0
         if waiting > 0 and running > 0:
             self._on_queueing(running, now)
-        else:
-            self._low_streak = 0
-            if waiting == 0:
-                self._on_idle_queue(running, metrics.kv_cache_usage_percent, now)
+        elif waiting == 0:
+            self._on_idle_queue(running, metrics.kv_cache_usage_percent, now)
         return self.capacity != before
 
     def _on_queueing(self, running: int, now: float) -> None:
@@ -88,11 +87,8 @@ class CapacityLearner:
         while self._samples and now - self._samples[0][0] > self.plateau_window:
             self._samples.popleft()
         plateau = max(r for _, r in self._samples)
-        if plateau < self.capacity:
-            self._low_streak += 1
-            if self._low_streak < 2:  # one scrape may catch a request not yet admitted
-                return
-        self._low_streak = 0
+        if plateau < self.capacity and len(self._samples) < 2:
+            return  # one scrape may catch a request not yet admitted
         self.capacity = min(plateau, self.max_capacity)
         self._plateau, self._plateau_at, self._growing = self.capacity, now, False
 

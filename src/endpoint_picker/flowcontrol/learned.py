@@ -92,6 +92,19 @@ class LearnedCapacityDetector:
             self._gauges[ep.name].set(learner.capacity)
         return learner.capacity
 
+    def load(self, ep: Endpoint) -> int:
+        """Requests on the endpoint: the EPP's in-flight count, or fewer when the server's last
+        scrape (plus what was sent since) shows some have already finished. A front learns of
+        completions late (the fast front from Envoy's access log); the server knows at once."""
+        inflight = ep.inflight_requests
+        learner = self._learners.get(ep.name)
+        if learner is None or not learner.reports_running:
+            return inflight
+        m = ep.metrics
+        return min(
+            inflight, m.running_requests_size + m.waiting_queue_size + ep.dispatched_since_scrape
+        )
+
     def _fresh(self, ep: Endpoint, now: float) -> bool:
         return ep.metrics.age(now) <= self.params.metrics_staleness_threshold
 
@@ -115,7 +128,7 @@ class LearnedCapacityDetector:
             cap = self.capacity(ep, now)
             if self._fresh(ep, now):
                 total += cap
-                used += min(ep.inflight_requests, cap)
+                used += min(self.load(ep), cap)
         return used, total
 
     # -- the SaturationDetector protocol -----------------------------------------------------
@@ -125,9 +138,9 @@ class LearnedCapacityDetector:
         return used / total if total else 1.0
 
     def has_room(self, endpoint: Endpoint, now: float) -> bool:
-        """Fresh metrics and fewer in flight than its learned capacity."""
+        """Fresh metrics and fewer requests on it than its learned capacity."""
         cap = self.capacity(endpoint, now)
-        return self._fresh(endpoint, now) and endpoint.inflight_requests < cap
+        return self._fresh(endpoint, now) and self.load(endpoint) < cap
 
     def endpoint_saturated(self, endpoint: Endpoint, now: float) -> bool:
         return not self.has_room(endpoint, now)
