@@ -146,7 +146,7 @@ async def run_cell(
     await pool_idle(metrics)
     rate = cell["overload"] * slots / service
     before = await epp_outcomes(epp.metrics_url)
-    sampler = SlotSampler(metrics)
+    sampler = SlotSampler(metrics, epp.metrics_url)
     sampler.start()
     load = Load(epp.url, rate, load_s, cell["output"], cell["stream"], seed=len(sims))
     started = time.monotonic()
@@ -166,6 +166,8 @@ async def run_cell(
     busy, waiting = sampler.window(started + min(service, load_s / 3), started + load_s)
     numbers = cell_numbers(load.shots, idle, outcomes, busy, waiting, slots)
     numbers["learned_slots"] = learned
+    if sampler.learned and any(sampler.learned):
+        numbers["learned_slots_min_max"] = [min(sampler.learned), max(sampler.learned)]
     numbers["epp_still_queued"] = still_queued
     numbers["cell_wall_s"] = time.monotonic() - t0
     numbers["offered_rate"] = rate

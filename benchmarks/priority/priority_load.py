@@ -29,6 +29,7 @@ MIX: dict[str, tuple[int, float]] = {
 }
 OUTPUTS = {"short": (16, 64), "long": (256, 512)}
 PROMPT_WORDS = (60, 120)
+LEARNED = "endpoint_picker_flow_control_learned_capacity"
 _WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
 
 
@@ -167,8 +168,10 @@ class SlotSampler:
     """Polls every simulator's running and waiting gauges every ``interval`` s."""
 
     urls: list[str]
+    epp_url: str = ""  # the EPP's /metrics, for its learned capacity
     interval: float = 0.2
     samples: list[tuple[float, float, float]] = field(default_factory=list)  # (t, run, wait)
+    learned: list[float] = field(default_factory=list)  # learned capacity, summed, per sample
     _task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -188,6 +191,9 @@ class SlotSampler:
                     run = sum(_gauge(p, "vllm:num_requests_running") for p in pages)
                     wait = sum(_gauge(p, "vllm:num_requests_waiting") for p in pages)
                     self.samples.append((time.monotonic(), run, wait))
+                    if self.epp_url:
+                        page = await _get(session, self.epp_url)
+                        self.learned.append(_gauge(page, LEARNED))
                 await asyncio.sleep(self.interval)
 
     def window(self, start: float, end: float) -> tuple[float, float]:

@@ -7,9 +7,9 @@ still in the EPP, so the EPP should send each server exactly N: no fewer (idle s
 max-num-seqs, and a KV-bound server's N moves with its prompts), so it is learned per endpoint:
 
 - **Plateau.** A server that queues (``waiting > 0``) is running all it can: N is what it runs.
-  The highest ``running`` seen while queueing within ``plateauWindow`` is taken, and a lower N
-  needs two queueing scrapes in that window (one can catch a request between "arrived" and
-  "admitted").
+  The highest ``running`` seen while queueing within ``plateauWindow`` is taken; a lower N needs
+  the server to have queued at half of the last ten scrapes (a request caught between "arrived"
+  and "admitted" shows as queueing now and then, not persistently).
 - **Growth.** A server running everything it was given (``running >= N``) with nothing waiting
   may have room for more. Before any plateau was seen, N grows by half at every such scrape
   (slow start); after one, N is probed one higher every ``probeInterval``, and a probe the
@@ -28,6 +28,13 @@ from collections import deque
 
 from endpoint_picker.datastore import Metrics
 
+# A capacity below the current one is believed when at least CONFIRM of the last RECENT scrapes
+# saw the server queue. A server that got smaller (or KV-bound) queues at nearly every scrape;
+# one that merely had not admitted a request yet (its scheduler step, a busy CPU) only now
+# and then, and would otherwise lose a slot until the next probe.
+RECENT = 10
+CONFIRM = 5
+
 
 class CapacityLearner:
     """The learned capacity of one endpoint (``capacity``, an integer >= 1)."""
@@ -36,6 +43,7 @@ class CapacityLearner:
         "_growing",
         "_plateau",
         "_plateau_at",
+        "_recent",
         "_samples",
         "capacity",
         "kv_threshold",
@@ -43,7 +51,6 @@ class CapacityLearner:
         "max_capacity",
         "plateau_window",
         "probe_interval",
-        "reports_running",
     )
 
     def __init__(
@@ -62,10 +69,10 @@ class CapacityLearner:
         self.kv_threshold = kv_threshold
         self.last_update = 0.0  # update_time of the last scrape observed
         self._samples: deque[tuple[float, int]] = deque()  # (time, running) while queueing
+        self._recent: deque[bool] = deque(maxlen=RECENT)  # the last scrapes: queueing or not
         self._plateau = 0  # last confirmed plateau; 0 = none seen yet
         self._plateau_at = -math.inf
         self._growing = True  # slow start until a plateau is seen
-        self.reports_running = False  # the server's running count has been seen above 0
 
     def observe(self, metrics: Metrics, now: float) -> bool:
         """Learn from ``metrics`` if it is a scrape not yet seen; True when capacity changed."""
@@ -74,7 +81,7 @@ class CapacityLearner:
         self.last_update = metrics.update_time
         before = self.capacity
         running, waiting = metrics.running_requests_size, metrics.waiting_queue_size
-        self.reports_running = self.reports_running or running > 0
+        self._recent.append(waiting > 0 and running > 0)
         if waiting > 0 and running > 0:
             self._on_queueing(running, now)
         elif waiting == 0:
@@ -87,8 +94,8 @@ class CapacityLearner:
         while self._samples and now - self._samples[0][0] > self.plateau_window:
             self._samples.popleft()
         plateau = max(r for _, r in self._samples)
-        if plateau < self.capacity and len(self._samples) < 2:
-            return  # one scrape may catch a request not yet admitted
+        if plateau < self.capacity and sum(self._recent) < CONFIRM:
+            return  # sporadic: requests caught between "arrived" and "admitted"
         self.capacity = min(plateau, self.max_capacity)
         self._plateau, self._plateau_at, self._growing = self.capacity, now, False
 

@@ -92,18 +92,12 @@ class LearnedCapacityDetector:
             self._gauges[ep.name].set(learner.capacity)
         return learner.capacity
 
-    def load(self, ep: Endpoint) -> int:
-        """Requests on the endpoint: the EPP's in-flight count, or fewer when the server's last
-        scrape (plus what was sent since) shows some have already finished. A front learns of
-        completions late (the fast front from Envoy's access log); the server knows at once."""
-        inflight = ep.inflight_requests
-        learner = self._learners.get(ep.name)
-        if learner is None or not learner.reports_running:
-            return inflight
-        m = ep.metrics
-        return min(
-            inflight, m.running_requests_size + m.waiting_queue_size + ep.dispatched_since_scrape
-        )
+    @staticmethod
+    def load(ep: Endpoint) -> int:
+        """Requests on the endpoint: the EPP's in-flight count. (Not lowered by the server's own
+        running + waiting: a request on its way is in neither, and counting it out would send
+        one more into a full server.)"""
+        return ep.inflight_requests
 
     def _fresh(self, ep: Endpoint, now: float) -> bool:
         return ep.metrics.age(now) <= self.params.metrics_staleness_threshold
