@@ -287,6 +287,7 @@ def test_show_prints_effective_parameters(capsys: pytest.CaptureFixture[str]) ->
         "kvCacheUtilThreshold": 0.95,
         "metricsStalenessThreshold": "2s",
         "holdback": 0.05,
+        "affinityBudget": 2,
     }
     assert params["max-score-picker"] == {"maxNumOfEndpoints": 1}
     assert params["static-usage-limit-policy"] == {"threshold": 1.0}

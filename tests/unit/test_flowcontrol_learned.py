@@ -210,3 +210,15 @@ def test_load_is_the_epps_in_flight_count() -> None:
     det = LearnedCapacityDetector.from_params({"initialCapacity": 8, "maxCapacity": 8})
     ep = endpoint("a", 8, Metrics(running_requests_size=5, update_time=1.0))
     assert det.load(ep) == 8 and not det.has_room(ep, 1.0)
+
+
+def test_affinity_budget_applies_only_without_a_backlog() -> None:
+    det = LearnedCapacityDetector.from_params({"initialCapacity": 4, "maxCapacity": 4})
+    ep = endpoint("a", 4, Metrics(running_requests_size=4, update_time=1.0))
+    assert not det.has_room(ep, 1.0)
+    assert det.room_at_dispatch(ep, 1.0, backlog=0)  # may wait at its preferred server
+    assert not det.room_at_dispatch(ep, 1.0, backlog=3)  # the EPP orders a backlog: strict
+    ep.inflight_requests = 6
+    assert not det.room_at_dispatch(ep, 1.0, backlog=0)  # budget (2) spent
+    strict = LearnedCapacityDetector.from_params({"affinityBudget": 0, "maxCapacity": 4})
+    assert not strict.room_at_dispatch(endpoint("b", 4, ep.metrics), 1.0, backlog=0)

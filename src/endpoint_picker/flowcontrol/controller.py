@@ -125,6 +125,11 @@ class FlowController:
     def running(self) -> bool:
         return self._running
 
+    @property
+    def backlog(self) -> int:
+        """Requests queued in flow control now (the dispatch-time room check reads it)."""
+        return self.registry.len
+
     # -- admission ---------------------------------------------------------------------------
     @overload
     async def admit(self, request: InferenceRequest) -> None: ...

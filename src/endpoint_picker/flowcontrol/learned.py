@@ -45,6 +45,7 @@ class LearnedCapacityParams(PluginParams):
     kv_cache_util_threshold: float = Field(0.95, gt=0, le=1)
     metrics_staleness_threshold: Duration = Field(2.0, gt=0)
     holdback: float = Field(0.05, ge=0, le=0.5)
+    affinity_budget: int = Field(2, ge=0)
 
 
 class LearnedCapacityDetector:
@@ -135,6 +136,19 @@ class LearnedCapacityDetector:
         """Fresh metrics and fewer requests on it than its learned capacity."""
         cap = self.capacity(endpoint, now)
         return self._fresh(endpoint, now) and self.load(endpoint) < cap
+
+    def room_at_dispatch(self, endpoint: Endpoint, now: float, backlog: int) -> bool:
+        """The scheduler's dispatch-time check. While flow control holds a backlog, only
+        endpoints with room qualify: the ordering must stay in the EPP. With nothing waiting in
+        the EPP, a full endpoint still qualifies for up to ``affinityBudget`` requests beyond
+        its capacity, so prefix or LoRA affinity may wait briefly for the server that has the
+        request's cache (a cache miss elsewhere costs far more than one slot's turnover)."""
+        if backlog > 0 or self.params.affinity_budget == 0:
+            return self.has_room(endpoint, now)
+        cap = self.capacity(endpoint, now)
+        return self._fresh(endpoint, now) and endpoint.inflight_requests < (
+            cap + self.params.affinity_budget
+        )
 
     def endpoint_saturated(self, endpoint: Endpoint, now: float) -> bool:
         return not self.has_room(endpoint, now)
