@@ -102,3 +102,22 @@ def test_default_detector_follows_flow_control() -> None:
         HEAD + "plugins:\n- type: utilization-detector\n  parameters: {queueDepthThreshold: 2}\n"
     )
     assert tuned.saturation_detector == "utilization-detector"
+
+
+async def test_one_priority_in_use_fills_every_slot() -> None:
+    clock = FakeClock()
+    ep = Endpoint(name="e", pod_name="e", address="10.0.0.1", port=8000)
+    ep.metrics = Metrics(update_time=clock.now())
+    det = LearnedCapacityDetector.from_params({"initialCapacity": 4, "maxCapacity": 4})
+    fc = FlowController(FlowControlConfig(), det, lambda: [ep], clock)
+    await fc.start()
+
+    async def handle(r: InferenceRequest) -> None:
+        await fc.admit(r)
+        ep.inflight_requests += 1
+
+    tasks = [asyncio.create_task(handle(req(0))) for _ in range(6)]
+    await steps()
+    assert ep.inflight_requests == 4 and fc.backlog == 2  # no higher band: nothing held back
+    await fc.stop()
+    await asyncio.gather(*tasks, return_exceptions=True)

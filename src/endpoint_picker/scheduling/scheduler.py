@@ -48,8 +48,8 @@ class Scheduler:
     ) -> None:
         if not profiles:
             raise ValueError("a scheduler needs at least one profile")
-        # Dispatch-time room check (the learned-capacity detector's ``has_room``, bound to a
-        # clock by the runner): a request never goes to a full endpoint while another has room.
+        # Dispatch-time room check (the learned-capacity detector's ``room_at_dispatch``, bound
+        # by the runner): a request never goes to a full endpoint while another has room.
         self.room_check: Callable[[Endpoint], bool] | None = None
         self.profiles: dict[str, SchedulerProfile] = {p.name: p for p in profiles}
         self.handler = handler
@@ -150,9 +150,10 @@ class Scheduler:
     def _with_room(self, candidates: Sequence[Endpoint]) -> Sequence[Endpoint]:
         """The candidates with room, when some have and some do not; else all of them.
 
-        Affinity (prefix, LoRA) then chooses among endpoints that can start the request now:
-        waiting for a preferred but full endpoint would queue it inside that server, behind
-        requests of any priority. (The wait budget for a preferred endpoint is zero.)
+        Affinity (prefix, LoRA) then chooses among endpoints that can start the request now, so
+        it does not queue inside a server, behind requests of any priority. How long affinity
+        may wait for a full preferred endpoint is the room check's to say (the learned-capacity
+        detector's ``affinityBudget``, only while flow control holds no backlog).
         """
         room = self.room_check
         if room is None:
