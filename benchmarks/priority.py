@@ -34,7 +34,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "routing"))
-sys.path.insert(0, str(HERE / "priority"))
+sys.path.insert(0, str(HERE / "priority_bench"))
 
 from priority_load import Load, SlotSampler, idle_probe, mean_service_s, pool_idle  # noqa: E402
 from priority_report import cell_numbers, heatmap, table  # noqa: E402
@@ -42,7 +42,7 @@ from routing_metrics import epp_outcomes, fetch, parse  # noqa: E402
 from routing_procs import EPP, Pool, _stop, _tail, free_port, wait_serving  # noqa: E402
 
 PROFILE = "8b-h100"
-SWEEP = {
+SWEEP: dict[str, list[Any]] = {
     "servers": [2, 4, 8],
     "seqs": [4, 32, 256],
     "outputs": ["short", "long"],
@@ -50,7 +50,7 @@ SWEEP = {
     "overloads": [1.5, 2.0, 3.0],
     "fronts": ["fast", "extproc"],
 }
-QUICK = {
+QUICK: dict[str, list[Any]] = {
     "servers": [2],
     "seqs": [4],
     "outputs": ["short"],
@@ -109,7 +109,9 @@ class Epp:
         self.proc = None
 
 
-def _delta(after: dict[str, dict[str, int]], before: dict[str, dict[str, int]]) -> dict:
+def _delta(
+    after: dict[str, dict[str, int]], before: dict[str, dict[str, int]]
+) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for prio, counts in after.items():
         for outcome, n in counts.items():
@@ -200,7 +202,7 @@ async def run_group(
 
 def _cells(args: argparse.Namespace) -> list[dict[str, Any]]:
     base = QUICK if args.quick else SWEEP
-    pick = {
+    pick: dict[str, list[Any]] = {
         "servers": [int(x) for x in args.servers.split(",")] if args.servers else base["servers"],
         "seqs": [int(x) for x in args.seqs.split(",")] if args.seqs else base["seqs"],
         "outputs": args.outputs.split(",") if args.outputs else base["outputs"],

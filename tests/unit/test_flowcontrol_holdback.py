@@ -12,7 +12,8 @@ from endpoint_picker.datastore import Endpoint, Metrics
 from endpoint_picker.flowcontrol import FlowControlConfig, FlowController, LearnedCapacityDetector
 from endpoint_picker.requests.types import InferenceRequest
 from endpoint_picker.scheduling import Scheduler, SchedulerProfile
-from endpoint_picker.scheduling.plugins import PLUGIN_CLASSES
+from endpoint_picker.scheduling.plugins.handlers import SingleProfileHandler
+from endpoint_picker.scheduling.plugins.pickers import MaxScorePicker
 
 _ids = itertools.count()
 HEAD = "apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n"
@@ -76,9 +77,9 @@ def test_scheduler_room_check_skips_full_endpoints() -> None:
         "default",
         filters=[],
         scorers=[],
-        picker=PLUGIN_CLASSES["max-score-picker"].from_params("max-score-picker", None),
+        picker=MaxScorePicker.from_params("max-score-picker", None),
     )
-    handler = PLUGIN_CLASSES["single-profile-handler"].from_params("single-profile-handler", None)
+    handler = SingleProfileHandler.from_params("single-profile-handler", None)
     sched = Scheduler([profile], handler)
     request = req(0)
     sched.room_check = lambda ep: ep is b
