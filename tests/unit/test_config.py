@@ -37,13 +37,13 @@ def test_default_config_effective_plugins() -> None:
         "global-strict-fairness-policy",
         "static-usage-limit-policy",
         "openai-parser",
-        "utilization-detector",
+        "learned-capacity-detector",
         "approx-prefix-cache-producer",
         "metrics-data-source",
         "core-metrics-extractor",
     ):
         assert name in cfg.plugins
-    assert cfg.flow_control_enabled and cfg.saturation_detector == "utilization-detector"
+    assert cfg.flow_control_enabled and cfg.saturation_detector == "learned-capacity-detector"
     assert cfg.parser == "openai-parser"
     assert load_config_text("").to_dict() == cfg.to_dict() != {}
 
@@ -279,11 +279,15 @@ def test_show_prints_effective_parameters(capsys: pytest.CaptureFixture[str]) ->
     assert main(["config", "--show"]) == 0
     doc = yaml.safe_load(capsys.readouterr().out)
     params = {p["name"]: p.get("parameters") for p in doc["plugins"]}
-    assert params["utilization-detector"] == {
-        "queueDepthThreshold": 5,
-        "kvCacheUtilThreshold": 0.8,
-        "metricsStalenessThreshold": "200ms",
-        "headroom": 0.0,
+    assert params["learned-capacity-detector"] == {
+        "initialCapacity": 4,
+        "maxCapacity": 4096,
+        "probeInterval": "5s",
+        "plateauWindow": "2s",
+        "kvCacheUtilThreshold": 0.95,
+        "metricsStalenessThreshold": "2s",
+        "holdback": 0.05,
+        "affinityBudget": 2,
     }
     assert params["max-score-picker"] == {"maxNumOfEndpoints": 1}
     assert params["static-usage-limit-policy"] == {"threshold": 1.0}

@@ -12,6 +12,7 @@ from endpoint_picker.flowcontrol import (
     SATURATION_DETECTORS,
     ConcurrencyDetector,
     FlowControlConfig,
+    LearnedCapacityDetector,
     UtilizationDetector,
     detector_from_config,
 )
@@ -169,6 +170,7 @@ def test_detector_registry_and_params() -> None:
     assert {
         "utilization-detector": UtilizationDetector,
         "concurrency-detector": ConcurrencyDetector,
+        "learned-capacity-detector": LearnedCapacityDetector,
     } == SATURATION_DETECTORS
     u = UtilizationDetector.from_params(None)
     assert (u.queue_depth_threshold, u.kv_cache_util_threshold) == (5, 0.8)

@@ -64,7 +64,7 @@ def apply_system_defaults(cfg: EppConfig) -> None:
             _add(cfg, t)
     for i, name in enumerate(cfg.parsers):
         _ensure(cfg, name, f"requestHandler.parsers[{i}].pluginRef")
-    if cfg.saturation_detector == "utilization-detector":
+    if cfg.saturation_detector in ("utilization-detector", "learned-capacity-detector"):
         _ensure(cfg, cfg.saturation_detector, "flowControl.saturationDetector.pluginRef")
     for src in cfg.data_sources or []:
         if src.plugin_ref == "metrics-data-source":

@@ -120,7 +120,10 @@ def _load(
     ]
     gates = _gates(doc.feature_gates)
     fc_raw = dict(doc.flow_control) if doc.flow_control is not None else None
-    detector = "utilization-detector"
+    # Unnamed: learned-capacity-detector with flow control on (this project's default, issue 13);
+    # upstream's utilization-detector with flow control off or when a plugin takes its name.
+    upstream = "utilization-detector" in plugins or not _flow_control_on(embedded, gates, fc_raw)
+    detector = "utilization-detector" if upstream else "learned-capacity-detector"
     fc_detector = (fc_raw or {}).get("saturationDetector")
     if isinstance(fc_detector, dict) and fc_detector.get("pluginRef"):
         detector = str(fc_detector["pluginRef"])  # llm-d-router's place wins

@@ -14,6 +14,7 @@ from endpoint_picker.datastore import Endpoint
 
 from .config import FlowControlConfig, PriorityBandConfig
 from .controller import CAPACITY_MESSAGE, FlowController, outcome_error
+from .learned import LearnedCapacityDetector, LearnedCapacityParams
 from .legacy import SHED_MESSAGE, LegacyAdmission
 from .saturation import (
     SATURATION_DETECTORS,
@@ -32,6 +33,8 @@ __all__ = [
     "FlowControlConfig",
     "FlowController",
     "FlowKey",
+    "LearnedCapacityDetector",
+    "LearnedCapacityParams",
     "LegacyAdmission",
     "Outcome",
     "PriorityBandConfig",

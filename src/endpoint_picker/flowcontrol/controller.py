@@ -125,6 +125,11 @@ class FlowController:
     def running(self) -> bool:
         return self._running
 
+    @property
+    def backlog(self) -> int:
+        """Requests queued in flow control now (the dispatch-time room check reads it)."""
+        return self.registry.len
+
     # -- admission ---------------------------------------------------------------------------
     @overload
     async def admit(self, request: InferenceRequest) -> None: ...
@@ -234,9 +239,14 @@ class FlowController:
             self._expire(now)
         if self.registry.len == 0:
             return
-        saturation = self.detector.saturation(self._endpoints(), now)
+        endpoints = self._endpoints()
+        saturation = self.detector.saturation(endpoints, now)
         self.saturation = saturation
         self._child(m.POOL_SATURATION, self.pool_name).set(saturation)
+        if self._held_back(endpoints, saturation, now):
+            self._arm_recheck()
+            self._dispatch_timer.observe(time.perf_counter() - t0)
+            return
         picked = self.registry.select(saturation, now)
         if isinstance(picked, Item):
             self._finalize(picked, Outcome.DISPATCHED, now)
@@ -246,6 +256,19 @@ class FlowController:
         elif isinstance(picked, Hold):
             self._arm_recheck()
         self._dispatch_timer.observe(time.perf_counter() - t0)
+
+    def _held_back(self, endpoints: Sequence[Endpoint], saturation: float, now: float) -> bool:
+        """Holdback: when the detector reserves slots for the top band (``holdback_ceiling``,
+        the learned-capacity detector does), a lower band's head waits at that ceiling, so a
+        slot is free when a higher-priority request arrives. Strict priority is unchanged: the
+        head checked is the highest band with anything queued."""
+        ceiling_of = getattr(self.detector, "holdback_ceiling", None)
+        if ceiling_of is None or saturation < 0.5:
+            return False
+        bands = self.registry.bands
+        order = self.registry.priorities()
+        head = next((p for p in order if bands[p].len), None)
+        return head is not None and head < order[0] and saturation >= ceiling_of(endpoints, now)
 
     def _arm_recheck(self) -> None:
         if self._recheck_timer is None and self._loop is not None:

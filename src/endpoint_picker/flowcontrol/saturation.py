@@ -18,6 +18,8 @@ from endpoint_picker.datastore import Endpoint
 from endpoint_picker.errors import ConfigError
 from endpoint_picker.params import Duration, PluginParams, validate_params
 
+from .learned import LearnedCapacityDetector
+
 log = logging.getLogger(__name__)
 
 
@@ -181,16 +183,19 @@ class ConcurrencyDetector:
         return [ep for ep in endpoints if not self.endpoint_saturated(ep, now)]
 
 
-SATURATION_DETECTORS: dict[str, type[UtilizationDetector] | type[ConcurrencyDetector]] = {
+_Detectors = type[UtilizationDetector] | type[ConcurrencyDetector] | type[LearnedCapacityDetector]
+SATURATION_DETECTORS: dict[str, _Detectors] = {
     UtilizationDetector.type_name: UtilizationDetector,
     ConcurrencyDetector.type_name: ConcurrencyDetector,
+    LearnedCapacityDetector.type_name: LearnedCapacityDetector,
 }
 
 
 def detector_from_config(
     type_name: str, params: Mapping[str, Any] | None = None
 ) -> SaturationDetector:
-    """A detector by upstream type name: ``utilization-detector`` or ``concurrency-detector``."""
+    """A detector by type name: upstream's ``utilization-detector`` or ``concurrency-detector``,
+    or this project's ``learned-capacity-detector``."""
     cls = SATURATION_DETECTORS.get(type_name)
     if cls is None:
         raise ConfigError(

@@ -91,6 +91,12 @@ class Epp:
         )
         await self._start_part(self.admission)
         scheduler = built.scheduler
+        room = getattr(built.detector, "room_at_dispatch", None)
+        if room is not None:  # learned-capacity-detector: check the endpoint at dispatch
+            admission = self.admission
+            scheduler.room_check = lambda ep: bool(
+                room(ep, self.clock.now(), getattr(admission, "backlog", 1))
+            )
         self.datastore.subscribe(
             lambda event, obj: (
                 scheduler.remove_endpoint(obj) if event == Event.ENDPOINT_REMOVED else None
