@@ -86,6 +86,7 @@ class KubernetesSource:
         self.datastore = datastore
         self.pool_name, self.namespace, self.pool_group = pool_name, pool_namespace, pool_group
         self._client = client
+        self._client_lock = asyncio.Lock()
         self._owns_client = client is None
         self._kubeconfig = kubeconfig
         self._standalone = dict(endpoint_selector) if endpoint_selector is not None else None
@@ -169,7 +170,15 @@ class KubernetesSource:
             await reflector.synced.wait()
 
     # -- plumbing --
+    async def api_client(self) -> AsyncClient:
+        """The API client this source uses (made on first use): for the metrics-port reviews."""
+        return await self._ensure_client()
+
     async def _ensure_client(self) -> AsyncClient:
+        async with self._client_lock:  # run() and api_client() may race for the first one
+            return await self._make_client()
+
+    async def _make_client(self) -> AsyncClient:
         if self._client is None:
             try:
                 config = await asyncio.to_thread(self._load_config)
