@@ -169,7 +169,7 @@ class Epp:
     async def _start_source(self) -> None:
         o = self.options
         if o.kubernetes_args is not None:
-            from endpoint_picker.sources.k8s_args import from_args
+            from endpoint_picker.sources.k8s_mode import from_args
 
             source = from_args(o.kubernetes_args, self.datastore)
             if source is not None:

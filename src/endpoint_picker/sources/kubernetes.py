@@ -37,7 +37,6 @@ from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.datastore import Datastore, Pod
 from endpoint_picker.errors import ConfigError
 from endpoint_picker.sources import k8s_status as st
-from endpoint_picker.sources.k8s_args import add_arguments, from_args
 from endpoint_picker.sources.k8s_resources import (
     POOL_GROUP,
     as_dict,
@@ -51,7 +50,7 @@ from endpoint_picker.sources.k8s_resources import (
 from endpoint_picker.sources.k8s_watch import Backoff, Reflector, status_code
 from endpoint_picker.sources.leader import LeaderElector, lease_name
 
-__all__ = ["KubernetesSource", "add_arguments", "from_args"]
+__all__ = ["KubernetesSource"]
 
 log = logging.getLogger(__name__)
 
