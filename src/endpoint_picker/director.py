@@ -29,15 +29,18 @@ from endpoint_picker.datastore import Datastore, Endpoint
 from endpoint_picker.errors import Code, InferenceError, Internal, ServiceUnavailable
 from endpoint_picker.metrics import FastHistogram
 from endpoint_picker.requests.common import base_request
-from endpoint_picker.requests.rewrite import rewrite_model_name
+from endpoint_picker.requests.rewrite import pick_target, rewrite_model_name
 from endpoint_picker.requests.types import (
     CHARS_PER_TOKEN,
     DESTINATION_HEADER,
     DESTINATION_NAMESPACE,
     DESTINATION_SERVED_HEADER,
     REQUEST_ID_HEADER,
+    SLO_TPOT_HEADER,
+    SLO_TTFT_HEADER,
     InferenceRequest,
     Usage,
+    header_value,
 )
 
 log = logging.getLogger(__name__)
@@ -106,6 +109,8 @@ class _Series:
     output_tokens: Any
     cached_tokens: Any
     ntpot: Any
+    ttft: Any
+    tpot: Any
     running: Any  # None when the request named no model
 
     @classmethod
@@ -119,6 +124,8 @@ class _Series:
             FastHistogram(m.OUTPUT_TOKENS.labels(*labels)),
             FastHistogram(m.CACHED_TOKENS.labels(*labels)),
             FastHistogram(m.NTPOT.labels(*labels)),
+            FastHistogram(m.REQUEST_TTFT.labels(*labels)),
+            FastHistogram(m.REQUEST_TPOT.labels(*labels)),
             m.RUNNING_REQUESTS.labels(model) if model else None,
         )
 
@@ -133,6 +140,7 @@ class RequestContext:
     headers_to_set: dict[str, str] = field(default_factory=dict)
     endpoint: Endpoint | None = None
     received_at: float = 0.0
+    first_byte_at: float = 0.0  # first response body bytes: the TTFT mark
     response_status: int = 0
     response_bytes: int = 0
     streaming: bool = False
@@ -182,6 +190,7 @@ class Director:
         request: InferenceRequest | None = None
         try:
             request = self.parser.parse(headers, body, headers.get(":path", ""))
+            self._apply_rewrite(request)
             request.priority = self.datastore.priority_of(request.objective)
             admitted = request
             return await self.admission.admit(
@@ -277,6 +286,20 @@ class Director:
         ips = {h.rsplit(":", 1)[0].strip("[]") for h in subset_hint if isinstance(h, str)}
         return [ep for ep in endpoints if ep.address in ips]
 
+    def _apply_rewrite(self, request: InferenceRequest) -> None:
+        """An InferenceModelRewrite rule for the requested model draws the target model by
+        weight; as upstream it wins over the rewrite header, and only JSON bodies change."""
+        if request.body is None or not request.incoming_model:
+            return
+        found = self.datastore.rewrites.rule_for(request.incoming_model)
+        if found is None:
+            return
+        name, rule = found
+        target = pick_target(rule)
+        if target:
+            request.target_model = target
+            m.MODEL_REWRITE_DECISIONS.labels(name, request.incoming_model, target).inc()
+
     @staticmethod
     def _rewrite_body(request: InferenceRequest, body: bytes) -> bytes:
         # Re-serialise only when the model name really changes (upstream always does; we keep the
@@ -328,6 +351,8 @@ class Director:
 
     def handle_response_body(self, ctx: RequestContext, chunk: bytes, end_of_stream: bool) -> bytes:
         ctx.response_bytes += len(chunk)
+        if chunk and not ctx.first_byte_at:
+            ctx.first_byte_at = self.clock.now()
         if ctx._tracker is None and not ctx._no_tracker:
             ctx._tracker = self.parser.usage_tracker(ctx.content_type)
             ctx._no_tracker = ctx._tracker is None
@@ -371,9 +396,28 @@ class Director:
                 series.cached_tokens.observe(usage.cached_tokens)
             if usage.completion_tokens > 0:
                 series.ntpot.observe(duration / usage.completion_tokens)
+        if ctx.first_byte_at and error is None:
+            self._record_latency(ctx, series, usage)
         notify = getattr(self.admission, "notify", None)
         if notify is not None:
             notify()
+
+    def _record_latency(self, ctx: RequestContext, series: _Series, usage: Usage | None) -> None:
+        """Upstream's request TTFT/TPOT (seconds) and their SLO violations (headers in ms).
+
+        TTFT is the first response bytes' time; TPOT, for a streamed answer of more than one
+        token, the time after them divided by the tokens after the first."""
+        req = ctx.request
+        labels = (req.incoming_model, req.target_model)
+        ttft = ctx.first_byte_at - ctx.received_at
+        series.ttft.observe(ttft)
+        m.REQUEST_GAUGES.labels(*labels, "ttft").set(ttft)
+        _slo_check(labels, "ttft", ttft, header_value(req.headers, SLO_TTFT_HEADER))
+        if ctx.streaming and usage is not None and usage.completion_tokens > 1:
+            tpot = (self.clock.now() - ctx.first_byte_at) / (usage.completion_tokens - 1)
+            series.tpot.observe(tpot)
+            m.REQUEST_GAUGES.labels(*labels, "tpot").set(tpot)
+            _slo_check(labels, "tpot", tpot, header_value(req.headers, SLO_TPOT_HEADER))
 
     def _move_load(self, ctx: RequestContext, served: str) -> None:
         """Envoy used a fallback endpoint: move the in-flight load to the one that serves."""
@@ -391,6 +435,15 @@ class Director:
         model = request.incoming_model if request else ""
         target = request.target_model if request else ""
         m.REQUEST_ERRORS.labels(model, target, code).inc()
+
+
+def _slo_check(labels: tuple[str, str], kind: str, seconds: float, slo_ms: str | None) -> None:
+    try:
+        slo = float(slo_ms) / 1000.0 if slo_ms else 0.0
+    except ValueError:
+        return  # a malformed SLO header is the client's; routing ignored it too
+    if slo > 0 and seconds > slo:
+        m.SLO_VIOLATIONS.labels(*labels, f"{kind}_slo_violation").inc()
 
 
 def _error_code(error: BaseException) -> str:

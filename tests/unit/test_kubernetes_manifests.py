@@ -87,7 +87,7 @@ def test_every_kustomization_lists_its_folder() -> None:
 
 def test_base_builds_offline() -> None:
     kinds = sorted(d["kind"] for d in _kustomize(DEPLOY))
-    assert kinds.count("CustomResourceDefinition") == 2
+    assert kinds.count("CustomResourceDefinition") == 5  # pool; objective, rewrite x 2 groups
     assert {"Deployment", "Service", "ServiceAccount", "Role", "RoleBinding"} <= set(kinds)
 
 

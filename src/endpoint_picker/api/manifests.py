@@ -19,14 +19,18 @@ import yaml
 from pydantic import ValidationError
 
 from endpoint_picker.api.errors import describe
-from endpoint_picker.api.objective import InferenceObjective
+from endpoint_picker.api.objective import InferenceObjective, LlmdInferenceObjective
 from endpoint_picker.api.pool import InferencePool
+from endpoint_picker.api.rewrite import InferenceModelRewrite, LlmdInferenceModelRewrite
 from endpoint_picker.api.types import Resource
 from endpoint_picker.errors import ConfigError
 
-KINDS: dict[str, type[InferencePool] | type[InferenceObjective]] = {
-    InferencePool.KIND: InferencePool,
-    InferenceObjective.KIND: InferenceObjective,
+ApiObject = InferencePool | InferenceObjective | InferenceModelRewrite
+# kind -> the models that serve it, one per apiVersion (x-k8s.io and llm-d.ai for the alphas).
+KINDS: dict[str, tuple[type[Resource], ...]] = {
+    InferencePool.KIND: (InferencePool,),
+    InferenceObjective.KIND: (InferenceObjective, LlmdInferenceObjective),
+    InferenceModelRewrite.KIND: (InferenceModelRewrite, LlmdInferenceModelRewrite),
 }
 
 
@@ -75,7 +79,7 @@ class Document:
 
     file: str
     index: int
-    obj: InferencePool | InferenceObjective
+    obj: ApiObject
 
 
 @dataclass(slots=True)
@@ -97,10 +101,12 @@ class ManifestSet:
     def objectives(self) -> list[InferenceObjective]:
         return [d.obj for d in self.documents if isinstance(d.obj, InferenceObjective)]
 
+    @property
+    def rewrites(self) -> list[InferenceModelRewrite]:
+        return [d.obj for d in self.documents if isinstance(d.obj, InferenceModelRewrite)]
 
-def parse_object(
-    data: Any, *, file: str = "<input>", index: int = 1
-) -> InferencePool | InferenceObjective:
+
+def parse_object(data: Any, *, file: str = "<input>", index: int = 1) -> ApiObject:
     """Validate one decoded document; raises :class:`InvalidObject` with every field error."""
 
     def err(
@@ -123,20 +129,22 @@ def parse_object(
             None,
             name,
         )
-    model = KINDS.get(kind)
-    if model is None:
-        known = ", ".join(f"{k} ({m.API_VERSION})" for k, m in KINDS.items())
+    models = KINDS.get(kind)
+    if models is None:
+        known = ", ".join(f"{k} ({' or '.join(_versions(ms))})" for k, ms in KINDS.items())
         raise err(
             f"unknown kind {kind!r} (apiVersion {api_version!r}); known kinds: {known}",
             "kind",
             kind,
             name,
         )
-    if api_version != model.API_VERSION:
+    model = next((m for m in models if api_version == m.API_VERSION), None)
+    if model is None:
         got = "it is missing" if api_version is None else f"got {api_version!r}"
-        raise err(f"{kind} is served as {model.API_VERSION!r}, {got}", "apiVersion", kind, name)
+        served = " or ".join(repr(v) for v in _versions(models))
+        raise err(f"{kind} is served as {served}, {got}", "apiVersion", kind, name)
     try:
-        return model.model_validate(dict(data))
+        return model.model_validate(dict(data))  # type: ignore[return-value]
     except ValidationError as exc:
         raise InvalidObject(
             [
@@ -231,6 +239,10 @@ def load_manifests(paths: Iterable[str | Path]) -> ManifestSet:
     for path in paths:
         load_file(path, into=result)
     return result
+
+
+def _versions(models: tuple[type[Resource], ...]) -> list[str]:
+    return [m.API_VERSION for m in models]
 
 
 def _type_name(value: Any) -> str:

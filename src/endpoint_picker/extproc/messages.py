@@ -20,6 +20,10 @@ from endpoint_picker.requests.types import (
     DESTINATION_HEADER,
     DESTINATION_NAMESPACE,
     DESTINATION_SERVED_HEADER,
+    FAIRNESS_ID_HEADER,
+    HEADER_ALIASES,
+    MODEL_REWRITE_HEADER,
+    OBJECTIVE_HEADER,
     SUBSET_KEY,
     SUBSET_NAMESPACE,
 )
@@ -33,9 +37,11 @@ BODY_CHUNK_LIMIT = 62_000
 # (upstream's pkg/epp/util/request/headers.go). The destination is set by this module alone.
 SYSTEM_OWNED_HEADERS = frozenset(
     {
-        "x-gateway-inference-fairness-id",
-        "x-gateway-inference-objective",
-        "x-gateway-model-name-rewrite",
+        *(
+            alias
+            for name in (FAIRNESS_ID_HEADER, OBJECTIVE_HEADER, MODEL_REWRITE_HEADER)
+            for alias in HEADER_ALIASES[name]
+        ),
         "x-gateway-destination-endpoint-subset",
         DESTINATION_HEADER,
         DESTINATION_SERVED_HEADER,

@@ -20,6 +20,7 @@ from pathlib import Path
 from endpoint_picker.api.manifests import ManifestError, ManifestSet, load_manifests
 from endpoint_picker.api.objective import InferenceObjective
 from endpoint_picker.api.pool import POOL_GROUP, InferencePool
+from endpoint_picker.api.rewrite import InferenceModelRewrite
 from endpoint_picker.datastore import Datastore
 from endpoint_picker.errors import ConfigError
 
@@ -149,6 +150,7 @@ class FileSource:
             return False
         self.errors = []
         self._write(pool, result.objectives)
+        self._write_rewrites(pool, result.rewrites)
         self.loads += 1
         return True
 
@@ -184,8 +186,21 @@ class FileSource:
                 ds.set_objective(obj)
         ds.set_static_endpoints(self.endpoints)
 
+    def _write_rewrites(
+        self, pool: InferencePool | None, rewrites: list[InferenceModelRewrite]
+    ) -> None:
+        """InferenceModelRewrites whose poolRef is our pool, as upstream's reconciler keeps."""
+        ds = self.datastore
+        wanted = {r.metadata.name: r for r in rewrites if pool is None or _refers_to(r, pool)}
+        for old in ds.rewrites.all():
+            if old.metadata.name not in wanted:
+                ds.delete_rewrite(old.metadata.name)
+        for name, rw in wanted.items():
+            if ds.rewrites.get(name) != rw:
+                ds.set_rewrite(rw)
 
-def _refers_to(objective: InferenceObjective, pool: InferencePool) -> bool:
+
+def _refers_to(objective: InferenceObjective | InferenceModelRewrite, pool: InferencePool) -> bool:
     ref = objective.spec.pool_ref
     return (
         ref.name == pool.metadata.name
