@@ -105,6 +105,9 @@ class FakeApiServer:
         self.requests: list[tuple[str, str, str, str]] = []  # (token, verb, group, resource)
         self.watch_requests: list[dict[str, str]] = []
         self.refuse: Callable[[str, str, str, dict[str, Any] | None], int | None] | None = None
+        # API groups without CRDs here: 404, as an API server answers for an unknown group.
+        # llm-d.ai is off by default, so the EPP's discovery picks GIE's x-k8s.io group.
+        self.unserved_groups: set[str] = {"llm-d.ai"}
         self.users: dict[str, str] = {}  # bearer token -> user name, for TokenReview
         self.allowed: set[tuple[str, str, str]] = set()  # (user, verb, path) SubjectAccessReview
         self._watchers: list[_Watcher] = []
@@ -256,7 +259,8 @@ class FakeApiServer:
         body = await request.json()
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         kind = "TokenReview" if request.path.endswith("/tokenreviews") else "SubjectAccessReview"
-        self.requests.append((token, "create", request.path.split("/")[2], kind))
+        parts = request.path.split("/")  # /apis/<group>/v1/<plural>
+        self.requests.append((token, "create", parts[2], parts[-1]))
         spec = body.get("spec") or {}
         if kind == "TokenReview":
             user = self.users.get(spec.get("token", ""))
@@ -275,7 +279,7 @@ class FakeApiServer:
         ):
             return await self._review(request)
         route = self._route(request.path)
-        if route is None:
+        if route is None or route[0] in self.unserved_groups:
             return _error(404, "NotFound", f"the server could not find {request.path}")
         group, namespace, plural, name, sub = route
         resource = f"{plural}/{sub}" if sub else plural

@@ -103,7 +103,7 @@ async def test_gie_chart_arguments_run_through_the_entrypoint(tmp_path: Path) ->
                     assert r.status == 200
                     assert "inference_pool_average_kv_cache_utilization" in await r.text()
             kinds = {resource for _, verb, _, resource in c.fake.requests if verb == "create"}
-            assert {"TokenReview", "SubjectAccessReview"} <= kinds
+            assert {"tokenreviews", "subjectaccessreviews"} <= kinds
         finally:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
