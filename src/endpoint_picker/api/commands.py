@@ -48,6 +48,12 @@ def register(subparsers: Any) -> None:
         help="a manifest file (repeat for several; duplicates are checked across all)",
     )
     validate.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    validate.add_argument(
+        "--strict",
+        action="store_true",
+        help="unknown fields are errors (kubectl --validate=strict); by default they are "
+        "pruned with a warning, as the API server does for its clients",
+    )
     validate.set_defaults(func=_validate)
 
 
@@ -65,7 +71,9 @@ def _crds(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from endpoint_picker.api.manifests import load_manifests
 
-    result = load_manifests(args.files)
+    result = load_manifests(args.files, strict=args.strict)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     for error in result.errors:
         print(error, file=sys.stderr)
     if not args.quiet:

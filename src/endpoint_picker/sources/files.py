@@ -137,6 +137,8 @@ class FileSource:
     def _apply(self, result: ManifestSet, stamps: list[Stamp]) -> bool:
         self._stamps = stamps  # an invalid version is reported once, not on every poll
         errors: list[ManifestError | ConfigError] = list(result.errors)
+        for warning in result.warnings:
+            log.warning("manifest: %s", warning)
         pool: InferencePool | None = None
         if not errors:
             try:
