@@ -91,6 +91,13 @@ def reloading_credentials(cert_path: str | Path) -> Any:
     """
     import grpc
 
+    first, fetch = cert_fetcher(cert_path, grpc.ssl_server_certificate_configuration)
+    return grpc.dynamic_ssl_server_credentials(first, fetch)
+
+
+def cert_fetcher(cert_path: str | Path, configure: Any) -> tuple[Any, Any]:
+    """(the first configuration, a fetcher): the fetcher answers ``configure([(key, cert)])``
+    when ``tls.key``/``tls.crt`` changed since it last looked, else None (keep the current)."""
     folder = Path(cert_path)
     key, cert = load(folder)
     seen = [_mtimes(folder)]
@@ -104,11 +111,9 @@ def reloading_credentials(cert_path: str | Path) -> Any:
         except ConfigError:
             return None  # half-written files: keep serving the old pair, try again next time
         seen[0] = now
-        return grpc.ssl_server_certificate_configuration([(new_key, new_cert)])
+        return configure([(new_key, new_cert)])
 
-    return grpc.dynamic_ssl_server_credentials(
-        grpc.ssl_server_certificate_configuration([(key, cert)]), fetch
-    )
+    return configure([(key, cert)]), fetch
 
 
 def _mtimes(folder: Path) -> tuple[float, ...]:
