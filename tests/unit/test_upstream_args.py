@@ -270,3 +270,13 @@ def test_zap_log_level_wins_over_v() -> None:
 def test_metrics_auth_outside_kubernetes_is_refused() -> None:
     with pytest.raises(ConfigError, match="needs Kubernetes mode"):
         options_from_args(parse(["run", "--metrics-endpoint-auth"]))
+
+
+def test_unusable_kubeconfig_is_a_start_up_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    missing = str(tmp_path / "no-kubeconfig")
+    argv = [*POOL, "--kubeconfig", missing, "--metrics-endpoint-auth=false", "--host=127.0.0.1"]
+    assert cli.main([*argv, "--grpc-port=0", "--grpc-health-port=0", "--metrics-port=0"]) == 1
+    err = capsys.readouterr().err
+    assert "--kubeconfig: no usable Kubernetes configuration" in err and "Traceback" not in err

@@ -173,6 +173,9 @@ class Epp:
 
             source = from_args(o.kubernetes_args, self.datastore)
             if source is not None:
+                # A kubeconfig that cannot be used is a start-up error (as upstream's
+                # "Failed to get Kubernetes rest config"), not a source that never gets ready.
+                await source.api_client()
                 self.source = source
                 self._tasks.append(asyncio.create_task(source.run(), name="kubernetes-source"))
                 self._stoppers.append(source.stop)
