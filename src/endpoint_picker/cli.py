@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _with_go_flags(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[list[str], bool]:
+def prepare_argv(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[list[str], bool]:
     """Upstream's image runs the EPP binary with flags only (``--pool-name X --v 4 ...``): such
     a list means ``epp run`` in upstream's mode. ``run``'s flags may use Go's syntax either
     way (``--f=v``, ``--bool=false``, ``-v N``), rewritten for argparse by ``goflags``.
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     parser = build_parser()
     try:
-        argv, upstream = _with_go_flags(parser, list(sys.argv[1:] if argv is None else argv))
+        argv, upstream = prepare_argv(parser, list(sys.argv[1:] if argv is None else argv))
     except FlagSyntaxError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -114,7 +114,8 @@ async def test_bookmark_moves_the_resume_point_without_a_relist() -> None:
             pods = src.reflectors["pod"]
             lists = pods.lists
             await c.add_objective("unrelated", pool="another-pool")  # moves the global version
-            await eventually(lambda: c.fake.open_watches == 4)  # type: ignore[union-attr]  # pool, objectives, rewrites, pods
+            # pool, objectives, rewrites, pods
+            await eventually(lambda: c.fake.open_watches == 4)  # type: ignore[union-attr]
             c.fake.bookmark()
             bookmark_rv = str(c.fake.rv)
             await eventually(lambda: pods.resource_version == bookmark_rv)

@@ -158,7 +158,7 @@ def test_deployment_service_and_probes_agree() -> None:
 def epp_options(args: list[str]) -> Any:
     """The Deployment's arguments through ``epp``'s own parser, as the image's entrypoint."""
     parser = cli.build_parser()
-    argv, upstream = cli._with_go_flags(parser, args)
+    argv, upstream = cli.prepare_argv(parser, args)
     ns = parser.parse_args(argv)
     ns.upstream_mode = upstream
     return options_from_args(ns)

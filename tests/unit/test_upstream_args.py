@@ -124,7 +124,7 @@ LLMD_CHART_STANDALONE = [
 def parse(argv: list[str]) -> argparse.Namespace:
     """``epp <argv>`` exactly as ``cli.main`` parses it, without running anything."""
     parser = cli.build_parser()
-    args, upstream = cli._with_go_flags(parser, argv)
+    args, upstream = cli.prepare_argv(parser, argv)
     ns = parser.parse_args(args)
     ns.upstream_mode = upstream or ns.upstream_mode
     return ns

@@ -38,8 +38,12 @@ NO_MEANING = {
     "tls_min_version": "grpc-python serves TLS 1.2 and 1.3 and takes no minimum per server",
 }
 TLS_VERSIONS = ("VersionTLS10", "VersionTLS11", "VersionTLS12", "VersionTLS13")
-ZAP_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "error": logging.ERROR}
-ZAP_LEVELS["panic"] = logging.CRITICAL
+ZAP_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "error": logging.ERROR,
+    "panic": logging.CRITICAL,
+}
 
 
 def _bool(p: argparse._ArgumentGroup, name: str, default: bool | None, text: str) -> None:
@@ -66,8 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser, duration: Any) -> None:
     )
     _bool(up, "--tracing", None, "OpenTelemetry traces (not built yet: one log line).")
     _bool(up, "--health-checking", None, "Accepted; the gRPC health port is always served.")
-    _bool(up, "--metrics-endpoint-auth", None, "TokenReview+SubjectAccessReview on /metrics "
-          "(default: on in Kubernetes mode, as upstream; off standalone).")  # fmt: skip
+    auth = "TokenReview + SubjectAccessReview on /metrics (on in Kubernetes mode, as upstream)."
+    _bool(up, "--metrics-endpoint-auth", None, auth)
     up.add_argument("--metrics-cert-dir", default=None, help="tls.crt/tls.key: TLS on /metrics.")
     up.add_argument(
         "--metrics-client-ca-file", default=None, help="PEM CA: /metrics requires client certs."
