@@ -187,8 +187,10 @@ async def test_rbac_role_grants_exactly_what_the_source_uses() -> None:
             await c.add_alpha(kind, "llmd", spec, group="llm-d.ai")
         b = Replica(c, "replica-b")
         await eventually(lambda: b.src.is_leader)
-        for kind in ("InferenceObjective", "InferenceModelRewrite"):
-            await eventually(lambda k=kind: c.alpha_accepted(k, "llmd", group="llm-d.ai"))
+        await eventually(lambda: c.alpha_accepted("InferenceObjective", "llmd", group="llm-d.ai"))
+        await eventually(
+            lambda: c.alpha_accepted("InferenceModelRewrite", "llmd", group="llm-d.ai")
+        )
         assert b.ds.rewrites.get("llmd") is not None and b.ds.priority_of("llmd") == 3
         # --metrics-endpoint-auth: the reviews go out on the EPP's own client.
         c.fake.users["prom-token"] = "prometheus"

@@ -48,3 +48,12 @@ def test_every_registered_plugin_is_listed_as_implemented() -> None:
         re.findall(r"^\| `([a-z0-9-]+)` \|.*\| (\*\*yes\*\*|not implemented) \|$", DOC, flags=re.M)
     )
     assert {name for name, here in listed.items() if here == "**yes**"} == set(PLUGIN_TYPES)
+
+
+def test_the_config_registrys_not_implemented_list_agrees() -> None:
+    from endpoint_picker.config import UPSTREAM_NOT_IMPLEMENTED
+
+    rows = dict(
+        re.findall(r"^\| `([a-z0-9-]+)` \|.*\| (\*\*yes\*\*|not implemented) \|$", DOC, flags=re.M)
+    )
+    assert {n for n in UPSTREAM_NOT_IMPLEMENTED if rows.get(n) != "not implemented"} == set()

@@ -19,12 +19,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from endpoint_picker.api.errors import describe, field_path
+from endpoint_picker.api.errors import describe
 from endpoint_picker.api.objective import InferenceObjective, LlmdInferenceObjective
 from endpoint_picker.api.pool import InferencePool
 from endpoint_picker.api.rewrite import InferenceModelRewrite, LlmdInferenceModelRewrite
 from endpoint_picker.api.types import Resource
 from endpoint_picker.errors import ConfigError
+from endpoint_picker.validation import field_path
 
 ApiObject = InferencePool | InferenceObjective | InferenceModelRewrite
 # kind -> the models that serve it, one per apiVersion (x-k8s.io and llm-d.ai for the alphas).
