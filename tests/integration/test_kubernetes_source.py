@@ -112,6 +112,7 @@ async def test_bookmark_moves_the_resume_point_without_a_relist() -> None:
         await c.add_pod("p1", "10.0.0.1")
         async with running(c) as (src, ds):
             pods = src.reflectors["pod"]
+            await pods.synced.wait()  # its first list is done: count re-lists from here
             lists = pods.lists
             await c.add_objective("unrelated", pool="another-pool")  # moves the global version
             # pool, objectives, rewrites, pods
