@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from endpoint_picker import latency
 from endpoint_picker import metrics as m
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.datastore import Datastore, Endpoint
@@ -36,11 +37,8 @@ from endpoint_picker.requests.types import (
     DESTINATION_NAMESPACE,
     DESTINATION_SERVED_HEADER,
     REQUEST_ID_HEADER,
-    SLO_TPOT_HEADER,
-    SLO_TTFT_HEADER,
     InferenceRequest,
     Usage,
-    header_value,
 )
 
 log = logging.getLogger(__name__)
@@ -403,21 +401,20 @@ class Director:
             notify()
 
     def _record_latency(self, ctx: RequestContext, series: _Series, usage: Usage | None) -> None:
-        """Upstream's request TTFT/TPOT (seconds) and their SLO violations (headers in ms).
-
-        TTFT is the first response bytes' time; TPOT, for a streamed answer of more than one
-        token, the time after them divided by the tokens after the first."""
+        """TTFT: the first response bytes' time; TPOT, for a streamed answer of more than one
+        token: the time after them divided by the tokens after the first (``latency``)."""
         req = ctx.request
-        labels = (req.incoming_model, req.target_model)
-        ttft = ctx.first_byte_at - ctx.received_at
-        series.ttft.observe(ttft)
-        m.REQUEST_GAUGES.labels(*labels, "ttft").set(ttft)
-        _slo_check(labels, "ttft", ttft, header_value(req.headers, SLO_TTFT_HEADER))
+        tpot = None
         if ctx.streaming and usage is not None and usage.completion_tokens > 1:
             tpot = (self.clock.now() - ctx.first_byte_at) / (usage.completion_tokens - 1)
-            series.tpot.observe(tpot)
-            m.REQUEST_GAUGES.labels(*labels, "tpot").set(tpot)
-            _slo_check(labels, "tpot", tpot, header_value(req.headers, SLO_TPOT_HEADER))
+        labels = (req.incoming_model, req.target_model)
+        latency.record(
+            (series.ttft, series.tpot),
+            labels,
+            req.headers,
+            ctx.first_byte_at - ctx.received_at,
+            tpot,
+        )
 
     def _move_load(self, ctx: RequestContext, served: str) -> None:
         """Envoy used a fallback endpoint: move the in-flight load to the one that serves."""
@@ -435,15 +432,6 @@ class Director:
         model = request.incoming_model if request else ""
         target = request.target_model if request else ""
         m.REQUEST_ERRORS.labels(model, target, code).inc()
-
-
-def _slo_check(labels: tuple[str, str], kind: str, seconds: float, slo_ms: str | None) -> None:
-    try:
-        slo = float(slo_ms) / 1000.0 if slo_ms else 0.0
-    except ValueError:
-        return  # a malformed SLO header is the client's; routing ignored it too
-    if slo > 0 and seconds > slo:
-        m.SLO_VIOLATIONS.labels(*labels, f"{kind}_slo_violation").inc()
 
 
 def _error_code(error: BaseException) -> str:
