@@ -23,13 +23,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from endpoint_picker import latency
 from endpoint_picker import metrics as m
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.datastore import Datastore, Endpoint
 from endpoint_picker.errors import Code, InferenceError, Internal, ServiceUnavailable
 from endpoint_picker.metrics import FastHistogram
 from endpoint_picker.requests.common import base_request
-from endpoint_picker.requests.rewrite import rewrite_model_name
+from endpoint_picker.requests.rewrite import pick_target, rewrite_model_name
 from endpoint_picker.requests.types import (
     CHARS_PER_TOKEN,
     DESTINATION_HEADER,
@@ -106,6 +107,8 @@ class _Series:
     output_tokens: Any
     cached_tokens: Any
     ntpot: Any
+    ttft: Any
+    tpot: Any
     running: Any  # None when the request named no model
 
     @classmethod
@@ -119,6 +122,8 @@ class _Series:
             FastHistogram(m.OUTPUT_TOKENS.labels(*labels)),
             FastHistogram(m.CACHED_TOKENS.labels(*labels)),
             FastHistogram(m.NTPOT.labels(*labels)),
+            FastHistogram(m.REQUEST_TTFT.labels(*labels)),
+            FastHistogram(m.REQUEST_TPOT.labels(*labels)),
             m.RUNNING_REQUESTS.labels(model) if model else None,
         )
 
@@ -133,6 +138,7 @@ class RequestContext:
     headers_to_set: dict[str, str] = field(default_factory=dict)
     endpoint: Endpoint | None = None
     received_at: float = 0.0
+    first_byte_at: float = 0.0  # first response body bytes: the TTFT mark
     response_status: int = 0
     response_bytes: int = 0
     streaming: bool = False
@@ -182,6 +188,7 @@ class Director:
         request: InferenceRequest | None = None
         try:
             request = self.parser.parse(headers, body, headers.get(":path", ""))
+            self._apply_rewrite(request)
             request.priority = self.datastore.priority_of(request.objective)
             admitted = request
             return await self.admission.admit(
@@ -277,6 +284,20 @@ class Director:
         ips = {h.rsplit(":", 1)[0].strip("[]") for h in subset_hint if isinstance(h, str)}
         return [ep for ep in endpoints if ep.address in ips]
 
+    def _apply_rewrite(self, request: InferenceRequest) -> None:
+        """An InferenceModelRewrite rule for the requested model draws the target model by
+        weight; as upstream it wins over the rewrite header, and only JSON bodies change."""
+        if request.body is None or not request.incoming_model:
+            return
+        found = self.datastore.rewrites.rule_for(request.incoming_model)
+        if found is None:
+            return
+        name, rule = found
+        target = pick_target(rule)
+        if target:
+            request.target_model = target
+            m.MODEL_REWRITE_DECISIONS.labels(name, request.incoming_model, target).inc()
+
     @staticmethod
     def _rewrite_body(request: InferenceRequest, body: bytes) -> bytes:
         # Re-serialise only when the model name really changes (upstream always does; we keep the
@@ -328,6 +349,8 @@ class Director:
 
     def handle_response_body(self, ctx: RequestContext, chunk: bytes, end_of_stream: bool) -> bytes:
         ctx.response_bytes += len(chunk)
+        if chunk and not ctx.first_byte_at:
+            ctx.first_byte_at = self.clock.now()
         if ctx._tracker is None and not ctx._no_tracker:
             ctx._tracker = self.parser.usage_tracker(ctx.content_type)
             ctx._no_tracker = ctx._tracker is None
@@ -371,9 +394,27 @@ class Director:
                 series.cached_tokens.observe(usage.cached_tokens)
             if usage.completion_tokens > 0:
                 series.ntpot.observe(duration / usage.completion_tokens)
+        if ctx.first_byte_at and error is None:
+            self._record_latency(ctx, series, usage)
         notify = getattr(self.admission, "notify", None)
         if notify is not None:
             notify()
+
+    def _record_latency(self, ctx: RequestContext, series: _Series, usage: Usage | None) -> None:
+        """TTFT: the first response bytes' time; TPOT, for a streamed answer of more than one
+        token: the time after them divided by the tokens after the first (``latency``)."""
+        req = ctx.request
+        tpot = None
+        if ctx.streaming and usage is not None and usage.completion_tokens > 1:
+            tpot = (self.clock.now() - ctx.first_byte_at) / (usage.completion_tokens - 1)
+        labels = (req.incoming_model, req.target_model)
+        latency.record(
+            (series.ttft, series.tpot),
+            labels,
+            req.headers,
+            ctx.first_byte_at - ctx.received_at,
+            tpot,
+        )
 
     def _move_load(self, ctx: RequestContext, served: str) -> None:
         """Envoy used a fallback endpoint: move the in-flight load to the one that serves."""

@@ -16,11 +16,18 @@ from tests.fakes.k8s_cluster import POOL, Cluster, cluster, eventually
 
 from endpoint_picker.clock import FakeClock
 from endpoint_picker.datastore import Datastore
+from endpoint_picker.runner.metrics_auth import MetricsReviewer
 from endpoint_picker.sources.kubernetes import KubernetesSource
 from endpoint_picker.sources.leader import lease_name
 
 pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parents[2]
+POOL_REF = {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": POOL}
+OBJECTIVE_SPEC = {"poolRef": POOL_REF, "priority": 3}
+REWRITE_SPEC = {
+    "poolRef": POOL_REF,
+    "rules": [{"matches": [{"model": {"value": "a"}}], "targets": [{"modelRewrite": "b"}]}],
+}
 
 
 class Replica:
@@ -167,10 +174,28 @@ async def test_rbac_role_grants_exactly_what_the_source_uses() -> None:
         await c.add_pool()
         await c.add_pod("p1", "10.0.0.1")
         await c.add_objective("food-review")
+        await c.add_alpha("InferenceModelRewrite", "rollout", REWRITE_SPEC)
         a = Replica(c, "replica-a")
         await eventually(lambda: a.src.is_leader)
         await eventually(lambda: c.accepted("food-review"))
+        await eventually(lambda: c.alpha_accepted("InferenceModelRewrite", "rollout"))
         await a.stop()
+        # llm-d-router's group, once its CRDs are there: discovery prefers it.
+        c.fake.unserved_groups.discard("llm-d.ai")
+        for kind in ("InferenceObjective", "InferenceModelRewrite"):
+            spec = REWRITE_SPEC if kind == "InferenceModelRewrite" else OBJECTIVE_SPEC
+            await c.add_alpha(kind, "llmd", spec, group="llm-d.ai")
+        b = Replica(c, "replica-b")
+        await eventually(lambda: b.src.is_leader)
+        await eventually(lambda: c.alpha_accepted("InferenceObjective", "llmd", group="llm-d.ai"))
+        await eventually(
+            lambda: c.alpha_accepted("InferenceModelRewrite", "llmd", group="llm-d.ai")
+        )
+        assert b.ds.rewrites.get("llmd") is not None and b.ds.priority_of("llmd") == 3
+        # --metrics-endpoint-auth: the reviews go out on the EPP's own client.
+        c.fake.users["prom-token"] = "prometheus"
+        assert await MetricsReviewer(b.client).status("prom-token", "/metrics") == 403
+        await b.stop()
         used = _verbs(c)
     granted = _role_rules()
     assert used == granted, (
@@ -181,8 +206,15 @@ async def test_rbac_role_grants_exactly_what_the_source_uses() -> None:
 def _role_rules() -> set[tuple[str, str]]:
     docs = list(yaml.safe_load_all((ROOT / "deploy" / "base" / "rbac.yaml").read_text()))
     rules: set[tuple[str, str]] = set()
+    bound = {
+        d["roleRef"]["name"]
+        for d in docs
+        if d
+        and d["kind"] in ("RoleBinding", "ClusterRoleBinding")
+        and any(s["name"] == "vllm-llama3-8b-instruct-epp" for s in d["subjects"])
+    }
     for doc in docs:
-        if doc and doc["kind"] in ("Role", "ClusterRole"):
+        if doc and doc["kind"] in ("Role", "ClusterRole") and doc["metadata"]["name"] in bound:
             for rule in doc["rules"]:
                 for group in rule["apiGroups"]:
                     for res in rule["resources"]:

@@ -112,16 +112,18 @@ async def test_bookmark_moves_the_resume_point_without_a_relist() -> None:
         await c.add_pod("p1", "10.0.0.1")
         async with running(c) as (src, ds):
             pods = src.reflectors["pod"]
+            await pods.synced.wait()  # its first list is done: count re-lists from here
             lists = pods.lists
             await c.add_objective("unrelated", pool="another-pool")  # moves the global version
-            await eventually(lambda: c.fake.open_watches == 3)  # type: ignore[union-attr]
+            # pool, objectives, rewrites, pods
+            await eventually(lambda: c.fake.open_watches == 4)  # type: ignore[union-attr]
             c.fake.bookmark()
             bookmark_rv = str(c.fake.rv)
             await eventually(lambda: pods.resource_version == bookmark_rv)
             before = len(c.fake.watch_requests)
             c.fake.end_watches()  # a clean end, as after timeoutSeconds
             fake = c.fake
-            await eventually(lambda: len(fake.watch_requests) >= before + 3)
+            await eventually(lambda: len(fake.watch_requests) >= before + 4)
             resumed = [q for q in c.fake.watch_requests[before:] if "labelSelector" in q]
             assert resumed[0]["resourceVersion"] == bookmark_rv
             assert resumed[0]["allowWatchBookmarks"] == "true"

@@ -105,11 +105,14 @@ async def test_duplex_request_is_answered_after_the_whole_body() -> None:
     hs = set_headers(out[0].request_headers.response)
     assert hs["x-gateway-destination-endpoint"] == "10.0.0.1:8000"
     assert hs["content-length"] == str(len(b'{"model":"m"}'))
-    assert "x-request-id" not in hs  # the client's own id is kept as it is
+    assert hs["x-request-id"] == "r1"  # the client's headers re-set as upstream, id unchanged
     assert out[0].request_headers.response.clear_route_cache
     sbr = out[1].request_body.response.body_mutation.streamed_response
     assert (sbr.body, sbr.end_of_stream) == (b'{"model":"m"}', True)
-    assert set_headers(out[2].response_headers.response) == {"x-extra": "1"}
+    assert set_headers(out[2].response_headers.response) == {
+        "x-went-into-resp-headers": "true",
+        "x-extra": "1",
+    }
     assert [c for c in d.calls if c[0] == "response_body"] == [
         ("response_body", b"part1", False),
         ("response_body", b"part2", True),

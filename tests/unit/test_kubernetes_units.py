@@ -17,13 +17,15 @@ from endpoint_picker.datastore import Datastore
 from endpoint_picker.errors import ConfigError
 from endpoint_picker.sources import k8s_status as st
 from endpoint_picker.sources.k8s_args import (
+    add_arguments,
     deployment_name,
     parse_ports,
     parse_selector,
     resolve_namespace,
 )
+from endpoint_picker.sources.k8s_mode import from_args
 from endpoint_picker.sources.k8s_resources import pod_from_k8s, pool_manifest
-from endpoint_picker.sources.kubernetes import KubernetesSource, add_arguments, from_args
+from endpoint_picker.sources.kubernetes import KubernetesSource
 from endpoint_picker.sources.leader import LeaderElector, lease_name
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "k8s"

@@ -258,3 +258,27 @@ def selector_from_params(params: Mapping[str, Any] | None) -> EngineSelector:
             raise ConfigError(f"duplicate engine name {engine.name!r}", path=where)
         overrides[engine.name] = engine
     return EngineSelector(merge_engines(overrides), default_engine=default, label_key=label_key)
+
+
+def with_legacy_specs(base: EngineMap, fields: Mapping[str, str]) -> EngineMap:
+    """``base`` with some specs replaced: upstream's legacy metric-name flags
+    (``--total-queued-requests-metric`` ...), given as engineConfigs field -> spec (``""``
+    disables one). Raises ConfigError naming the flag."""
+    flag_of = {v: k for k, v in _LEGACY_FLAGS.items()}
+    changed: dict[str, Any] = {}
+    for key, text in fields.items():
+        try:
+            changed[_PARAM_FIELDS[key]] = MetricSpec.parse(text)
+        except (KeyError, ValueError) as e:
+            raise ConfigError(str(e), path=flag_of.get(key, key)) from None
+    kwargs = {attr: getattr(base, attr) for attr in _PARAM_FIELDS.values() if attr not in changed}
+    return EngineMap.build(base.name, **kwargs, **changed)
+
+
+_LEGACY_FLAGS = {
+    "--total-queued-requests-metric": "queuedRequestsSpec",
+    "--total-running-requests-metric": "runningRequestsSpec",
+    "--kv-cache-usage-percentage-metric": "kvUsageSpec",
+    "--lora-info-metric": "loraSpec",
+    "--cache-info-metric": "cacheInfoSpec",
+}

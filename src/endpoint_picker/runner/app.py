@@ -18,6 +18,7 @@ from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.datastore import Datastore, Event
 from endpoint_picker.director import Director
 from endpoint_picker.errors import ConfigError
+from endpoint_picker.runner.upstream_flags import UpstreamSettings
 
 log = logging.getLogger("endpoint_picker")
 
@@ -46,6 +47,7 @@ class EppOptions:
     front: str = "extproc"  # "extproc" (GIE protocol) or "fast" (needs an Envoy config we write)
     pick_port: int = 9004  # fast front: ext_authz HTTP pick endpoint (+ /healthz)
     als_port: int = 9005  # fast front: Envoy gRPC access-log service
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)  # upstream's other flags
 
 
 class Epp:
@@ -64,6 +66,7 @@ class Epp:
         self.metrics_server: Any = None
         self.admission: Any = None
         self.source: Any = None
+        self.draining = False  # set on SIGTERM in Kubernetes mode: not ready, still serving
 
     async def start(self) -> None:
         from endpoint_picker.config import build, load_config, load_config_text
@@ -116,11 +119,14 @@ class Epp:
             clock=self.clock,
             refresh_interval=o.refresh_metrics_interval,
             on_update=(lambda _ep: notify()) if notify else None,
-            **(built.data_layer or {}),
+            **_layer_kwargs(built.data_layer, o.upstream),
         )
         await self._start_part(datalayer)
 
         if o.metrics_port is not None:
+            from endpoint_picker.runner.metrics_auth import metrics_guard
+
+            ssl_context, middlewares = await metrics_guard(o.upstream, self.source)
             self.metrics_server = MetricsServer(
                 self.datastore,
                 host=o.host,
@@ -129,6 +135,8 @@ class Epp:
                 staleness_threshold=o.metrics_staleness_threshold,
                 ready=self.ready,
                 clock=self.clock,
+                ssl_context=ssl_context,
+                middlewares=middlewares,
             )
             await self._start_part(self.metrics_server)
         if o.front == "fast":
@@ -153,6 +161,9 @@ class Epp:
             secure=o.secure_serving,
             cert_path=o.cert_path,
             ready=self.ready,
+            cert_reload=o.upstream.cert_reload,
+            max_recv=o.upstream.grpc_max_recv,
+            max_send=o.upstream.grpc_max_send,
         )
         await self._start_part(self.extproc)
 
@@ -164,10 +175,13 @@ class Epp:
     async def _start_source(self) -> None:
         o = self.options
         if o.kubernetes_args is not None:
-            from endpoint_picker.sources.k8s_args import from_args
+            from endpoint_picker.sources.k8s_mode import from_args
 
             source = from_args(o.kubernetes_args, self.datastore)
             if source is not None:
+                # A kubeconfig that cannot be used is a start-up error (as upstream's
+                # "Failed to get Kubernetes rest config"), not a source that never gets ready.
+                await source.api_client()
                 self.source = source
                 self._tasks.append(asyncio.create_task(source.run(), name="kubernetes-source"))
                 self._stoppers.append(source.stop)
@@ -185,6 +199,8 @@ class Epp:
         self._stoppers.append(stop_files)
 
     def ready(self) -> bool:
+        if self.draining:
+            return False
         is_ready = getattr(self.source, "is_ready", None)
         return bool(is_ready()) if callable(is_ready) else True
 
@@ -205,3 +221,23 @@ class Epp:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+
+
+def _layer_kwargs(built_layer: dict[str, Any] | None, up: UpstreamSettings) -> dict[str, Any]:
+    """DataLayer kwargs. Without a ``dataLayer`` in the config (upstream's legacy metrics path)
+    upstream's deprecated flags apply: ``--model-server-metrics-*`` set the scrape, and the
+    legacy metric-name flags replace specs of the default engine, as they set upstream's one
+    mapping for every pod. A config with a ``dataLayer`` wins, as upstream's does."""
+    from endpoint_picker.datalayer.engines import with_legacy_specs
+    from endpoint_picker.datalayer.params import from_params
+
+    if built_layer is not None:
+        if up.scrape_params or up.legacy_metrics:
+            log.info("the config's dataLayer sets the metrics: legacy metric flags ignored")
+        return built_layer
+    kwargs: dict[str, Any] = from_params(up.scrape_params)
+    if up.legacy_metrics:
+        engines = kwargs["engines"]
+        default = kwargs["default_engine"]
+        engines[default] = with_legacy_specs(engines[default], up.legacy_metrics)
+    return kwargs

@@ -7,7 +7,9 @@ per request; the per-endpoint queue gauge is a collector read at scrape time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+import ssl
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
@@ -78,7 +80,11 @@ class MetricsServer:
         staleness_threshold: float = 2.0,
         ready: Callable[[], bool] = lambda: True,
         clock: Clock = SYSTEM_CLOCK,
+        ssl_context: ssl.SSLContext | None = None,
+        middlewares: Sequence[Any] = (),
     ) -> None:
+        self.ssl_context = ssl_context  # --metrics-cert-dir
+        self.middlewares = list(middlewares)  # --metrics-endpoint-auth (runner/metrics_auth.py)
         self.datastore = datastore
         self.host, self.port = host, port
         self.refresh_interval = refresh_interval
@@ -121,12 +127,12 @@ class MetricsServer:
             REGISTRY.register(self._collector)
         except ValueError:
             pass  # another instance in this process registered it already
-        app = web.Application()
+        app = web.Application(middlewares=self.middlewares)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
         await site.start()
         if self.port == 0:
             server = site._server
