@@ -14,5 +14,7 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER 65532:65532
 # ext_proc, gRPC health, Prometheus metrics
 EXPOSE 9002 9003 9090
+# Upstream's argument lists work as they are: `epp --pool-name X ...` is `epp run` in
+# upstream's mode (docs/compatibility.md); tests/integration/test_upstream_entrypoint.py runs it.
 ENTRYPOINT ["epp"]
 CMD ["run", "--help"]

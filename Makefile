@@ -23,9 +23,11 @@ browser:
 	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
 	  >/dev/null; } || echo "chromium not installed: the status-page browser test is skipped"
 
-test: $(STAMP) browser
+# The test command (README, .ci/run): lint first, then the whole suite.
+test: lint browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# mypy's files (src, tests, benchmarks) and strictness are in pyproject.toml.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks

@@ -1,14 +1,11 @@
 """What the live status page costs the request path: CPU per request, page closed vs open.
 
-Both arms run the real in-process request path (openai parser, flow control and scheduler
+Every arm runs the real in-process request path (openai parser, flow control and scheduler
 built from the default config, a datastore of 8 endpoints with fresh metrics): handle_request,
-the response body, finish. "closed" has no decision log; "recording" records every decision and
-outcome (the request path's share of an open page); "polled at R req/s" also renders
-``/status.json`` (``StatusPage.snapshot``) once per R requests: a browser polls once a second,
-so that is the page's whole cost at R requests per second. Arms alternate over several rounds
-in one process; medians are reported, with each arm's ratio to "closed".
+the response body, finish; the arms are described in :func:`main_async`. Medians of the
+per-chunk CPU time are reported, with each arm's ratio to "closed".
 
-    .venv/bin/python benchmarks/status_overhead.py [--requests 3000] [--rounds 5]
+    .venv/bin/python benchmarks/status_overhead.py [--chunk 200] [--rounds 40]
 
 Writes benchmarks/results/status_overhead.json.
 """
@@ -23,12 +20,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from endpoint_picker.config import build_detector, build_scheduler, load_config
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+from endpoint_picker.config import build, load_config
 from endpoint_picker.datastore import Datastore
 from endpoint_picker.director import Director
 from endpoint_picker.flowcontrol import build_admission
-from endpoint_picker.requests import PARSERS
 from endpoint_picker.runner.status import DecisionLog, StatusPage
+from endpoint_picker.tracing import RequestTracer, provider
 
 OUT = Path(__file__).resolve().parent / "results" / "status_overhead.json"
 DOC = Path(__file__).resolve().parents[1] / "docs" / "observability.md"
@@ -39,57 +40,61 @@ BODY = json.dumps(
 RESPONSE = b'{"usage":{"prompt_tokens":300,"completion_tokens":32,"total_tokens":332}}'
 
 
-async def _arm(mode: str, n: int, requests_per_poll: int = 0) -> float:
-    """CPU seconds per request for ``n`` requests. ``mode``: ``closed`` (no decision log),
-    ``recording`` (the request path's part only), ``polled`` (plus one page poll per
-    ``requests_per_poll`` requests: the browser polls once a second, so that is the request
-    rate the figure stands for)."""
+ARMS = {"closed": 0, "recording": 0, "polled at 100 req/s": 100, "polled at 1000 req/s": 1000}
+TRACED = "closed, every request traced"  # tracing's cost when on (spans to memory)
+
+
+async def main_async(chunk: int, rounds: int) -> dict[str, Any]:
+    """One world (datastore of 8 endpoints, flow control, scheduler, director); the arms take
+    turns chunk by chunk on it, so machine noise falls on all of them alike. ``closed``: no
+    decision log; ``recording``: every decision and outcome recorded (the request path's share
+    of an open page); ``polled at R req/s``: also one ``/status.json`` render per R requests (a
+    browser polls once a second, so that is the page's whole cost at R requests per second)."""
     datastore = Datastore()
     datastore.set_static_endpoints({f"ep{i}": (f"10.0.0.{i + 1}", 8000) for i in range(8)})
-    for ep in datastore.endpoints():
-        ep.metrics.update_time = time.monotonic()
-    cfg = load_config(None)
-    plugin = cfg.saturation_detector_plugin
-    detector = build_detector(plugin)
-    admission = build_admission(cfg.flow_control, detector, datastore.endpoints)
+    built = build(load_config(None))
+    admission = build_admission(built.flow_control, built.detector, datastore.endpoints)
     await admission.start()
-    scheduler = build_scheduler(cfg, detectors={plugin.name: detector})
-    log = DecisionLog() if mode != "closed" else None
-    page = StatusPage(datastore, log, lambda: admission) if log is not None else None
-    director = Director(
-        datastore, PARSERS[cfg.parser_plugin.type_name], admission, scheduler, decisions=log
-    )
+    log = DecisionLog()
+    page = StatusPage(datastore, log, lambda: admission)
+    director = Director(datastore, built.parser, admission, built.scheduler)
+    exporter = InMemorySpanExporter()
+    tracer = RequestTracer(provider(SimpleSpanProcessor(exporter), sampler=ALWAYS_ON))
+    arms = [*ARMS, TRACED]
     headers = {":path": "/v1/completions", "content-type": "application/json"}
-    start = time.process_time()
-    for i in range(n):
-        now = time.monotonic()  # fresh, idle scrapes, as the data layer delivers (else: held)
-        for ep in datastore.endpoints():
-            ep.metrics.update_time = now
-            ep.dispatched_since_scrape = 0
-        ctx = await director.handle_request(headers, BODY)
-        director.handle_response_headers(ctx, {":status": "200"})
-        director.handle_response_body(ctx, RESPONSE, True)
-        if page is not None and requests_per_poll and i % requests_per_poll == 0:
-            json.dumps(page.snapshot(), separators=(",", ":"))  # one poll of the page
-    cpu = time.process_time() - start
+    served = dict.fromkeys(arms, 0)  # requests per arm, for its poll cadence
+
+    async def run(arm: str) -> float:
+        every = ARMS.get(arm, 0)
+        director.decisions = None if arm in ("closed", TRACED) else log
+        director.tracer = tracer if arm == TRACED else None
+        exporter.clear()
+        start = time.process_time()
+        for _ in range(chunk):
+            now = time.monotonic()  # fresh, idle scrapes, as the data layer delivers
+            for ep in datastore.endpoints():
+                ep.metrics.update_time = now
+                ep.dispatched_since_scrape = 0
+            ctx = await director.handle_request(headers, BODY)
+            director.handle_response_headers(ctx, {":status": "200"})
+            director.handle_response_body(ctx, RESPONSE, True)
+            if every and served[arm] % every == 0:
+                json.dumps(page.snapshot(), separators=(",", ":"))  # one poll of the page
+            served[arm] += 1
+        return (time.process_time() - start) / chunk
+
+    samples: dict[str, list[float]] = {arm: [] for arm in arms}
+    for arm in arms:  # warm-up: imports, caches, the log filled
+        await run(arm)
+    for r in range(rounds):
+        for arm in arms[r % len(arms) :] + arms[: r % len(arms)]:  # no arm always first
+            samples[arm].append(await run(arm))
     await admission.stop()
-    return cpu / n
-
-
-ARMS = {"closed": 0, "recording": 0, "polled at 100 req/s": 100, "polled at 1000 req/s": 1000}
-
-
-async def main_async(n: int, rounds: int) -> dict[str, Any]:
-    samples: dict[str, list[float]] = {arm: [] for arm in ARMS}
-    await _arm("closed", 200)  # warm-up (imports, caches)
-    for _ in range(rounds):
-        for arm, every in ARMS.items():
-            samples[arm].append(await _arm(arm.split()[0], n, every))
     medians = {arm: statistics.median(v) for arm, v in samples.items()}
     closed = medians["closed"]
     return {
-        "command": f"python benchmarks/status_overhead.py --requests {n} --rounds {rounds}",
-        "requests_per_round": n,
+        "command": f"python benchmarks/status_overhead.py --chunk {chunk} --rounds {rounds}",
+        "requests_per_chunk": chunk,
         "rounds": rounds,
         "us_per_request_median": {arm: round(v * 1e6, 2) for arm, v in medians.items()},
         "ratio_vs_closed": {arm: round(v / closed, 4) for arm, v in medians.items()},
@@ -104,8 +109,8 @@ def render(result: dict[str, Any]) -> str:
     )
     return (
         f"{BEGIN}\n| page | CPU per request (median) | vs closed |\n|---|---|---|\n{rows}\n"
-        f"`{result['command']}`: {result['rounds']} alternating rounds of "
-        f"{result['requests_per_round']} requests.\n{END}"
+        f"`{result['command']}`: {result['rounds']} rounds, the arms taking turns in chunks "
+        f"of {result['requests_per_chunk']} requests on one director.\n{END}"
     )
 
 
@@ -117,8 +122,8 @@ def update_doc(result: dict[str, Any]) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--requests", type=int, default=3000)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--chunk", type=int, default=200, help="requests per turn")
+    ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument(
         "--render-only", action="store_true", help="rewrite the docs block from the results file"
     )
@@ -126,7 +131,7 @@ def main() -> int:
     if args.render_only:
         update_doc(json.loads(OUT.read_text()))
         return 0
-    result = asyncio.run(main_async(args.requests, args.rounds))
+    result = asyncio.run(main_async(args.chunk, args.rounds))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     update_doc(result)

@@ -24,18 +24,22 @@ MODEL = "sim-model"
 
 @dataclass(frozen=True)
 class Arm:
+    """One way of serving the pool, named after what it runs."""
+
     name: str
     title: str
-    config: str | None  # EndpointPickerConfig under benchmarks/configs/, None = no EPP
+    config: str | None  # EndpointPickerConfig under benchmarks/configs/, None = no file
+    epp: bool = True  # False: Envoy alone (round robin), no EPP at all
 
 
 ARMS = {
     a.name: a
     for a in (
-        Arm("round-robin", "no EPP (Envoy round robin)", None),
+        Arm("round-robin", "no EPP (Envoy round robin)", None, epp=False),
         Arm("random", "EPP random-picker", "random-picker.yaml"),
-        Arm("default", "EPP default", "default.yaml"),
-        Arm("flow-control", "EPP default + flow control", "flow-control.yaml"),
+        Arm("shipped", "EPP as shipped (no config file)", None),
+        Arm("fc-off", "EPP scheduling, flow control off", "fc-off.yaml"),
+        Arm("fc-ttl20", "EPP scheduling + flow control, TTL 20 s", "fc-ttl20.yaml"),
         Arm(
             "fc-concurrency",
             "EPP + flow control, concurrency-detector",
@@ -105,13 +109,13 @@ def _random_data(mean_in: int, mean_out: int) -> dict[str, Any]:
 
 def workloads(quick: bool) -> dict[str, Workload]:
     """The three workloads; ``quick`` shrinks them to one short stage each."""
-    four = ("round-robin", "random", "default", "flow-control")
+    five = ("round-robin", "random", "shipped", "fc-off", "fc-ttl20")
     sp_stages = ((14.0, 10),) if quick else ((8.0, 20), (12.0, 20), (16.0, 20))
     shared = Workload(
         "shared_prefix",
         "Shared prefix: 16 groups, ~6000-token system prompts",
         (Tenant("all", None, 0, _shared_prefix_data(64), sp_stages),),
-        ("round-robin", "default") if quick else four,
+        ("round-robin", "shipped") if quick else five,
     )
     dur = 10 if quick else 30
     # The pool serves ~15 req/s of this mix (64 output tokens); the tenants offer 5 + 10 + 15 =
@@ -130,7 +134,7 @@ def workloads(quick: bool) -> dict[str, Workload]:
         tenants,
         ("fc-concurrency",)
         if quick
-        else ("round-robin", "default", "flow-control", "fc-concurrency", "fc-holdback"),
+        else ("round-robin", "shipped", "fc-off", "fc-ttl20", "fc-concurrency", "fc-holdback"),
         idle_probe=Tenant(
             "critical-idle", "critical", 10, _random_data(200, 64), ((1.0, 8 if quick else 20),)
         ),
@@ -140,7 +144,7 @@ def workloads(quick: bool) -> dict[str, Workload]:
         "uniform",
         "Uniform random lengths (control)",
         (Tenant("all", None, 0, _random_data(250, 32), un_stages),),
-        ("round-robin", "default") if quick else four,
+        ("round-robin", "shipped") if quick else five,
         in_quick=False,
     )
     return {w.name: w for w in (shared, priority, uniform)}

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import os
 import sys
 from collections.abc import Sequence
 
 from endpoint_picker import __version__
 from endpoint_picker.errors import ConfigError
+from endpoint_picker.runner.goflags import FlagSyntaxError, normalize
 
 # Order is the order of ``epp --help``.
 COMMAND_MODULES = (
@@ -39,16 +39,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"epp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        if importlib.util.find_spec(name.rsplit(".", 1)[0]) is None:
-            continue
-        try:
-            spec = importlib.util.find_spec(name)
-        except ModuleNotFoundError:
-            spec = None
-        if spec is None:
-            continue  # that part is not built yet
         importlib.import_module(name).register(sub)
     return parser
+
+
+def prepare_argv(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[list[str], bool]:
+    """Upstream's image runs the EPP binary with flags only (``--pool-name X --v 4 ...``): such
+    a list means ``epp run`` in upstream's mode. ``run``'s flags may use Go's syntax either
+    way (``--f=v``, ``--bool=false``, ``-v N``), rewritten for argparse by ``goflags``.
+    Returns (argv for argparse, whether this is upstream's mode)."""
+    upstream = bool(argv) and argv[0].startswith("-") and argv[0] not in _OWN_FLAGS
+    if upstream:
+        argv = ["run", *argv]
+    if not argv or argv[0] != "run":
+        return argv, False
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    run = sub.choices.get("run")
+    if run is None:  # pragma: no cover - the runner is always built
+        return argv, upstream
+    return ["run", *normalize(run, argv[1:])], upstream
+
+
+_OWN_FLAGS = ("-h", "--help", "--version")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,7 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # handlers are not needed for that (exec follows at once) and only print warnings.
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     parser = build_parser()
+    try:
+        argv, upstream = prepare_argv(parser, list(sys.argv[1:] if argv is None else argv))
+    except FlagSyntaxError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
+    if upstream:
+        args.upstream_mode = True
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()

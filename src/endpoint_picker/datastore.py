@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from endpoint_picker.requests.rewrite import RewriteTable
+
 if TYPE_CHECKING:
     from endpoint_picker.api import InferenceObjective, InferencePool
+    from endpoint_picker.api.rewrite import InferenceModelRewrite
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +110,7 @@ class Endpoint:
 class Event(StrEnum):
     POOL = "pool"
     OBJECTIVE = "objective"
+    REWRITE = "rewrite"
     ENDPOINT_ADDED = "endpoint-added"
     ENDPOINT_REMOVED = "endpoint-removed"
     CLEARED = "cleared"
@@ -147,6 +151,7 @@ class Datastore:
     def __init__(self, *, model_server_metrics_port: int = 0) -> None:
         self.pool: InferencePool | None = None
         self._objectives: dict[str, InferenceObjective] = {}
+        self.rewrites = RewriteTable()  # InferenceModelRewrites of the pool (requests/rewrite.py)
         self._pods: dict[str, Pod] = {}  # members: ready and matching the selector
         self._known: dict[str, Pod] = {}  # every pod reported and not deleted
         self._endpoints: dict[str, Endpoint] = {}
@@ -196,11 +201,21 @@ class Datastore:
         """Pool gone: drop pool, objectives and pod endpoints (upstream's ``Datastore.Clear``)."""
         self.pool = None
         self._objectives.clear()
+        self.rewrites.clear()
         self._pods.clear()
         self._known.clear()
         for ep in list(self._endpoints.values()):
             self._remove_endpoint(ep.name)
         self._emit(Event.CLEARED, None)
+
+    # -- rewrites ----------------------------------------------------------------------------------
+    def set_rewrite(self, rewrite: InferenceModelRewrite) -> None:
+        self.rewrites.set(rewrite)
+        self._emit(Event.REWRITE, rewrite)
+
+    def delete_rewrite(self, name: str) -> None:
+        if self.rewrites.delete(name):
+            self._emit(Event.REWRITE, None)
 
     # -- objectives --------------------------------------------------------------------------------
     def set_objective(self, objective: InferenceObjective) -> None:
@@ -221,9 +236,7 @@ class Datastore:
     def priority_of(self, objective_name: str | None) -> int:
         """Priority for a request naming this objective: 0 when missing or unset, as upstream."""
         obj = self.objective(objective_name)
-        if obj is None or obj.spec.priority is None:
-            return 0
-        return obj.spec.priority
+        return 0 if obj is None else obj.effective_priority
 
     # -- pods and endpoints ------------------------------------------------------------------------
     def _matches(self, pod: Pod) -> bool:

@@ -5,9 +5,12 @@ never protobuf messages or HTTP objects: every front (Envoy ext_proc, the fast e
 in-process transport) drives the same policy through these four calls, so behaviour cannot drift
 between fronts. The cut is here on purpose: fronts translate, the director decides.
 
-Accounting invariant: every context handed out by :meth:`Director.handle_request` is finished
+Accounting invariants: every context handed out by :meth:`Director.handle_request` is finished
 exactly once (:meth:`Director.finish` is idempotent), and finishing releases the in-flight load
-the request put on its endpoint, then wakes flow control, which may now dispatch.
+the request put on its endpoint, then wakes flow control, which may now dispatch. The other half:
+a dispatched request is scheduled and counted in flight *inside* admission, by the synchronous
+``dispatch`` callback :meth:`Admission.admit` runs, so flow control never measures saturation
+between a dispatch and its accounting, whatever a later edit adds to this module.
 """
 
 from __future__ import annotations
@@ -16,19 +19,21 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from endpoint_picker import latency
 from endpoint_picker import metrics as m
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.datastore import Datastore, Endpoint
 from endpoint_picker.errors import Code, InferenceError, Internal, ServiceUnavailable
 from endpoint_picker.metrics import FastHistogram
 from endpoint_picker.requests.common import base_request
-from endpoint_picker.requests.rewrite import rewrite_model_name
+from endpoint_picker.requests.rewrite import pick_target, rewrite_model_name
 from endpoint_picker.requests.types import (
+    CHARS_PER_TOKEN,
     DESTINATION_HEADER,
     DESTINATION_NAMESPACE,
     DESTINATION_SERVED_HEADER,
@@ -43,8 +48,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Rough size of one token in characters, to weigh in-flight load before usage is known.
-CHARS_PER_TOKEN = 4
 # Bound on cached metric children (label sets follow the models clients name).
 _MAX_SERIES = 10_000
 
@@ -55,8 +58,14 @@ class Parser(Protocol):
     def usage_tracker(self, content_type: str | None = None) -> UsageSink | None: ...
 
 
+T = TypeVar("T")
+
+
 class Admission(Protocol):
-    async def admit(self, request: InferenceRequest) -> None: ...
+    async def admit(self, request: InferenceRequest, dispatch: Callable[[], T]) -> T:
+        """Wait for the request's turn, then return ``dispatch()``, called before the next
+        dispatch decision; raise the client-facing error of any other outcome."""
+        ...
 
 
 class SchedulingResult(Protocol):
@@ -111,6 +120,8 @@ class _Series:
     output_tokens: Any
     cached_tokens: Any
     ntpot: Any
+    ttft: Any
+    tpot: Any
     running: Any  # None when the request named no model
 
     @classmethod
@@ -124,6 +135,8 @@ class _Series:
             FastHistogram(m.OUTPUT_TOKENS.labels(*labels)),
             FastHistogram(m.CACHED_TOKENS.labels(*labels)),
             FastHistogram(m.NTPOT.labels(*labels)),
+            FastHistogram(m.REQUEST_TTFT.labels(*labels)),
+            FastHistogram(m.REQUEST_TPOT.labels(*labels)),
             m.RUNNING_REQUESTS.labels(model) if model else None,
         )
 
@@ -138,6 +151,7 @@ class RequestContext:
     headers_to_set: dict[str, str] = field(default_factory=dict)
     endpoint: Endpoint | None = None
     received_at: float = 0.0
+    first_byte_at: float = 0.0  # first response body bytes: the TTFT mark
     response_status: int = 0
     response_bytes: int = 0
     streaming: bool = False
@@ -193,44 +207,57 @@ class Director:
             return self._header_only(headers, received)
         request: InferenceRequest | None = None
         span = self.tracer.start(headers, perf_counter()) if self.tracer is not None else None
-        t0 = t1 = t2 = 0.0  # phase boundaries, taken only for a traced request
+        t0 = t1 = 0.0  # phase boundaries, taken only for a traced request
         try:
             if span is not None:
                 t0 = perf_counter()
             request = self.parser.parse(headers, body, headers.get(":path", ""))
+            self._apply_rewrite(request)
             request.priority = self.datastore.priority_of(request.objective)
+            admitted = request
+            trace = None
             if span is not None:
                 t1 = perf_counter()
                 request.state[TRACE_KEY] = []
-            await self.admission.admit(request)
-            # From here to the end of this method nothing awaits: the admitted request is scheduled
-            # and its load recorded in the same event-loop step, so admission sees it at once.
-            if span is not None:
-                t2 = perf_counter()
-            candidates = self._candidates(subset_hint)
-            if not candidates:
-                raise ServiceUnavailable(
-                    "failed to find endpoint candidates for serving the request"
-                )
-            result = self.scheduler.schedule(request, candidates)
-            if not result.endpoints:
-                raise Internal("scheduler returned no endpoints")
-            self.scheduler.pre_request(request, result)
-            if self.decisions is not None:
-                self.decisions.record(request, result, self.clock.now() - received)
+                trace = (span, t0, t1)
+            return await self.admission.admit(
+                request, lambda: self._dispatch(admitted, body, received, subset_hint, trace)
+            )
         except InferenceError as err:
             self._count_error(request, err.code.value)
             if span is not None:
-                self._trace_phases(span, request, t0, t1, t2)
+                self._trace_phases(span, request, t0, t1, 0.0)
                 self._end_span(span, f"{err.code.value}: {err.msg}")
             raise
         except asyncio.CancelledError:
             # The client went away while queued; flow control has already dropped the request.
             self._outcome(request, "cancelled")
             if span is not None:
-                self._trace_phases(span, request, t0, t1, t2)
+                self._trace_phases(span, request, t0, t1, 0.0)
                 self._end_span(span, "cancelled")
             raise
+
+    def _dispatch(
+        self,
+        request: InferenceRequest,
+        body: bytes,
+        received: float,
+        subset_hint: list[str] | None,
+        trace: tuple[Any, float, float] | None = None,
+    ) -> RequestContext:
+        """Schedule an admitted request and count it in flight: synchronous by design, run by
+        admission itself, so the next admission decision sees this request's load.
+        ``trace``: the request's span and its parse start and end, when it is traced."""
+        t2 = perf_counter() if trace is not None else 0.0
+        candidates = self._candidates(subset_hint)
+        if not candidates:
+            raise ServiceUnavailable("failed to find endpoint candidates for serving the request")
+        result = self.scheduler.schedule(request, candidates)
+        if not result.endpoints:
+            raise Internal("scheduler returned no endpoints")
+        self.scheduler.pre_request(request, result)
+        if self.decisions is not None:
+            self.decisions.record(request, result, self.clock.now() - received)
         forward = self._rewrite_body(request, body)
         primary = result.endpoints[0]
         ctx = RequestContext(
@@ -242,7 +269,8 @@ class Director:
             streaming=request.stream,
         )
         ctx.headers_to_set[REQUEST_ID_HEADER] = request.request_id
-        if span is not None:
+        if trace is not None:
+            span, t0, t1 = trace
             self._trace_phases(span, request, t0, t1, t2)
             ctx.span = span
             span.set_attribute("endpoint", primary.hostport)
@@ -302,6 +330,20 @@ class Director:
         ips = {h.rsplit(":", 1)[0].strip("[]") for h in subset_hint if isinstance(h, str)}
         return [ep for ep in endpoints if ep.address in ips]
 
+    def _apply_rewrite(self, request: InferenceRequest) -> None:
+        """An InferenceModelRewrite rule for the requested model draws the target model by
+        weight; as upstream it wins over the rewrite header, and only JSON bodies change."""
+        if request.body is None or not request.incoming_model:
+            return
+        found = self.datastore.rewrites.rule_for(request.incoming_model)
+        if found is None:
+            return
+        name, rule = found
+        target = pick_target(rule)
+        if target:
+            request.target_model = target
+            m.MODEL_REWRITE_DECISIONS.labels(name, request.incoming_model, target).inc()
+
     @staticmethod
     def _rewrite_body(request: InferenceRequest, body: bytes) -> bytes:
         # Re-serialise only when the model name really changes (upstream always does; we keep the
@@ -331,8 +373,32 @@ class Director:
         self.scheduler.process_response_headers(ctx.request, edited, metadata)
         return {k: v for k, v in edited.items() if headers.get(k) != v}
 
+    def record_response(
+        self,
+        ctx: RequestContext,
+        *,
+        response_bytes: int,
+        duration_s: float | None = None,
+        usage: Usage | None = None,
+    ) -> None:
+        """What a front that never sees the response body measured (see ``DirectorLike``).
+
+        ``duration_s`` is the proxy's own (client's first byte to last byte sent), so a late
+        report (the access log's flush interval) does not lengthen the recorded duration.
+        ``usage`` (an estimate) counts only when no body was parsed for the real one.
+        """
+        if ctx.finished:
+            return
+        ctx.response_bytes = response_bytes
+        if duration_s is not None:
+            ctx.received_at = self.clock.now() - duration_s
+        if usage is not None and ctx._tracker is None:
+            ctx.usage = usage
+
     def handle_response_body(self, ctx: RequestContext, chunk: bytes, end_of_stream: bool) -> bytes:
         ctx.response_bytes += len(chunk)
+        if chunk and not ctx.first_byte_at:
+            ctx.first_byte_at = self.clock.now()
         if ctx._tracker is None and not ctx._no_tracker:
             ctx._tracker = self.parser.usage_tracker(ctx.content_type)
             ctx._no_tracker = ctx._tracker is None
@@ -367,7 +433,7 @@ class Director:
         duration = self.clock.now() - ctx.received_at
         series.duration.observe(duration)
         series.response_sizes.observe(ctx.response_bytes)
-        usage = ctx._tracker.usage if ctx._tracker is not None else None
+        usage = ctx._tracker.usage if ctx._tracker is not None else ctx.usage
         ctx.usage = usage
         if usage is not None:
             series.input_tokens.observe(usage.prompt_tokens)
@@ -376,6 +442,8 @@ class Director:
                 series.cached_tokens.observe(usage.cached_tokens)
             if usage.completion_tokens > 0:
                 series.ntpot.observe(duration / usage.completion_tokens)
+        if ctx.first_byte_at and error is None:
+            self._record_latency(ctx, series, usage)
         if ctx.span is not None:
             self._trace_response(ctx, error)
         notify = getattr(self.admission, "notify", None)
@@ -406,27 +474,48 @@ class Director:
         if t2:
             tracer.child(span, "gateway.flow_control.wait", t1, t2)
             tracer.scheduling(span, t2, now, request.state.pop(TRACE_KEY, []))
-        else:  # not admitted: the wait ended with the error
+        else:  # not dispatched: the wait ended with the error
             tracer.child(span, "gateway.flow_control.wait", t1, now)
 
     def _trace_response(self, ctx: RequestContext, error: BaseException | None) -> None:
         tracer = self.tracer
         assert tracer is not None
-        now = perf_counter()
         span = ctx.span
         if ctx.response_started:
             tracer.child(
-                span, "gateway.response", ctx.response_started, now, status=ctx.response_status
+                span,
+                "gateway.response",
+                ctx.response_started,
+                perf_counter(),
+                status=ctx.response_status,
             )
         span.set_attribute("http.response.status_code", ctx.response_status)
-        failed = error is not None or ctx.response_status >= 400
-        self._end_span(span, repr(error) if error is not None else None if not failed else
-                       f"status {ctx.response_status}")  # fmt: skip
+        if error is not None:
+            self._end_span(span, repr(error))
+        else:
+            failed = ctx.response_status >= 400
+            self._end_span(span, f"status {ctx.response_status}" if failed else None)
         ctx.span = None
 
     def _end_span(self, span: Any, error: str | None) -> None:
         assert self.tracer is not None
         self.tracer.end(span, perf_counter(), error)
+
+    def _record_latency(self, ctx: RequestContext, series: _Series, usage: Usage | None) -> None:
+        """TTFT: the first response bytes' time; TPOT, for a streamed answer of more than one
+        token: the time after them divided by the tokens after the first (``latency``)."""
+        req = ctx.request
+        tpot = None
+        if ctx.streaming and usage is not None and usage.completion_tokens > 1:
+            tpot = (self.clock.now() - ctx.first_byte_at) / (usage.completion_tokens - 1)
+        labels = (req.incoming_model, req.target_model)
+        latency.record(
+            (series.ttft, series.tpot),
+            labels,
+            req.headers,
+            ctx.first_byte_at - ctx.received_at,
+            tpot,
+        )
 
     def _move_load(self, ctx: RequestContext, served: str) -> None:
         """Envoy used a fallback endpoint: move the in-flight load to the one that serves."""

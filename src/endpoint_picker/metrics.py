@@ -10,9 +10,12 @@ from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client import values as _values
 
+# Go's client emits no ``*_created`` series; dashboards and alerts written for upstream's EPP
+# expect exactly its series, so the Python client's extra ones are turned off process-wide.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 # The client's single-process value class; None (plain observe()) if a version lacks it.
@@ -31,6 +34,10 @@ RESPONSE_SIZE_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192
 INPUT_TOKEN_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32778,
                        65536, 131072, 262144, 524288, 1048576)  # fmt: skip
 OUTPUT_TOKEN_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+TPOT_BUCKETS = (
+    0.0005, 0.00205, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.125, 0.15, 0.2, 0.3, 0.4, 0.5,
+    0.6, 0.8, 1, 1.5, 2, 3, 4.5, 6, 12, 18, 24, 30, 36, 48, 60, 90, 120, 180, 270, 360,
+)  # fmt: skip
 NTPOT_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 REQUEST_TOTAL = Counter(
@@ -99,6 +106,39 @@ NTPOT = Histogram(
     "[ALPHA] Inference objective latency divided by number of output tokens in seconds.",
     _M,
     buckets=NTPOT_BUCKETS,
+    registry=REGISTRY,
+)
+REQUEST_TTFT = Histogram(
+    "inference_objective_request_ttft_seconds",
+    "[ALPHA] Inference model TTFT distribution in seconds for each model and target model.",
+    _M,
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+REQUEST_TPOT = Histogram(
+    "inference_objective_request_tpot_seconds",
+    "[ALPHA] Inference model TPOT distribution in seconds for each model and target model.",
+    _M,
+    buckets=TPOT_BUCKETS,
+    registry=REGISTRY,
+)
+REQUEST_GAUGES = Gauge(
+    "inference_objective_inference_request_metric",
+    "[ALPHA] Consolidated gauge for various inference request metrics including TTFT, TPOT, "
+    "SLOs, and prediction durations.",
+    (*_M, "type"),
+    registry=REGISTRY,
+)
+SLO_VIOLATIONS = Counter(
+    "inference_objective_request_slo_violation_total",
+    "[ALPHA] Counter of SLO violations for each model, target model, and violation type.",
+    (*_M, "type"),
+    registry=REGISTRY,
+)
+MODEL_REWRITE_DECISIONS = Counter(
+    "inference_extension_model_rewrite_decisions_total",
+    "[ALPHA] Total number of inference model rewrite decisions.",
+    ("model_rewrite_name", "model_name", "target_model"),
     registry=REGISTRY,
 )
 USAGE_ESTIMATED = Counter(

@@ -12,6 +12,9 @@ parts of the API server's HTTP protocol the EPP uses, the way the real one does:
   (an ERROR event with a Status, as the real server sends it) when the version was compacted;
   bookmarks when asked for; ``timeoutSeconds`` ends the stream cleanly.
 
+TokenReview and SubjectAccessReview (for ``--metrics-endpoint-auth``) answer from
+:attr:`users` (token -> user) and :attr:`allowed` ((user, verb, path) triples).
+
 Test controls the real server does not have: :meth:`compact` (forget history, so old versions
 get 410), :meth:`drop_watches` (cut watch connections mid-stream), :meth:`end_watches` (end
 them cleanly), :meth:`bookmark`, :meth:`put_direct` (change an object behind the watchers'
@@ -102,6 +105,11 @@ class FakeApiServer:
         self.requests: list[tuple[str, str, str, str]] = []  # (token, verb, group, resource)
         self.watch_requests: list[dict[str, str]] = []
         self.refuse: Callable[[str, str, str, dict[str, Any] | None], int | None] | None = None
+        # API groups without CRDs here: 404, as an API server answers for an unknown group.
+        # llm-d.ai is off by default, so the EPP's discovery picks GIE's x-k8s.io group.
+        self.unserved_groups: set[str] = {"llm-d.ai"}
+        self.users: dict[str, str] = {}  # bearer token -> user name, for TokenReview
+        self.allowed: set[tuple[str, str, str]] = set()  # (user, verb, path) SubjectAccessReview
         self._watchers: list[_Watcher] = []
         self._streams: set[web.StreamResponse] = set()
         self._runner: web.AppRunner | None = None
@@ -246,9 +254,32 @@ class FakeApiServer:
         sub = rest[4] if len(rest) > 4 else None
         return group, namespace, plural, name, sub
 
+    async def _review(self, request: web.Request) -> web.Response:
+        """TokenReview and SubjectAccessReview, answered from :attr:`users`/:attr:`allowed`."""
+        body = await request.json()
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        kind = "TokenReview" if request.path.endswith("/tokenreviews") else "SubjectAccessReview"
+        parts = request.path.split("/")  # /apis/<group>/v1/<plural>
+        self.requests.append((token, "create", parts[2], parts[-1]))
+        spec = body.get("spec") or {}
+        if kind == "TokenReview":
+            user = self.users.get(spec.get("token", ""))
+            status: dict[str, Any] = {"authenticated": user is not None}
+            if user is not None:
+                status["user"] = {"username": user, "uid": f"uid-{user}", "groups": ["all"]}
+        else:
+            path = (spec.get("nonResourceAttributes") or {}).get("path", "")
+            verb = (spec.get("nonResourceAttributes") or {}).get("verb", "")
+            status = {"allowed": (spec.get("user"), verb, path) in self.allowed}
+        return web.json_response(body | {"status": status}, status=201)
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "POST" and request.path.endswith(
+            ("/tokenreviews", "/subjectaccessreviews")
+        ):
+            return await self._review(request)
         route = self._route(request.path)
-        if route is None:
+        if route is None or route[0] in self.unserved_groups:
             return _error(404, "NotFound", f"the server could not find {request.path}")
         group, namespace, plural, name, sub = route
         resource = f"{plural}/{sub}" if sub else plural
@@ -383,6 +414,7 @@ class FakeApiServer:
                     assert request.transport is not None
                     request.transport.abort()
                     return resp
+                line: dict[str, Any] | None
                 if item == "bookmark":
                     line = {
                         "type": "BOOKMARK",

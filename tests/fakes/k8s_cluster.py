@@ -41,6 +41,11 @@ Objective = create_namespaced_resource(
 )
 
 
+def _alpha(group: str, kind: str) -> Any:
+    plural = {"InferenceObjective": "inferenceobjectives"}.get(kind, "inferencemodelrewrites")
+    return create_namespaced_resource(group, "v1alpha2", kind, plural)
+
+
 def recorded(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((DATA / f"{name}.json").read_text())
     return data
@@ -170,6 +175,26 @@ class Cluster:
         obj = await self.client.get(Objective, name, namespace=self.namespace)
         data: dict[str, Any] = obj.to_dict()
         return data
+
+    async def add_alpha(
+        self,
+        kind: str,
+        name: str,
+        spec: dict[str, Any],
+        *,
+        group: str = "inference.networking.x-k8s.io",
+    ) -> None:
+        """An InferenceObjective or InferenceModelRewrite in ``group`` (GIE's or llm-d.ai)."""
+        res = _alpha(group, kind)
+        body = {"metadata": {"name": name, "namespace": self.namespace}, "spec": spec}
+        await self.client.create(res(body), namespace=self.namespace)
+
+    async def alpha_accepted(
+        self, kind: str, name: str, *, group: str = "inference.networking.x-k8s.io"
+    ) -> dict[str, Any] | None:
+        obj = (await self.client.get(_alpha(group, kind), name, namespace=self.namespace)).to_dict()
+        conds = (obj.get("status") or {}).get("conditions") or []
+        return next((c for c in conds if c["type"] == "Accepted"), None)
 
     async def accepted(self, name: str) -> dict[str, Any] | None:
         conds = ((await self.objective(name)).get("status") or {}).get("conditions") or []

@@ -16,11 +16,18 @@ from tests.fakes.k8s_cluster import POOL, Cluster, cluster, eventually
 
 from endpoint_picker.clock import FakeClock
 from endpoint_picker.datastore import Datastore
+from endpoint_picker.runner.metrics_auth import MetricsReviewer
 from endpoint_picker.sources.kubernetes import KubernetesSource
 from endpoint_picker.sources.leader import lease_name
 
 pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parents[2]
+POOL_REF = {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": POOL}
+OBJECTIVE_SPEC = {"poolRef": POOL_REF, "priority": 3}
+REWRITE_SPEC = {
+    "poolRef": POOL_REF,
+    "rules": [{"matches": [{"model": {"value": "a"}}], "targets": [{"modelRewrite": "b"}]}],
+}
 
 
 class Replica:
@@ -98,15 +105,28 @@ async def test_replica_that_loses_the_lease_stops_writing_status() -> None:
             def time_passes_until(check: Any) -> Any:
                 # A renewal of a's still in flight when the cut began may land after any one
                 # step of the clock, so keep time moving (0.5 s per poll) rather than jump once.
-                return lambda: (clock.advance(0.5), check())[1]
+                def step() -> Any:
+                    clock.advance(0.5)
+                    return check()
+
+                return step
 
             await eventually(time_passes_until(lambda: not a.src.is_leader))
             await eventually(time_passes_until(lambda: b.src.is_leader))
             writes = fake.count("patch", "inferenceobjectives/status")
             await c.set_objective("food-review", {"priority": 7})
             await eventually(lambda: _generation_is(c, 2))
-            await asyncio.sleep(0.3)  # room for a stray write by a to show up
-            assert fake.count("patch", "inferenceobjectives/status") == writes + 1  # b's only
+            # A fence instead of a pause. Once a has seen the change (its datastore has the new
+            # priority), its status writer was woken; a fence objective created only then
+            # reaches a by a later watch read, and the writer (a ready task) has had its turn
+            # before that read. So when a holds the fence and b has written its status, any
+            # write of a's for the change was already made.
+            await eventually(lambda: a.ds.priority_of("food-review") == 7)
+            await c.add_objective("zz-fence")
+            await eventually(lambda: a.ds.objective("zz-fence") is not None)
+            await eventually(lambda: c.accepted("zz-fence"))
+            # b's two writes (the change, the fence), none of a's
+            assert fake.count("patch", "inferenceobjectives/status") == writes + 2
             assert not a.src.is_leader and not a.src.is_ready()
             assert (await _lease(c))["spec"]["holderIdentity"] == "replica-b"
         finally:
@@ -154,10 +174,28 @@ async def test_rbac_role_grants_exactly_what_the_source_uses() -> None:
         await c.add_pool()
         await c.add_pod("p1", "10.0.0.1")
         await c.add_objective("food-review")
+        await c.add_alpha("InferenceModelRewrite", "rollout", REWRITE_SPEC)
         a = Replica(c, "replica-a")
         await eventually(lambda: a.src.is_leader)
         await eventually(lambda: c.accepted("food-review"))
+        await eventually(lambda: c.alpha_accepted("InferenceModelRewrite", "rollout"))
         await a.stop()
+        # llm-d-router's group, once its CRDs are there: discovery prefers it.
+        c.fake.unserved_groups.discard("llm-d.ai")
+        for kind in ("InferenceObjective", "InferenceModelRewrite"):
+            spec = REWRITE_SPEC if kind == "InferenceModelRewrite" else OBJECTIVE_SPEC
+            await c.add_alpha(kind, "llmd", spec, group="llm-d.ai")
+        b = Replica(c, "replica-b")
+        await eventually(lambda: b.src.is_leader)
+        await eventually(lambda: c.alpha_accepted("InferenceObjective", "llmd", group="llm-d.ai"))
+        await eventually(
+            lambda: c.alpha_accepted("InferenceModelRewrite", "llmd", group="llm-d.ai")
+        )
+        assert b.ds.rewrites.get("llmd") is not None and b.ds.priority_of("llmd") == 3
+        # --metrics-endpoint-auth: the reviews go out on the EPP's own client.
+        c.fake.users["prom-token"] = "prometheus"
+        assert await MetricsReviewer(b.client).status("prom-token", "/metrics") == 403
+        await b.stop()
         used = _verbs(c)
     granted = _role_rules()
     assert used == granted, (
@@ -168,8 +206,15 @@ async def test_rbac_role_grants_exactly_what_the_source_uses() -> None:
 def _role_rules() -> set[tuple[str, str]]:
     docs = list(yaml.safe_load_all((ROOT / "deploy" / "base" / "rbac.yaml").read_text()))
     rules: set[tuple[str, str]] = set()
+    bound = {
+        d["roleRef"]["name"]
+        for d in docs
+        if d
+        and d["kind"] in ("RoleBinding", "ClusterRoleBinding")
+        and any(s["name"] == "vllm-llama3-8b-instruct-epp" for s in d["subjects"])
+    }
     for doc in docs:
-        if doc and doc["kind"] in ("Role", "ClusterRole"):
+        if doc and doc["kind"] in ("Role", "ClusterRole") and doc["metadata"]["name"] in bound:
             for rule in doc["rules"]:
                 for group in rule["apiGroups"]:
                     for res in rule["resources"]:

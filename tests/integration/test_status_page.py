@@ -21,7 +21,6 @@ from e2e_support import (
     FAIRNESS_HEADER,
     MODEL,
     OBJECTIVE_HEADER,
-    front_fixture,  # noqa: F401  (registers the fixture `front`)
     running_stack,
 )
 

@@ -20,6 +20,8 @@ import yaml
 
 from endpoint_picker.api import InferenceObjective, InferencePool, crds
 from endpoint_picker.api.manifests import InvalidObject, parse_object
+from endpoint_picker.api.objective import LlmdInferenceObjective
+from endpoint_picker.api.rewrite import InferenceModelRewrite, LlmdInferenceModelRewrite
 from endpoint_picker.api.types import Model, Resource
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,8 +79,34 @@ FULL: dict[type[Resource], dict[str, Any]] = {
         },
         "status": {"conditions": [COND]},
     },
+    InferenceModelRewrite: {
+        "apiVersion": "inference.networking.x-k8s.io/v1alpha2",
+        "kind": "InferenceModelRewrite",
+        "metadata": {"name": "food-review-rollout"},
+        "spec": {
+            "poolRef": {
+                "group": "inference.networking.k8s.io",
+                "kind": "InferencePool",
+                "name": "p",
+            },
+            "rules": [
+                {
+                    "matches": [{"model": {"type": "Exact", "value": "food-review"}}],
+                    "targets": [
+                        {"modelRewrite": "food-review-v1", "weight": 90},
+                        {"modelRewrite": "food-review-v2", "weight": 10},
+                    ],
+                }
+            ],
+        },
+        "status": {"conditions": [COND]},
+    },
 }
+# llm-d-router's group: the same objects under llm-d.ai/v1alpha2.
+FULL[LlmdInferenceObjective] = FULL[InferenceObjective] | {"apiVersion": "llm-d.ai/v1alpha2"}
+FULL[LlmdInferenceModelRewrite] = FULL[InferenceModelRewrite] | {"apiVersion": "llm-d.ai/v1alpha2"}
 RESOURCES = list(FULL)
+assert list(crds.RESOURCES) == RESOURCES
 
 
 def schema(resource: type[Resource]) -> dict[str, Any]:
@@ -132,7 +160,7 @@ def test_committed_crd_matches_models(resource: type[Resource]) -> None:
     )
 
 
-def test_epp_crds_prints_both_as_valid_yaml() -> None:
+def test_epp_crds_prints_all_as_valid_yaml() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "endpoint_picker.cli", "crds"],
         capture_output=True,
@@ -140,7 +168,13 @@ def test_epp_crds_prints_both_as_valid_yaml() -> None:
         check=True,
     ).stdout
     docs = [d for d in yaml.safe_load_all(out) if d]
-    assert [d["spec"]["names"]["kind"] for d in docs] == ["InferencePool", "InferenceObjective"]
+    assert [(d["spec"]["group"], d["spec"]["names"]["kind"]) for d in docs] == [
+        ("inference.networking.k8s.io", "InferencePool"),
+        ("inference.networking.x-k8s.io", "InferenceObjective"),
+        ("inference.networking.x-k8s.io", "InferenceModelRewrite"),
+        ("llm-d.ai", "InferenceObjective"),
+        ("llm-d.ai", "InferenceModelRewrite"),
+    ]
     assert docs == [crds.crd(r) for r in RESOURCES]
     for doc in docs:
         assert doc["apiVersion"] == "apiextensions.k8s.io/v1"
@@ -150,7 +184,24 @@ def test_epp_crds_prints_both_as_valid_yaml() -> None:
 
 
 def test_crd_facts_as_upstream() -> None:
-    pool, objective = (crds.crd(r) for r in RESOURCES)
+    pool, objective, rewrite, llmd_objective, llmd_rewrite = (crds.crd(r) for r in RESOURCES)
+    assert rewrite["metadata"]["name"] == "inferencemodelrewrites.inference.networking.x-k8s.io"
+    assert llmd_objective["metadata"]["name"] == "inferenceobjectives.llm-d.ai"
+    assert llmd_rewrite["metadata"]["name"] == "inferencemodelrewrites.llm-d.ai"
+    assert "llm-d.ai/bundle-version" in llmd_rewrite["metadata"]["annotations"]
+    rules = schema(InferenceModelRewrite)["properties"]["spec"]["properties"]["rules"]
+    target = rules["items"]["properties"]["targets"]
+    assert target["minItems"] == 1
+    weight = target["items"]["properties"]["weight"]
+    assert (weight["minimum"], weight["maximum"], weight["format"]) == (1, 1_000_000, "int32")
+    match = rules["items"]["properties"]["matches"]["items"]["properties"]["model"]
+    assert match["properties"]["type"]["enum"] == ["Exact"]
+    assert (
+        schema(InferenceModelRewrite)["properties"]["status"]["properties"]["conditions"][
+            "default"
+        ][0]["type"]
+        == "Accepted"
+    )
     assert pool["metadata"]["name"] == "inferencepools.inference.networking.k8s.io"
     assert pool["spec"]["names"]["shortNames"] == ["infpool"]
     assert "api-approved.kubernetes.io" in pool["metadata"]["annotations"]

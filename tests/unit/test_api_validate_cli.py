@@ -13,8 +13,10 @@ ROOT = Path(__file__).resolve().parents[2]
 INVALID = ROOT / "examples" / "invalid"
 
 
-def run(capsys: pytest.CaptureFixture[str], *files: Path | str) -> tuple[int, str, str]:
-    argv = ["validate"]
+def run(
+    capsys: pytest.CaptureFixture[str], *files: Path | str, strict: bool = False
+) -> tuple[int, str, str]:
+    argv = ["validate", "--strict"] if strict else ["validate"]
     for f in files:
         argv += ["-f", str(f)]
     code = main(argv)
@@ -36,7 +38,7 @@ def test_invalid_samples_report_what_their_header_says(
     header = sample.read_text().splitlines()[0]
     assert header.startswith("# expect")
     expected = header.split(": ", 1)[1].split("...")[0].split("  (")[0]
-    code, _, err = run(capsys, sample)
+    code, _, err = run(capsys, sample, strict="--strict" in header.split(": ", 1)[0])
     assert code == 1
     lines = [line for line in err.splitlines() if not line.endswith("file(s)")]
     assert len(lines) == 1, err
@@ -125,3 +127,30 @@ def test_empty_documents_are_skipped(capsys: pytest.CaptureFixture[str], tmp_pat
     path.write_text("---\n---\n" + (ROOT / "examples" / "pool.yaml").read_text())
     code, out, _ = run(capsys, path)
     assert code == 0 and "document 2 (InferencePool/demo-pool): valid" in out
+
+
+def test_unknown_fields_are_pruned_with_a_warning_as_the_api_server_does(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Upstream's own test data carries fields its CRDs do not have (InferenceObjective
+    ``targetModels``, ``endpointPickerRef.namespace``) and ``labels:`` with nothing under it; the
+    API server prunes the former and reads the latter as no labels. So does ``epp validate``
+    (``--strict`` makes unknown fields errors, as ``kubectl --validate=strict``)."""
+    sample = tmp_path / "upstream.yaml"
+    sample.write_text(
+        "apiVersion: inference.networking.x-k8s.io/v1alpha2\n"
+        "kind: InferenceObjective\n"
+        "metadata: {name: sql-lora, labels: null}\n"
+        "spec:\n"
+        "  priority: 2\n"
+        "  poolRef: {name: vllm-qwen3-32b-pool}\n"
+        "  targetModels: [{name: sql-lora-1fdg2, weight: 100}]\n"
+    )
+    code, out, err = run(capsys, sample)
+    assert code == 0 and "(InferenceObjective/sql-lora): valid" in out
+    assert err.strip() == (
+        f"warning: {sample}: document 1 (InferenceObjective/sql-lora): spec.targetModels: "
+        "unknown field, pruned (as the API server does)"
+    )
+    code, _, err = run(capsys, sample, strict=True)
+    assert code == 1 and "spec.targetModels: unknown field" in err

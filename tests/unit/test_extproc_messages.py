@@ -138,7 +138,14 @@ def test_constant_answers_are_what_they_say() -> None:
     assert pb.ProcessingResponse.FromString(m.REQUEST_TRAILERS_CONTINUE).HasField(
         "request_trailers"
     )
-    assert m.response_headers({}) is m.RESPONSE_HEADERS_CONTINUE
-    extra = pb.ProcessingResponse.FromString(m.response_headers({"x-a": "1"}))
-    (opt,) = extra.response_headers.response.header_mutation.set_headers
-    assert (opt.header.key, opt.header.raw_value) == ("x-a", b"1")
+    answer = pb.ProcessingResponse.FromString(
+        m.response_headers({":status": "200", "x-b": "2", "content-length": "9"}, {"x-a": "1"})
+    )
+    opts = answer.response_headers.response.header_mutation.set_headers
+    # upstream's marker first, then the backend's headers with the director's over them;
+    # pseudo-headers and system-owned ones (content-length) are not re-set
+    assert [(o.header.key, o.header.raw_value) for o in opts] == [
+        ("x-went-into-resp-headers", b"true"),
+        ("x-b", b"2"),
+        ("x-a", b"1"),
+    ]

@@ -12,6 +12,7 @@ from endpoint_picker.flowcontrol import (
     SATURATION_DETECTORS,
     ConcurrencyDetector,
     FlowControlConfig,
+    LearnedCapacityDetector,
     UtilizationDetector,
     detector_from_config,
 )
@@ -113,7 +114,7 @@ def test_upstream_example_parses() -> None:
 
 
 def test_plugin_refs_resolve_and_threshold_is_read() -> None:
-    plugins = [
+    plugins: list[dict[str, Any]] = [
         {"name": "rr", "type": "round-robin-fairness-policy"},
         {"name": "limit", "type": "static-usage-limit-policy", "parameters": {"threshold": 0.9}},
     ]
@@ -169,6 +170,7 @@ def test_detector_registry_and_params() -> None:
     assert {
         "utilization-detector": UtilizationDetector,
         "concurrency-detector": ConcurrencyDetector,
+        "learned-capacity-detector": LearnedCapacityDetector,
     } == SATURATION_DETECTORS
     u = UtilizationDetector.from_params(None)
     assert (u.queue_depth_threshold, u.kv_cache_util_threshold) == (5, 0.8)

@@ -14,11 +14,17 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from endpoint_picker import cli
 from endpoint_picker.api import InferenceObjective, InferencePool
+from endpoint_picker.config.loader import load_config_text
+from endpoint_picker.runner.commands import options_from_args
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S_VERSION = kubernetes_validate.latest_version()
-CUSTOM = {"InferencePool": InferencePool, "InferenceObjective": InferenceObjective}
+CUSTOM: dict[str, type[InferencePool] | type[InferenceObjective]] = {
+    "InferencePool": InferencePool,
+    "InferenceObjective": InferenceObjective,
+}
 
 
 def docs(path: Path) -> list[dict[str, Any]]:
@@ -84,7 +90,7 @@ def test_every_kustomization_lists_its_folder() -> None:
 
 def test_base_builds_offline() -> None:
     kinds = sorted(d["kind"] for d in _kustomize(DEPLOY))
-    assert kinds.count("CustomResourceDefinition") == 2
+    assert kinds.count("CustomResourceDefinition") == 5  # pool; objective, rewrite x 2 groups
     assert {"Deployment", "Service", "ServiceAccount", "Role", "RoleBinding"} <= set(kinds)
 
 
@@ -133,7 +139,7 @@ def test_deployment_service_and_probes_agree() -> None:
     assert "--ha-enable-leader-election" in container["args"]
     assert container["readinessProbe"]["grpc"]["service"] == "readiness"
     # Probes, the gateway and Prometheus come from outside the pod: not a loopback address.
-    assert "--host=0.0.0.0" in container["args"]
+    assert epp_options(container["args"]).epp.host == "0.0.0.0"
     assert container["livenessProbe"]["grpc"]["service"] == "liveness"
     env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
     assert env == {"NAMESPACE": "metadata.namespace", "POD_NAME": "metadata.name"}
@@ -149,10 +155,50 @@ def test_deployment_service_and_probes_agree() -> None:
     assert binding["roleRef"]["name"] == by_kind("Role")[0]["metadata"]["name"]
 
 
+def epp_options(args: list[str]) -> Any:
+    """The Deployment's arguments through ``epp``'s own parser, as the image's entrypoint."""
+    parser = cli.build_parser()
+    argv, upstream = cli.prepare_argv(parser, args)
+    ns = parser.parse_args(argv)
+    ns.upstream_mode = upstream
+    return options_from_args(ns)
+
+
+def test_deployment_runs_upstreams_argument_list_with_its_config_mounted() -> None:
+    deployment = by_kind("Deployment")[0]
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    options = epp_options(container["args"])
+    assert options.epp.kubernetes_args is not None and options.front == "extproc"
+    assert options.epp.upstream.metrics_auth is True  # upstream's default, RBAC in rbac.yaml
+    # Leader election: Recreate, or a rolling update would wait forever on a standby.
+    assert options.epp.kubernetes_args.ha_enable_leader_election
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    # --config-file names a key of the ConfigMap mounted at /config, and that config loads.
+    config_file = Path(options.epp.config_file)
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == str(config_file.parent))
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    config_map = next(
+        c for c in by_kind("ConfigMap") if c["metadata"]["name"] == volume["configMap"]["name"]
+    )
+    load_config_text(config_map["data"][config_file.name])
+
+
+def test_rbac_grants_the_metrics_reviews_and_a_reader_role() -> None:
+    roles = {r["metadata"]["name"]: r for r in by_kind("ClusterRole")}
+    auth = roles["vllm-llama3-8b-instruct-epp-auth"]["rules"]
+    assert {(r["apiGroups"][0], r["resources"][0]) for r in auth} == {
+        ("authentication.k8s.io", "tokenreviews"),
+        ("authorization.k8s.io", "subjectaccessreviews"),
+    }
+    reader = roles["vllm-llama3-8b-instruct-epp-metrics-reader"]["rules"]
+    assert reader == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+
+
 def test_example_pool_is_the_one_the_epp_serves() -> None:
     pool = by_kind("InferencePool")[0]
     args = by_kind("Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert f"--pool-name={pool['metadata']['name']}" in args
+    assert epp_options(args).epp.kubernetes_args.pool_name == pool["metadata"]["name"]
     for objective in by_kind("InferenceObjective"):
         assert objective["spec"]["poolRef"]["name"] == pool["metadata"]["name"]
     service = by_kind("Service")[0]["metadata"]["name"]

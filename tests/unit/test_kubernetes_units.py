@@ -17,13 +17,15 @@ from endpoint_picker.datastore import Datastore
 from endpoint_picker.errors import ConfigError
 from endpoint_picker.sources import k8s_status as st
 from endpoint_picker.sources.k8s_args import (
+    add_arguments,
     deployment_name,
     parse_ports,
     parse_selector,
     resolve_namespace,
 )
+from endpoint_picker.sources.k8s_mode import from_args
 from endpoint_picker.sources.k8s_resources import pod_from_k8s, pool_manifest
-from endpoint_picker.sources.kubernetes import KubernetesSource, add_arguments, from_args
+from endpoint_picker.sources.kubernetes import KubernetesSource
 from endpoint_picker.sources.leader import LeaderElector, lease_name
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "k8s"
@@ -120,7 +122,7 @@ def test_lease_name_and_timing_rules_are_upstreams() -> None:
         "epp-default-vllm-llama3-8b-instruct.gateway-api-inference-extension.sigs.k8s.io"
     )
     with pytest.raises(ValueError):
-        LeaderElector(None, name="x", namespace="y", identity="z", renew_deadline=20)  # type: ignore[arg-type]
+        LeaderElector(None, name="x", namespace="y", identity="z", renew_deadline=20)
 
 
 # -- objective status -----------------------------------------------------------------------------

@@ -10,11 +10,14 @@ from typing import Any
 def register(subparsers: Any) -> None:
     crds = subparsers.add_parser(
         "crds",
-        help="print the InferencePool and InferenceObjective CRDs (YAML)",
+        help="print the InferencePool, InferenceObjective and InferenceModelRewrite CRDs (YAML)",
         description=(
-            "Print the two CustomResourceDefinitions (apiextensions.k8s.io/v1) generated from this "
-            "project's models, as one multi-document YAML stream for `kubectl apply -f -`. With "
-            "--output-dir, write one file per CRD instead (as committed under deploy/crds/)."
+            "Print the CustomResourceDefinitions (apiextensions.k8s.io/v1) generated from this "
+            "project's models - InferencePool (inference.networking.k8s.io/v1), and "
+            "InferenceObjective and InferenceModelRewrite (v1alpha2) in both GIE's group "
+            "(inference.networking.x-k8s.io) and llm-d-router's (llm-d.ai) - as one "
+            "multi-document YAML stream for `kubectl apply -f -`. With --output-dir, write one "
+            "file per CRD instead (as committed under deploy/crds/)."
         ),
     )
     crds.add_argument(
@@ -24,11 +27,13 @@ def register(subparsers: Any) -> None:
 
     validate = subparsers.add_parser(
         "validate",
-        help="check InferencePool/InferenceObjective manifests as the API server would",
+        help="check InferencePool/InferenceObjective/InferenceModelRewrite manifests as the API "
+        "server would",
         description=(
             "Validate multi-document YAML or JSON manifests (the files you would `kubectl apply`) "
-            "against the InferencePool (inference.networking.k8s.io/v1) and InferenceObjective "
-            "(inference.networking.x-k8s.io/v1alpha2) schemas. Exits 0 when every object is "
+            "against the InferencePool (inference.networking.k8s.io/v1), InferenceObjective and "
+            "InferenceModelRewrite (inference.networking.x-k8s.io/v1alpha2 or llm-d.ai/v1alpha2) "
+            "schemas. Exits 0 when every object is "
             "valid; otherwise prints one line per problem - file, document number (1-based), "
             "kind/name, field path and reason - and exits 1."
         ),
@@ -43,6 +48,12 @@ def register(subparsers: Any) -> None:
         help="a manifest file (repeat for several; duplicates are checked across all)",
     )
     validate.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    validate.add_argument(
+        "--strict",
+        action="store_true",
+        help="unknown fields are errors (kubectl --validate=strict); by default they are "
+        "pruned with a warning, as the API server does for its clients",
+    )
     validate.set_defaults(func=_validate)
 
 
@@ -60,7 +71,9 @@ def _crds(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from endpoint_picker.api.manifests import load_manifests
 
-    result = load_manifests(args.files)
+    result = load_manifests(args.files, strict=args.strict)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     for error in result.errors:
         print(error, file=sys.stderr)
     if not args.quiet:

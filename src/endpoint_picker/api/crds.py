@@ -16,8 +16,9 @@ import yaml
 from pydantic import BaseModel
 
 from endpoint_picker import __version__
-from endpoint_picker.api.objective import InferenceObjective
+from endpoint_picker.api.objective import InferenceObjective, LlmdInferenceObjective
 from endpoint_picker.api.pool import InferencePool
+from endpoint_picker.api.rewrite import InferenceModelRewrite, LlmdInferenceModelRewrite
 from endpoint_picker.api.types import Resource
 
 _API_VERSION_DOC = (
@@ -60,6 +61,19 @@ _RESOURCES: dict[type[Resource], dict[str, Any]] = {
         ],
     },
 }
+_REWRITE_FACTS: dict[str, Any] = {
+    "plural": "inferencemodelrewrites",
+    "short_names": [],
+    "annotations": {},
+    "printer_columns": [
+        {"jsonPath": ".spec.poolRef.name", "name": "Inference Pool", "type": "string"},
+        {"jsonPath": ".metadata.creationTimestamp", "name": "Age", "type": "date"},
+    ],
+}
+_RESOURCES[InferenceModelRewrite] = _REWRITE_FACTS
+# llm-d-router serves the two alpha types in its own group too, with the same schema.
+_RESOURCES[LlmdInferenceObjective] = _RESOURCES[InferenceObjective]
+_RESOURCES[LlmdInferenceModelRewrite] = _REWRITE_FACTS
 
 _DROP = {"title", "$defs"}
 
@@ -83,6 +97,8 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         del node["default"]  # "X | None = None" means optional, not a null default
     if node.get("additionalProperties") is False:
         del node["additionalProperties"]
+    if "const" in node:  # a one-value Literal: structural schemas have enum, not const
+        node["enum"] = [node.pop("const")]
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key in _DROP:
@@ -152,7 +168,7 @@ def crd(resource: type[Resource]) -> dict[str, Any]:
             "name": f"{facts['plural']}.{group}",
             "annotations": {
                 **facts["annotations"],
-                "inference.networking.k8s.io/bundle-version": f"v{__version__}",
+                _bundle_key(group): f"v{__version__}",
             },
         },
         "spec": {
@@ -162,6 +178,15 @@ def crd(resource: type[Resource]) -> dict[str, Any]:
             "versions": [served],
         },
     }
+
+
+def _bundle_key(group: str) -> str:
+    """Upstream's bundle-version annotation: GIE's key, or llm-d's for its own group."""
+    return (
+        "llm-d.ai/bundle-version"
+        if group == "llm-d.ai"
+        else ("inference.networking.k8s.io/bundle-version")
+    )
 
 
 class _Dumper(yaml.SafeDumper):
@@ -184,7 +209,13 @@ def render(resource: type[Resource]) -> str:
     return yaml.dump(crd(resource), Dumper=_Dumper, sort_keys=True, width=100)
 
 
-RESOURCES: tuple[type[Resource], ...] = (InferencePool, InferenceObjective)
+RESOURCES: tuple[type[Resource], ...] = (
+    InferencePool,
+    InferenceObjective,
+    InferenceModelRewrite,
+    LlmdInferenceObjective,
+    LlmdInferenceModelRewrite,
+)
 
 
 def file_name(resource: type[Resource]) -> str:
@@ -194,7 +225,7 @@ def file_name(resource: type[Resource]) -> str:
 
 
 def render_all() -> str:
-    """Both CRDs as one multi-document YAML stream."""
+    """Every CRD as one multi-document YAML stream."""
     return "---\n" + "---\n".join(render(r) for r in RESOURCES)
 
 

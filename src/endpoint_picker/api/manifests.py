@@ -9,6 +9,7 @@ fields and duplicates are all reported the same way, and loading carries on to r
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -19,14 +20,19 @@ import yaml
 from pydantic import ValidationError
 
 from endpoint_picker.api.errors import describe
-from endpoint_picker.api.objective import InferenceObjective
+from endpoint_picker.api.objective import InferenceObjective, LlmdInferenceObjective
 from endpoint_picker.api.pool import InferencePool
+from endpoint_picker.api.rewrite import InferenceModelRewrite, LlmdInferenceModelRewrite
 from endpoint_picker.api.types import Resource
 from endpoint_picker.errors import ConfigError
+from endpoint_picker.validation import field_path
 
-KINDS: dict[str, type[InferencePool] | type[InferenceObjective]] = {
-    InferencePool.KIND: InferencePool,
-    InferenceObjective.KIND: InferenceObjective,
+ApiObject = InferencePool | InferenceObjective | InferenceModelRewrite
+# kind -> the models that serve it, one per apiVersion (x-k8s.io and llm-d.ai for the alphas).
+KINDS: dict[str, tuple[type[Resource], ...]] = {
+    InferencePool.KIND: (InferencePool,),
+    InferenceObjective.KIND: (InferenceObjective, LlmdInferenceObjective),
+    InferenceModelRewrite.KIND: (InferenceModelRewrite, LlmdInferenceModelRewrite),
 }
 
 
@@ -75,7 +81,7 @@ class Document:
 
     file: str
     index: int
-    obj: InferencePool | InferenceObjective
+    obj: ApiObject
 
 
 @dataclass(slots=True)
@@ -84,6 +90,8 @@ class ManifestSet:
 
     documents: list[Document] = field(default_factory=list)
     errors: list[ManifestError] = field(default_factory=list)
+    # Unknown fields that were pruned, as the API server does by default (not with --strict).
+    warnings: list[ManifestError] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -97,16 +105,24 @@ class ManifestSet:
     def objectives(self) -> list[InferenceObjective]:
         return [d.obj for d in self.documents if isinstance(d.obj, InferenceObjective)]
 
-    def raise_for_errors(self) -> None:
-        """Raise one :class:`InvalidObject` carrying every error, if there were any."""
-        if self.errors:
-            raise InvalidObject(self.errors)
+    @property
+    def rewrites(self) -> list[InferenceModelRewrite]:
+        return [d.obj for d in self.documents if isinstance(d.obj, InferenceModelRewrite)]
 
 
 def parse_object(
-    data: Any, *, file: str = "<input>", index: int = 1
-) -> InferencePool | InferenceObjective:
-    """Validate one decoded document; raises :class:`InvalidObject` with every field error."""
+    data: Any,
+    *,
+    file: str = "<input>",
+    index: int = 1,
+    strict: bool = True,
+    warnings: list[ManifestError] | None = None,
+) -> ApiObject:
+    """Validate one decoded document; raises :class:`InvalidObject` with every field error.
+
+    ``strict=False`` is the API server's default field validation ("Warn"): unknown fields are
+    pruned and reported in ``warnings`` instead of failing the object. ``strict=True`` is
+    ``kubectl --validate=strict``."""
 
     def err(
         reason: str, path: str = "", kind: str | None = None, name: str | None = None
@@ -128,21 +144,39 @@ def parse_object(
             None,
             name,
         )
-    model = KINDS.get(kind)
-    if model is None:
-        known = ", ".join(f"{k} ({m.API_VERSION})" for k, m in KINDS.items())
+    models = KINDS.get(kind)
+    if models is None:
+        known = ", ".join(f"{k} ({' or '.join(_versions(ms))})" for k, ms in KINDS.items())
         raise err(
             f"unknown kind {kind!r} (apiVersion {api_version!r}); known kinds: {known}",
             "kind",
             kind,
             name,
         )
-    if api_version != model.API_VERSION:
+    model = next((m for m in models if api_version == m.API_VERSION), None)
+    if model is None:
         got = "it is missing" if api_version is None else f"got {api_version!r}"
-        raise err(f"{kind} is served as {model.API_VERSION!r}, {got}", "apiVersion", kind, name)
+        served = " or ".join(repr(v) for v in _versions(models))
+        raise err(f"{kind} is served as {served}, {got}", "apiVersion", kind, name)
     try:
-        return model.model_validate(dict(data))
+        return model.model_validate(dict(data))  # type: ignore[return-value]
     except ValidationError as exc:
+        unknown = [e["loc"] for e in exc.errors() if e["type"] == "extra_forbidden"]
+        if not strict and unknown and len(unknown) == exc.error_count():
+            pruned = _pruned(data, unknown)
+            if warnings is not None:
+                warnings.extend(
+                    ManifestError(
+                        "unknown field, pruned (as the API server does)",
+                        file=file,
+                        path=field_path(loc),
+                        index=index,
+                        kind=kind,
+                        name=name,
+                    )
+                    for loc in unknown
+                )
+            return parse_object(pruned, file=file, index=index, strict=True)
         raise InvalidObject(
             [
                 ManifestError(reason, file=file, path=path, index=index, kind=kind, name=name)
@@ -191,8 +225,11 @@ def iter_documents(text: str, *, file: str) -> Iterator[tuple[int, Any]]:
         ) from None
 
 
-def load_file(path: str | Path, into: ManifestSet | None = None) -> ManifestSet:
-    """Load every document of one file into ``into`` (a new set by default)."""
+def load_file(
+    path: str | Path, into: ManifestSet | None = None, *, strict: bool = False
+) -> ManifestSet:
+    """Load every document of one file into ``into`` (a new set by default); unknown fields
+    are pruned with a warning unless ``strict`` (see :func:`parse_object`)."""
     result = into if into is not None else ManifestSet()
     file = str(path)
     try:
@@ -205,7 +242,9 @@ def load_file(path: str | Path, into: ManifestSet | None = None) -> ManifestSet:
     try:
         for index, data in iter_documents(text, file=file):
             try:
-                obj = parse_object(data, file=file, index=index)
+                obj = parse_object(
+                    data, file=file, index=index, strict=strict, warnings=result.warnings
+                )
             except InvalidObject as exc:
                 result.errors.extend(exc.errors)
                 continue
@@ -230,12 +269,27 @@ def load_file(path: str | Path, into: ManifestSet | None = None) -> ManifestSet:
     return result
 
 
-def load_manifests(paths: Iterable[str | Path]) -> ManifestSet:
+def load_manifests(paths: Iterable[str | Path], *, strict: bool = False) -> ManifestSet:
     """Load several files as one set (duplicates are detected across files)."""
     result = ManifestSet()
     for path in paths:
-        load_file(path, into=result)
+        load_file(path, into=result, strict=strict)
     return result
+
+
+def _pruned(data: Any, locations: list[tuple[int | str, ...]]) -> Any:
+    """A deep copy of ``data`` without the fields at ``locations``."""
+    out = copy.deepcopy(dict(data))
+    for loc in locations:
+        node: Any = out
+        for part in loc[:-1]:
+            node = node[part]
+        node.pop(loc[-1], None)
+    return out
+
+
+def _versions(models: tuple[type[Resource], ...]) -> list[str]:
+    return [m.API_VERSION for m in models]
 
 
 def _type_name(value: Any) -> str:

@@ -1,6 +1,7 @@
 """``InferenceObjective`` (``inference.networking.x-k8s.io/v1alpha2``): priority for a workload.
 
-A request names its objective in the ``x-gateway-inference-objective`` header; the objective's
+A request names its objective in the ``x-llm-d-inference-objective`` header (or GIE's
+``x-gateway-inference-objective``); the objective's
 ``priority`` (unset reads as 0) orders it in flow control. Mirrors upstream's
 ``apix/v1alpha2/inferenceobjective_types.go``.
 """
@@ -104,3 +105,14 @@ class InferenceObjective(Resource):
     def effective_priority(self) -> int:
         """The priority flow control uses: unset reads as 0."""
         return self.spec.priority if self.spec.priority is not None else 0
+
+
+LLMD_GROUP = "llm-d.ai"
+
+
+class LlmdInferenceObjective(InferenceObjective):
+    """InferenceObjective as llm-d-router serves it: the same type in the ``llm-d.ai`` group."""
+
+    API_VERSION: ClassVar[str] = f"{LLMD_GROUP}/v1alpha2"
+
+    api_version: Literal["llm-d.ai/v1alpha2"] = "llm-d.ai/v1alpha2"  # type: ignore[assignment]

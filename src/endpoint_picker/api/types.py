@@ -94,6 +94,11 @@ def _utc(value: datetime) -> datetime:
 Time = Annotated[datetime, BeforeValidator(_parse_time), AfterValidator(_utc)]
 
 
+def _null_is_empty(value: Any) -> Any:
+    """``labels:`` with nothing under it is YAML null; the API server reads it as no labels."""
+    return {} if value is None else value
+
+
 class Model(BaseModel):
     """Base of every API model: camelCase on the wire, snake_case in Python, strict, closed."""
 
@@ -117,8 +122,12 @@ class ObjectMeta(Model):
 
     name: Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN)]
     namespace: Namespace = "default"
-    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: Annotated[dict[LabelKey, LabelValue], BeforeValidator(_null_is_empty)] = Field(
+        default_factory=dict
+    )
+    annotations: Annotated[dict[str, str], BeforeValidator(_null_is_empty)] = Field(
+        default_factory=dict
+    )
     generation: Int64 | None = None
     creation_timestamp: Time | None = None
     deletion_timestamp: Time | None = None

@@ -185,8 +185,14 @@ TRITON_TENSORRT_LLM = EngineMap.build(
     cache_block_size=_s("nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=tokens_per}"),
     cache_num_blocks=_s("nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=max}"),
 )
+# llm-d-router's: Triton Inference Server's generic metrics (non-LLM models, no KV cache).
+TRITON = EngineMap.build(
+    "triton",
+    queued=_s("nv_inference_pending_request_count"),
+    running=_s("nv_inference_exec_count"),
+)
 BUILTIN_ENGINES: dict[str, EngineMap] = {
-    e.name: e for e in (VLLM, SGLANG, TRTLLM_SERVE, TRITON_TENSORRT_LLM)
+    e.name: e for e in (VLLM, SGLANG, TRTLLM_SERVE, TRITON_TENSORRT_LLM, TRITON)
 }
 
 
@@ -252,3 +258,27 @@ def selector_from_params(params: Mapping[str, Any] | None) -> EngineSelector:
             raise ConfigError(f"duplicate engine name {engine.name!r}", path=where)
         overrides[engine.name] = engine
     return EngineSelector(merge_engines(overrides), default_engine=default, label_key=label_key)
+
+
+def with_legacy_specs(base: EngineMap, fields: Mapping[str, str]) -> EngineMap:
+    """``base`` with some specs replaced: upstream's legacy metric-name flags
+    (``--total-queued-requests-metric`` ...), given as engineConfigs field -> spec (``""``
+    disables one). Raises ConfigError naming the flag."""
+    flag_of = {v: k for k, v in _LEGACY_FLAGS.items()}
+    changed: dict[str, Any] = {}
+    for key, text in fields.items():
+        try:
+            changed[_PARAM_FIELDS[key]] = MetricSpec.parse(text)
+        except (KeyError, ValueError) as e:
+            raise ConfigError(str(e), path=flag_of.get(key, key)) from None
+    kwargs = {attr: getattr(base, attr) for attr in _PARAM_FIELDS.values() if attr not in changed}
+    return EngineMap.build(base.name, **kwargs, **changed)
+
+
+_LEGACY_FLAGS = {
+    "--total-queued-requests-metric": "queuedRequestsSpec",
+    "--total-running-requests-metric": "runningRequestsSpec",
+    "--kv-cache-usage-percentage-metric": "kvUsageSpec",
+    "--lora-info-metric": "loraSpec",
+    "--cache-info-metric": "cacheInfoSpec",
+}

@@ -20,6 +20,10 @@ from endpoint_picker.requests.types import (
     DESTINATION_HEADER,
     DESTINATION_NAMESPACE,
     DESTINATION_SERVED_HEADER,
+    FAIRNESS_ID_HEADER,
+    HEADER_ALIASES,
+    MODEL_REWRITE_HEADER,
+    OBJECTIVE_HEADER,
     SUBSET_KEY,
     SUBSET_NAMESPACE,
 )
@@ -33,9 +37,11 @@ BODY_CHUNK_LIMIT = 62_000
 # (upstream's pkg/epp/util/request/headers.go). The destination is set by this module alone.
 SYSTEM_OWNED_HEADERS = frozenset(
     {
-        "x-gateway-inference-fairness-id",
-        "x-gateway-inference-objective",
-        "x-gateway-model-name-rewrite",
+        *(
+            alias
+            for name in (FAIRNESS_ID_HEADER, OBJECTIVE_HEADER, MODEL_REWRITE_HEADER)
+            for alias in HEADER_ALIASES[name]
+        ),
         "x-gateway-destination-endpoint-subset",
         DESTINATION_HEADER,
         DESTINATION_SERVED_HEADER,
@@ -57,7 +63,6 @@ def _ser(msg: pb.ProcessingResponse) -> bytes:
 # Constant answers, serialized once. "Continue" = an empty CommonResponse: pass unchanged.
 REQUEST_HEADERS_CONTINUE = _ser(pb.ProcessingResponse(request_headers=pb.HeadersResponse()))
 RESPONSE_HEADERS_CONTINUE = _ser(pb.ProcessingResponse(response_headers=pb.HeadersResponse()))
-REQUEST_BODY_CONTINUE = _ser(pb.ProcessingResponse(request_body=pb.BodyResponse()))
 RESPONSE_BODY_CONTINUE = _ser(pb.ProcessingResponse(response_body=pb.BodyResponse()))
 REQUEST_TRAILERS_CONTINUE = _ser(pb.ProcessingResponse(request_trailers=pb.TrailersResponse()))
 RESPONSE_TRAILERS_CONTINUE = _ser(pb.ProcessingResponse(response_trailers=pb.TrailersResponse()))
@@ -160,13 +165,21 @@ def route_on_body(destination: str, headers: list[tuple[str, str]], body: bytes 
     )
 
 
-def response_headers(extra: Mapping[str, str]) -> bytes:
-    """Response-headers answer: the director's extra headers, or a pre-built 'continue'."""
-    if not extra:
-        return RESPONSE_HEADERS_CONTINUE
-    common = pb.CommonResponse(
-        header_mutation=pb.HeaderMutation(set_headers=_set_headers(extra.items()))
+RESPONSE_MARKER = ("x-went-into-resp-headers", "true")
+
+
+def response_headers(backend: Mapping[str, str], extra: Mapping[str, str]) -> bytes:
+    """Response-headers answer as upstream's (``generateResponseHeaders``): the marker
+    ``x-went-into-resp-headers: true``, then the backend's headers re-set with the director's
+    changes over them, minus system-owned and pseudo-headers (Envoy will not let those be set)."""
+    merged = {**backend, **extra}
+    headers = [RESPONSE_MARKER]
+    headers.extend(
+        (k, v)
+        for k, v in merged.items()
+        if not k.startswith(":") and k.lower() not in SYSTEM_OWNED_HEADERS
     )
+    common = pb.CommonResponse(header_mutation=pb.HeaderMutation(set_headers=_set_headers(headers)))
     return _ser(pb.ProcessingResponse(response_headers=pb.HeadersResponse(response=common)))
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import grpc
 
+from endpoint_picker.director_api import DirectorLike
 from endpoint_picker.extproc import health, tls
 from endpoint_picker.extproc.messages import ProcessingRequest
-from endpoint_picker.extproc.protocol import DirectorLike
 from endpoint_picker.extproc.stream import StreamFailed, handle_stream
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,20 @@ class ExtProcServer:
         secure: bool = True,
         cert_path: str | Path | None = None,
         ready: Callable[[], bool] | None = None,
+        cert_reload: bool = False,
+        max_recv: int | None = None,
+        max_send: int | None = None,
     ) -> None:
         self.director = director
+        self.cert_reload = cert_reload
+        self._options = _OPTIONS + [
+            (key, size)
+            for key, size in (
+                ("grpc.max_receive_message_length", max_recv),
+                ("grpc.max_send_message_length", max_send),
+            )
+            if size is not None
+        ]
         self.host = host
         self.port = port
         self.health_port = health_port
@@ -88,10 +100,13 @@ class ExtProcServer:
     async def start(self) -> None:
         """Bind both ports and start serving."""
         creds = None
-        if self.secure:
+        if self.secure and self.cert_reload and self.cert_path:
+            creds = tls.reloading_credentials(self.cert_path)
+        elif self.secure:
             key, cert = tls.load(self.cert_path) if self.cert_path else tls.self_signed()
             creds = grpc.ssl_server_credentials([(key, cert)])
-        server = grpc.aio.server(options=_OPTIONS)
+        # Later options win in gRPC's channel args: the flags' sizes override the defaults.
+        server = grpc.aio.server(options=self._options)
         server.add_generic_rpc_handlers(
             (
                 grpc.method_handlers_generic_handler(

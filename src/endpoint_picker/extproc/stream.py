@@ -6,7 +6,12 @@ answer goes out, headers first and the body back in <= 62,000-byte ``streamed_re
 In BUFFERED mode Envoy waits for the header answer before it sends the body, so the headers are
 answered with "continue" and the routing mutation rides on the body answer (Envoy still holds
 the headers). Response chunks are handed to the director and sent on one by one, never
-collected, so server-sent events flow as they are produced.
+collected, so server-sent events flow as they are produced; a non-streaming answer (JSON) is
+held in FULL_DUPLEX_STREAMED mode and answered once at its end, as upstream does, so a model-name
+rewrite sees the whole body. Response headers are answered as upstream's: the marker
+``x-went-into-resp-headers: true`` and the backend's headers re-set. A stream that begins with
+the response (Envoy processing only the response phase) is answered the same way, with no
+request to route or account for.
 
 The stream's I/O is two callables (``read`` returning a message or ``EOF``, ``write`` taking
 bytes) so the state machine runs the same under grpc.aio and in unit tests.
@@ -21,9 +26,9 @@ from typing import Any
 import grpc
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 
+from endpoint_picker.director_api import DirectorLike, RoutingContext
 from endpoint_picker.errors import InferenceError
 from endpoint_picker.extproc import messages as m
-from endpoint_picker.extproc.protocol import DirectorLike, RoutingContext
 from endpoint_picker.requests.types import DESTINATION_SERVED_HEADER, REQUEST_ID_HEADER
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,9 @@ async def handle_stream(director: DirectorLike[Any], read: Read, write: Write) -
     eof = grpc.aio.EOF
     msg = await read()
     if msg is eof:
+        return
+    if msg.WhichOneof("request") == "response_headers":
+        await _response_only(msg, read, write)
         return
     if msg.WhichOneof("request") != "request_headers":
         raise StreamFailed(
@@ -123,11 +131,16 @@ async def handle_stream(director: DirectorLike[Any], read: Read, write: Write) -
 
 
 def _extra(ctx: RoutingContext, headers: dict[str, str]) -> dict[str, str]:
-    """The director's extra headers, plus the request id when the director made one up."""
+    """The request headers to set besides the destination, as upstream's ``generateHeaders``:
+    the client's headers re-set (pseudo-headers and ``host`` left to Envoy; system-owned ones
+    are dropped by ``routing_headers``), the director's extras over them, and the request id
+    when the director made one up."""
+    out = {k: v for k, v in headers.items() if not k.startswith(":") and k != "host"}
+    out.update(ctx.headers_to_set)
     rid = ctx.request.request_id
     if rid and headers.get(REQUEST_ID_HEADER) != rid:
-        return {**ctx.headers_to_set, REQUEST_ID_HEADER: rid}
-    return ctx.headers_to_set
+        out[REQUEST_ID_HEADER] = rid
+    return out
 
 
 def _answer_headers(
@@ -174,6 +187,7 @@ async def _respond(
     eof = grpc.aio.EOF
     complete = False
     error: BaseException | None = None
+    held: list[bytes] = []  # a non-streaming body, answered at its end (DUPLEX)
     try:
         for answer in answers:
             await write(answer)
@@ -186,6 +200,14 @@ async def _respond(
                 part = msg.response_body
                 chunk = part.body
                 eos = part.end_of_stream
+                # Contexts that cannot say whether they stream are passed through chunk by chunk.
+                hold = response_mode == DUPLEX and not getattr(ctx, "streaming", True)
+                if hold:
+                    held.append(chunk)
+                    if not eos:
+                        continue  # FULL_DUPLEX_STREAMED needs no answer per chunk
+                    chunk = b"".join(held)
+                    held.clear()
                 out = director.handle_response_body(ctx, chunk, eos)
                 # Complete once the director saw the end: the client may already have read
                 # the whole body (content-length) and gone before Envoy gets this answer.
@@ -205,8 +227,13 @@ async def _respond(
                     resp_headers[DESTINATION_SERVED_HEADER] = served
                 extra = director.handle_response_headers(ctx, resp_headers)
                 complete = rh.end_of_stream or response_mode == NONE
-                await write(m.response_headers(extra))
+                await write(m.response_headers(m.header_map(rh.headers), extra))
             elif kind == "response_trailers":
+                if held:  # gRPC ends with trailers, not an end-of-stream body: flush, no EOS
+                    out = director.handle_response_body(ctx, b"".join(held), True)
+                    held.clear()
+                    for answer in m.streamed_chunks(m.RESPONSE_BODY_FIELD, out, False):
+                        await write(answer)
                 complete = True
                 await write(m.RESPONSE_TRAILERS_CONTINUE)
             elif kind == "request_trailers":
@@ -219,3 +246,38 @@ async def _respond(
         raise
     finally:
         director.finish(ctx, error=error)
+
+
+async def _response_only(first: Any, read: Read, write: Write) -> None:
+    """A stream that starts with response headers (no request phase was sent to us): answer
+    as upstream does, headers re-set with the marker, a streamed (SSE) body chunk by chunk,
+    any other body held and answered once at its end. Nothing was routed, so nothing is
+    accounted; the body passes unchanged."""
+    headers = m.header_map(first.response_headers.headers)
+    await write(m.response_headers(headers, {}))
+    streaming = "text/event-stream" in headers.get("content-type", "")
+    held: list[bytes] = []
+    while True:
+        msg = await read()
+        if msg is grpc.aio.EOF:
+            return
+        kind = msg.WhichOneof("request")
+        if kind == "response_body":
+            part = msg.response_body
+            if streaming:
+                for answer in m.streamed_chunks(
+                    m.RESPONSE_BODY_FIELD, part.body, part.end_of_stream
+                ):
+                    await write(answer)
+                continue
+            held.append(part.body)
+            if part.end_of_stream:
+                for answer in m.streamed_chunks(m.RESPONSE_BODY_FIELD, b"".join(held), True):
+                    await write(answer)
+                held.clear()
+        elif kind == "response_trailers":
+            if held:
+                for answer in m.streamed_chunks(m.RESPONSE_BODY_FIELD, b"".join(held), False):
+                    await write(answer)
+                held.clear()
+            await write(m.RESPONSE_TRAILERS_CONTINUE)

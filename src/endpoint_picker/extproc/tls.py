@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -79,3 +80,44 @@ def load(cert_path: str | Path) -> tuple[bytes, bytes]:
             raise ConfigError("not a PEM file", file=str(path))
         pair.append(data)
     return pair[0], pair[1]
+
+
+def reloading_credentials(cert_path: str | Path) -> Any:
+    """Server credentials that pick up new ``tls.crt``/``tls.key`` files (``--enable-cert-reload``).
+
+    gRPC asks the fetcher before each handshake (on its own thread, not the event loop); it
+    answers a new configuration only when a file's modification time moved, so a certificate
+    rotated by cert-manager is served from the next connection on, without a restart.
+    """
+    import grpc
+
+    first, fetch = cert_fetcher(cert_path, grpc.ssl_server_certificate_configuration)
+    return grpc.dynamic_ssl_server_credentials(first, fetch)
+
+
+def cert_fetcher(cert_path: str | Path, configure: Any) -> tuple[Any, Any]:
+    """(the first configuration, a fetcher): the fetcher answers ``configure([(key, cert)])``
+    when ``tls.key``/``tls.crt`` changed since it last looked, else None (keep the current)."""
+    folder = Path(cert_path)
+    key, cert = load(folder)
+    seen = [_mtimes(folder)]
+
+    def fetch() -> Any:
+        now = _mtimes(folder)
+        if now == seen[0]:
+            return None
+        try:
+            new_key, new_cert = load(folder)
+        except ConfigError:
+            return None  # half-written files: keep serving the old pair, try again next time
+        seen[0] = now
+        return configure([(new_key, new_cert)])
+
+    return configure([(key, cert)]), fetch
+
+
+def _mtimes(folder: Path) -> tuple[float, ...]:
+    try:
+        return tuple((folder / n).stat().st_mtime for n in ("tls.key", "tls.crt"))
+    except OSError:
+        return ()

@@ -14,6 +14,7 @@ from endpoint_picker.datastore import Endpoint
 
 from .config import FlowControlConfig, PriorityBandConfig
 from .controller import CAPACITY_MESSAGE, FlowController, outcome_error
+from .learned import LearnedCapacityDetector, LearnedCapacityParams
 from .legacy import SHED_MESSAGE, LegacyAdmission
 from .saturation import (
     SATURATION_DETECTORS,
@@ -21,7 +22,6 @@ from .saturation import (
     SaturationDetector,
     UtilizationDetector,
     detector_from_config,
-    estimate_tokens,
 )
 from .types import FlowKey, Outcome
 
@@ -33,6 +33,8 @@ __all__ = [
     "FlowControlConfig",
     "FlowController",
     "FlowKey",
+    "LearnedCapacityDetector",
+    "LearnedCapacityParams",
     "LegacyAdmission",
     "Outcome",
     "PriorityBandConfig",
@@ -40,7 +42,6 @@ __all__ = [
     "UtilizationDetector",
     "build_admission",
     "detector_from_config",
-    "estimate_tokens",
     "outcome_error",
 ]
 

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from endpoint_picker.requests.types import SLO_TTFT_HEADER
+from endpoint_picker.requests.types import SLO_TTFT_HEADER, header_value
 
 from .types import FlowKey, Item
 
@@ -50,10 +50,12 @@ class EDFOrdering:
 
 
 def slo_ttft_ms(headers: dict[str, str]) -> int | None:
-    """The ``x-slo-ttft-ms`` header as an int >= 0; None when missing, invalid or negative."""
-    raw = headers.get(SLO_TTFT_HEADER)
+    """``x-llm-d-slo-ttft-ms`` (or its alias ``x-slo-ttft-ms``) as an int >= 0; None when
+    missing, invalid or negative."""
+    raw = header_value(headers, SLO_TTFT_HEADER)
     if raw is None:  # headers are lower-case by contract; fall back to a scan for safety
-        raw = next((v for k, v in headers.items() if k.lower() == SLO_TTFT_HEADER), None)
+        lower = {k.lower(): v for k, v in headers.items()}
+        raw = header_value(lower, SLO_TTFT_HEADER)
     if raw is None:
         return None
     try:

@@ -11,6 +11,7 @@ from endpoint_picker.requests.types import (
     OBJECTIVE_HEADER,
     REQUEST_ID_HEADER,
     InferenceRequest,
+    header_value,
 )
 
 
@@ -30,6 +31,6 @@ def base_request(headers: Mapping[str, str], body: bytes) -> InferenceRequest:
         request_id=h.get(REQUEST_ID_HEADER) or str(uuid.uuid4()),
         headers=h,
         raw_body=bytes(body),
-        objective=h.get(OBJECTIVE_HEADER) or None,
-        fairness_id=h.get(FAIRNESS_ID_HEADER) or DEFAULT_FAIRNESS_ID,
+        objective=header_value(h, OBJECTIVE_HEADER) or None,
+        fairness_id=header_value(h, FAIRNESS_ID_HEADER) or DEFAULT_FAIRNESS_ID,
     )

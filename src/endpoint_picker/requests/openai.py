@@ -15,7 +15,7 @@ from typing import Any
 from endpoint_picker.errors import BadRequest
 from endpoint_picker.requests.common import base_request
 from endpoint_picker.requests.prompt import chat_text, json_text, prompt_text
-from endpoint_picker.requests.types import MODEL_REWRITE_HEADER, InferenceRequest
+from endpoint_picker.requests.types import MODEL_REWRITE_HEADER, InferenceRequest, header_value
 from endpoint_picker.requests.usage import UsageTracker
 
 DEFAULT_PATH = "/v1/completions"
@@ -104,7 +104,7 @@ class OpenAIParser:
         if not isinstance(model, str):
             raise BadRequest("model not found in request body")
         req.incoming_model = model
-        req.target_model = req.headers.get(MODEL_REWRITE_HEADER) or model
+        req.target_model = header_value(req.headers, MODEL_REWRITE_HEADER) or model
         salt = data.get("cache_salt")
         req.cache_salt = salt if isinstance(salt, str) else ""
         req.stream = data.get("stream") is True

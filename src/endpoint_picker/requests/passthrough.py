@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from endpoint_picker.requests.common import base_request
-from endpoint_picker.requests.types import MODEL_REWRITE_HEADER, InferenceRequest
+from endpoint_picker.requests.types import MODEL_REWRITE_HEADER, InferenceRequest, header_value
 from endpoint_picker.requests.usage import UsageTracker
 
 
@@ -20,7 +20,7 @@ class PassthroughParser:
 
     def parse(self, headers: Mapping[str, str], body: bytes, path: str = "") -> InferenceRequest:
         req = base_request(headers, body)
-        req.target_model = req.headers.get(MODEL_REWRITE_HEADER, "")
+        req.target_model = header_value(req.headers, MODEL_REWRITE_HEADER) or ""
         return req
 
     def usage_tracker(self, content_type: str | None = None) -> UsageTracker | None:

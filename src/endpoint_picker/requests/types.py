@@ -9,18 +9,41 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# Header names (upstream's pkg/epp/metadata/consts.go).
-OBJECTIVE_HEADER = "x-gateway-inference-objective"
-FAIRNESS_ID_HEADER = "x-gateway-inference-fairness-id"
-MODEL_REWRITE_HEADER = "x-gateway-model-name-rewrite"
+# Header names (llm-d-router's pkg/epp/metadata/consts.go): llm-d's names, read first, and
+# GIE's older ones as aliases (see header_value).
+OBJECTIVE_HEADER = "x-llm-d-inference-objective"
+FAIRNESS_ID_HEADER = "x-llm-d-inference-fairness-id"
+MODEL_REWRITE_HEADER = "x-llm-d-model-name-rewrite"
+SLO_TTFT_HEADER = "x-llm-d-slo-ttft-ms"
+SLO_TPOT_HEADER = "x-llm-d-slo-tpot-ms"
+HEADER_ALIASES: dict[str, tuple[str, ...]] = {
+    OBJECTIVE_HEADER: (OBJECTIVE_HEADER, "x-gateway-inference-objective"),
+    FAIRNESS_ID_HEADER: (FAIRNESS_ID_HEADER, "x-gateway-inference-fairness-id"),
+    MODEL_REWRITE_HEADER: (MODEL_REWRITE_HEADER, "x-gateway-model-name-rewrite"),
+    SLO_TTFT_HEADER: (SLO_TTFT_HEADER, "x-slo-ttft-ms"),
+    SLO_TPOT_HEADER: (SLO_TPOT_HEADER, "x-slo-tpot-ms"),
+}
 REQUEST_ID_HEADER = "x-request-id"
-SLO_TTFT_HEADER = "x-slo-ttft-ms"
 DESTINATION_HEADER = "x-gateway-destination-endpoint"
 DESTINATION_SERVED_HEADER = "x-gateway-destination-endpoint-served"
 SUBSET_NAMESPACE = "envoy.lb.subset_hint"
 SUBSET_KEY = "x-gateway-destination-endpoint-subset"
 DESTINATION_NAMESPACE = "envoy.lb"
 DEFAULT_FAIRNESS_ID = "default-flow"
+
+# Characters per token when only text is known (upstream's averageCharactersPerToken): prefix
+# blocks are sized with it, and in-flight load and the fast front's usage are estimated with it.
+CHARS_PER_TOKEN = 4
+
+
+def header_value(headers: dict[str, str], name: str) -> str | None:
+    """A request header by its current name, then its deprecated aliases (lower-case keys),
+    as upstream's ``GetLowerCaseHeaderValue``: ``x-llm-d-*`` wins over ``x-gateway-*``."""
+    for alias in HEADER_ALIASES.get(name, (name,)):
+        value = headers.get(alias)
+        if value is not None:
+            return value
+    return None
 
 
 @dataclass(slots=True)

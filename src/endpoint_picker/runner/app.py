@@ -18,6 +18,7 @@ from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.datastore import Datastore, Event
 from endpoint_picker.director import Director
 from endpoint_picker.errors import ConfigError
+from endpoint_picker.runner.upstream_flags import UpstreamSettings
 
 log = logging.getLogger("endpoint_picker")
 
@@ -46,7 +47,7 @@ class EppOptions:
     front: str = "extproc"  # "extproc" (GIE protocol) or "fast" (needs an Envoy config we write)
     pick_port: int = 9004  # fast front: ext_authz HTTP pick endpoint (+ /healthz)
     als_port: int = 9005  # fast front: Envoy gRPC access-log service
-    tracing: bool = False  # --tracing: OpenTelemetry spans per request (endpoint_picker.tracing)
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)  # upstream's other flags
 
 
 class Epp:
@@ -65,15 +66,13 @@ class Epp:
         self.metrics_server: Any = None
         self.admission: Any = None
         self.source: Any = None
+        self.draining = False  # set on SIGTERM in Kubernetes mode: not ready, still serving
 
     async def start(self) -> None:
-        from endpoint_picker.config import build_detector, build_scheduler, load_config
-        from endpoint_picker.config.loader import load_config_text
+        from endpoint_picker.config import build, load_config, load_config_text
         from endpoint_picker.datalayer import DataLayer
-        from endpoint_picker.datalayer.params import from_params
         from endpoint_picker.extproc import ExtProcServer
         from endpoint_picker.flowcontrol import build_admission
-        from endpoint_picker.requests import PARSERS
         from endpoint_picker.runner.observability import MetricsServer
         from endpoint_picker.runner.status import DecisionLog, StatusPage
 
@@ -83,20 +82,25 @@ class Epp:
         if o.config_file and o.config_text:
             raise ConfigError("--config-file and --config-text are mutually exclusive")
         cfg = load_config_text(o.config_text) if o.config_text else load_config(o.config_file)
+        built = build(cfg, clock=self.clock)  # every plugin, once
         await self._start_source()
 
-        plugin = cfg.saturation_detector_plugin
-        detector = build_detector(plugin)
         pool = self.datastore.pool
         self.admission = build_admission(
-            cfg.flow_control,
-            detector,
+            built.flow_control,
+            built.detector,
             self.datastore.endpoints,
             self.clock,
             pool_name=pool.metadata.name if pool else "",
         )
         await self._start_part(self.admission)
-        scheduler = build_scheduler(cfg, clock=self.clock, detectors={plugin.name: detector})
+        scheduler = built.scheduler
+        room = getattr(built.detector, "room_at_dispatch", None)
+        if room is not None:  # learned-capacity-detector: check the endpoint at dispatch
+            admission = self.admission
+            scheduler.room_check = lambda ep: bool(
+                room(ep, self.clock.now(), getattr(admission, "backlog", 1))
+            )
         self.datastore.subscribe(
             lambda event, obj: (
                 scheduler.remove_endpoint(obj) if event == Event.ENDPOINT_REMOVED else None
@@ -104,7 +108,7 @@ class Epp:
         )
         decisions = DecisionLog(clock=self.clock)
         tracer = None
-        if o.tracing:
+        if o.upstream.tracing:
             from endpoint_picker.tracing import from_flag
 
             tracer = from_flag(True)
@@ -116,7 +120,7 @@ class Epp:
             self._stoppers.append(stop_tracing)
         self.director = Director(
             self.datastore,
-            PARSERS[cfg.parser_plugin.type_name],
+            built.parser,
             self.admission,
             scheduler,
             clock=self.clock,
@@ -125,17 +129,19 @@ class Epp:
             tracer=tracer,
         )
         notify = getattr(self.admission, "notify", None)
-        layer_kwargs = from_params(_data_layer_params(cfg))
         datalayer = DataLayer(
             self.datastore,
             clock=self.clock,
             refresh_interval=o.refresh_metrics_interval,
             on_update=(lambda _ep: notify()) if notify else None,
-            **layer_kwargs,
+            **_layer_kwargs(built.data_layer, o.upstream),
         )
         await self._start_part(datalayer)
 
         if o.metrics_port is not None:
+            from endpoint_picker.runner.metrics_auth import metrics_guard
+
+            ssl_context, middlewares = await metrics_guard(o.upstream, self.source)
             self.metrics_server = MetricsServer(
                 self.datastore,
                 host=o.host,
@@ -151,6 +157,8 @@ class Epp:
                     staleness_threshold=o.metrics_staleness_threshold,
                     clock=self.clock,
                 ),
+                ssl_context=ssl_context,
+                middlewares=middlewares,
             )
             await self._start_part(self.metrics_server)
         if o.front == "fast":
@@ -175,6 +183,9 @@ class Epp:
             secure=o.secure_serving,
             cert_path=o.cert_path,
             ready=self.ready,
+            cert_reload=o.upstream.cert_reload,
+            max_recv=o.upstream.grpc_max_recv,
+            max_send=o.upstream.grpc_max_send,
         )
         await self._start_part(self.extproc)
 
@@ -186,10 +197,13 @@ class Epp:
     async def _start_source(self) -> None:
         o = self.options
         if o.kubernetes_args is not None:
-            from endpoint_picker.sources.k8s_args import from_args
+            from endpoint_picker.sources.k8s_mode import from_args
 
             source = from_args(o.kubernetes_args, self.datastore)
             if source is not None:
+                # A kubeconfig that cannot be used is a start-up error (as upstream's
+                # "Failed to get Kubernetes rest config"), not a source that never gets ready.
+                await source.api_client()
                 self.source = source
                 self._tasks.append(asyncio.create_task(source.run(), name="kubernetes-source"))
                 self._stoppers.append(source.stop)
@@ -207,6 +221,8 @@ class Epp:
         self._stoppers.append(stop_files)
 
     def ready(self) -> bool:
+        if self.draining:
+            return False
         is_ready = getattr(self.source, "is_ready", None)
         return bool(is_ready()) if callable(is_ready) else True
 
@@ -229,12 +245,21 @@ class Epp:
         self._tasks.clear()
 
 
-def _data_layer_params(cfg: Any) -> dict[str, Any]:
-    """Merge the parameters of the configured metrics source and its extractors (upstream wires
-    them as ``dataLayer.sources[].pluginRef`` / ``extractors[].pluginRef``)."""
-    merged: dict[str, Any] = {}
-    for src in (cfg.data_layer or {}).get("sources") or []:
-        names = [src["pluginRef"], *(ex["pluginRef"] for ex in src.get("extractors") or [])]
-        for name in names:
-            merged.update(cfg.plugins[name].parameters or {})
-    return merged
+def _layer_kwargs(built_layer: dict[str, Any] | None, up: UpstreamSettings) -> dict[str, Any]:
+    """DataLayer kwargs. Without a ``dataLayer`` in the config (upstream's legacy metrics path)
+    upstream's deprecated flags apply: ``--model-server-metrics-*`` set the scrape, and the
+    legacy metric-name flags replace specs of the default engine, as they set upstream's one
+    mapping for every pod. A config with a ``dataLayer`` wins, as upstream's does."""
+    from endpoint_picker.datalayer.engines import with_legacy_specs
+    from endpoint_picker.datalayer.params import from_params
+
+    if built_layer is not None:
+        if up.scrape_params or up.legacy_metrics:
+            log.info("the config's dataLayer sets the metrics: legacy metric flags ignored")
+        return built_layer
+    kwargs: dict[str, Any] = from_params(up.scrape_params)
+    if up.legacy_metrics:
+        engines = kwargs["engines"]
+        default = kwargs["default_engine"]
+        engines[default] = with_legacy_specs(engines[default], up.legacy_metrics)
+    return kwargs

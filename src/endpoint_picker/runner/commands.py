@@ -8,6 +8,7 @@ import logging
 import signal
 from typing import Any
 
+from endpoint_picker.errors import ConfigError
 from endpoint_picker.units import parse_duration
 
 
@@ -40,7 +41,12 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     )
     src.add_argument("--sim-profile", default="8b-h100", help="Simulator profile (--simulate).")
     epp = p.add_argument_group("epp", "The EPP itself (upstream flag names and defaults).")
-    epp.add_argument("--host", default="127.0.0.1", help="Address the EPP's servers bind to.")
+    epp.add_argument(
+        "--host",
+        default=None,
+        help="Address the EPP's servers bind to (default 127.0.0.1; all interfaces in "
+        "Kubernetes mode, as upstream).",
+    )
     epp.add_argument("--grpc-port", type=int, default=9002, help="ext_proc gRPC port.")
     epp.add_argument("--grpc-health-port", type=int, default=9003, help="gRPC health port.")
     epp.add_argument("--metrics-port", type=int, default=9090, help="Prometheus /metrics port.")
@@ -82,14 +88,6 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         default=0,
         help="Metrics port of model servers when the pool has one target port (deprecated).",
     )
-    epp.add_argument("-v", "--verbose", action="count", default=0, help="More logging.")
-    epp.add_argument(
-        "--tracing",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="OpenTelemetry spans per request, configured by the OTEL_* environment "
-        "(docs/observability.md).",
-    )
     env = p.add_argument_group("envoy", "The managed Envoy in front (standalone runs).")
     env.add_argument("--port", type=int, default=8081, help="Envoy's listener port for clients.")
     env.add_argument("--no-envoy", action="store_true", help="Run the EPP only.")
@@ -129,11 +127,11 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="What Envoy does when the EPP is down (FailOpen falls back within the pool only).",
     )
     env.add_argument("--envoy-admin-port", type=int, default=None, help="Envoy admin port.")
-    try:
-        from endpoint_picker.sources.k8s_args import add_arguments
-    except ImportError:  # pragma: no cover
-        return
+    from endpoint_picker.runner.upstream_flags import add_arguments as add_upstream
+    from endpoint_picker.sources.k8s_args import add_arguments
+
     add_arguments(p)
+    add_upstream(p, _duration)
 
 
 def _duration(text: str) -> float:
@@ -160,7 +158,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     _add_run_arguments(run)
-    run.set_defaults(func=run_command)
+    run.set_defaults(func=run_command, upstream_mode=False)
     demo = subparsers.add_parser(
         "demo",
         help="Start Envoy + EPP + simulated servers, send a mixed workload, print what happened.",
@@ -183,13 +181,22 @@ def register(subparsers: Any) -> None:
     demo.set_defaults(func=demo_command)
 
 
+def is_kubernetes(args: argparse.Namespace) -> bool:
+    """Kubernetes mode: upstream's ``--pool-name`` or ``--endpoint-selector`` was given."""
+    return bool(getattr(args, "pool_name", "") or getattr(args, "endpoint_selector", ""))
+
+
 def options_from_args(args: argparse.Namespace) -> Any:
+    """The parsed flags as StackOptions (checked; bad values are a ConfigError)."""
     from endpoint_picker.runner.app import EppOptions
     from endpoint_picker.runner.stack import StackOptions
+    from endpoint_picker.runner.upstream_flags import settings_from_args
 
-    kube = (
-        args if (getattr(args, "pool_name", "") or getattr(args, "endpoint_selector", "")) else None
-    )
+    kube = args if is_kubernetes(args) else None
+    if args.upstream_mode and kube is None:
+        # Upstream's own rule, in its words: its argument lists always name the pool.
+        raise ConfigError("either pool-name or endpoint-selector must be set")
+    upstream = settings_from_args(args, kubernetes=kube is not None)
     manifests = list(args.manifest)
     if not manifests and kube is None:
         from endpoint_picker.runner.defaults import default_manifest_path
@@ -201,11 +208,10 @@ def options_from_args(args: argparse.Namespace) -> Any:
         pool_name=args.pool_name_file,
         config_file=args.config_file,
         config_text=args.config_text,
-        host=args.host,
+        host=args.host or ("0.0.0.0" if kube is not None else "127.0.0.1"),
         grpc_port=args.grpc_port,
         grpc_health_port=args.grpc_health_port,
         metrics_port=args.metrics_port,
-        tracing=args.tracing,
         secure_serving=args.secure_serving,
         cert_path=args.cert_path,
         refresh_metrics_interval=args.refresh_metrics_interval,
@@ -216,6 +222,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         kubernetes_args=kube,
         pick_port=args.pick_port,
         als_port=args.als_port,
+        upstream=upstream,
     )
     return StackOptions(
         epp=epp,
@@ -232,11 +239,15 @@ def options_from_args(args: argparse.Namespace) -> Any:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose > 1 else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    return _run_loop(_serve(options_from_args(args)))
+    from endpoint_picker.runner import logs
+
+    options = options_from_args(args)
+    up = options.epp.upstream
+    logs.configure(up.log_level, json_lines=up.log_json, time_encoding=up.time_encoding)
+    log = logging.getLogger("endpoint_picker")
+    for note in up.notes:
+        log.info(note)
+    return _run_loop(_serve(options))
 
 
 async def _serve(options: Any) -> int:
@@ -271,10 +282,26 @@ async def _serve(options: Any) -> int:
         log.info("send requests to %s/v1/completions (Envoy pid %s)", stack.url, stack.envoy.pid)
     try:
         await stop.wait()
+        await _drain(stack, stop, log)
     finally:
         log.info("stopping")
         await stack.stop()
     return 0
+
+
+async def _drain(stack: Any, stop: asyncio.Event, log: logging.Logger) -> None:
+    """Upstream's ``--drain-timeout`` in Kubernetes mode: on SIGTERM go not-ready at once (the
+    gateway stops sending), keep serving in-flight streams that long; a second signal ends it."""
+    o = stack.epp.options
+    if o.kubernetes_args is None or o.upstream.drain_timeout <= 0:
+        return
+    stack.epp.draining = True
+    log.info("draining for %.0fs before stopping (--drain-timeout)", o.upstream.drain_timeout)
+    stop.clear()
+    try:
+        await asyncio.wait_for(stop.wait(), o.upstream.drain_timeout)
+    except TimeoutError:
+        pass
 
 
 def demo_command(args: argparse.Namespace) -> int:

@@ -8,7 +8,9 @@ per request; the per-endpoint queue gauge is a collector read at scrape time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+import ssl
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
@@ -81,7 +83,11 @@ class MetricsServer:
         ready: Callable[[], bool] = lambda: True,
         clock: Clock = SYSTEM_CLOCK,
         status: StatusPage | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        middlewares: Sequence[Any] = (),
     ) -> None:
+        self.ssl_context = ssl_context  # --metrics-cert-dir
+        self.middlewares = list(middlewares)  # --metrics-endpoint-auth (runner/metrics_auth.py)
         self.datastore = datastore
         self.status = status
         self.host, self.port = host, port
@@ -125,7 +131,7 @@ class MetricsServer:
             REGISTRY.register(self._collector)
         except ValueError:
             pass  # another instance in this process registered it already
-        app = web.Application()
+        app = web.Application(middlewares=self.middlewares)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         if self.status is not None:
@@ -133,7 +139,7 @@ class MetricsServer:
             await self.status.start()
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
         await site.start()
         if self.port == 0:
             server = site._server

@@ -8,7 +8,7 @@ endpoint removal) so the director does not need to know which plugin implements 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from time import perf_counter
 from typing import Any
 
@@ -48,6 +48,9 @@ class Scheduler:
     ) -> None:
         if not profiles:
             raise ValueError("a scheduler needs at least one profile")
+        # Dispatch-time room check (the learned-capacity detector's ``room_at_dispatch``, bound
+        # by the runner): a request never goes to a full endpoint while another has room.
+        self.room_check: Callable[[Endpoint], bool] | None = None
         self.profiles: dict[str, SchedulerProfile] = {p.name: p for p in profiles}
         self.handler = handler
         seen: dict[int, object] = {}
@@ -104,6 +107,7 @@ class Scheduler:
     ) -> SchedulingResult:
         if not candidates:
             raise ResourceExhausted("failed to find target endpoint: no candidate endpoints")
+        candidates = self._with_room(candidates)
         for producer, timer in self._producer_timers:
             t = perf_counter()
             producer.prepare(request, candidates)
@@ -142,6 +146,20 @@ class Scheduler:
         if not result.endpoints:
             raise ResourceExhausted("failed to find target endpoint: no endpoint chosen")
         return result
+
+    def _with_room(self, candidates: Sequence[Endpoint]) -> Sequence[Endpoint]:
+        """The candidates with room, when some have and some do not; else all of them.
+
+        Affinity (prefix, LoRA) then chooses among endpoints that can start the request now, so
+        it does not queue inside a server, behind requests of any priority. How long affinity
+        may wait for a full preferred endpoint is the room check's to say (the learned-capacity
+        detector's ``affinityBudget``, only while flow control holds no backlog).
+        """
+        room = self.room_check
+        if room is None:
+            return candidates
+        roomy = [ep for ep in candidates if room(ep)]
+        return roomy if roomy else candidates
 
     def _record(
         self, start: float, request: InferenceRequest, result: SchedulingResult | None

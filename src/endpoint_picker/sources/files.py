@@ -20,6 +20,7 @@ from pathlib import Path
 from endpoint_picker.api.manifests import ManifestError, ManifestSet, load_manifests
 from endpoint_picker.api.objective import InferenceObjective
 from endpoint_picker.api.pool import POOL_GROUP, InferencePool
+from endpoint_picker.api.rewrite import InferenceModelRewrite
 from endpoint_picker.datastore import Datastore
 from endpoint_picker.errors import ConfigError
 
@@ -136,6 +137,8 @@ class FileSource:
     def _apply(self, result: ManifestSet, stamps: list[Stamp]) -> bool:
         self._stamps = stamps  # an invalid version is reported once, not on every poll
         errors: list[ManifestError | ConfigError] = list(result.errors)
+        for warning in result.warnings:
+            log.warning("manifest: %s", warning)
         pool: InferencePool | None = None
         if not errors:
             try:
@@ -149,6 +152,7 @@ class FileSource:
             return False
         self.errors = []
         self._write(pool, result.objectives)
+        self._write_rewrites(pool, result.rewrites)
         self.loads += 1
         return True
 
@@ -184,8 +188,21 @@ class FileSource:
                 ds.set_objective(obj)
         ds.set_static_endpoints(self.endpoints)
 
+    def _write_rewrites(
+        self, pool: InferencePool | None, rewrites: list[InferenceModelRewrite]
+    ) -> None:
+        """InferenceModelRewrites whose poolRef is our pool, as upstream's reconciler keeps."""
+        ds = self.datastore
+        wanted = {r.metadata.name: r for r in rewrites if pool is None or _refers_to(r, pool)}
+        for old in ds.rewrites.all():
+            if old.metadata.name not in wanted:
+                ds.delete_rewrite(old.metadata.name)
+        for name, rw in wanted.items():
+            if ds.rewrites.get(name) != rw:
+                ds.set_rewrite(rw)
 
-def _refers_to(objective: InferenceObjective, pool: InferencePool) -> bool:
+
+def _refers_to(objective: InferenceObjective | InferenceModelRewrite, pool: InferencePool) -> bool:
     ref = objective.spec.pool_ref
     return (
         ref.name == pool.metadata.name

@@ -1,4 +1,7 @@
-"""Upstream's Kubernetes flags for ``epp run``, their validation, and building the source.
+"""Upstream's Kubernetes flags for ``epp run`` and their validation.
+
+The source itself is built from them by ``sources.k8s_mode.from_args``: this module imports
+nothing of the source, so the dependency runs one way (issue 12).
 
 Names, defaults and rules are upstream's (``pkg/epp/server/options.go``): exactly one of
 ``--pool-name`` and ``--endpoint-selector`` selects Kubernetes mode (neither means the run uses
@@ -10,14 +13,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from typing import TYPE_CHECKING
 
 from endpoint_picker.errors import ConfigError
 from endpoint_picker.sources.k8s_resources import POOL_GROUP
-
-if TYPE_CHECKING:
-    from endpoint_picker.datastore import Datastore
-    from endpoint_picker.sources.kubernetes import KubernetesSource
 
 _DEPLOYMENT_FROM_POD = re.compile(r"^(.+)-[a-z0-9]+-[a-z0-9]+$")
 _LABEL_PART = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?$")
@@ -116,33 +114,3 @@ def deployment_name(pod_name: str | None) -> str:
             f"POD_NAME {pod_name!r} is not <deployment>-<hash>-<id>", path="--endpoint-selector"
         )
     return match.group(1)
-
-
-def from_args(args: argparse.Namespace, datastore: Datastore) -> KubernetesSource | None:
-    """The source the flags ask for, or None when neither pool nor selector is given."""
-    from endpoint_picker.sources.kubernetes import KubernetesSource
-
-    pool_name: str = args.pool_name
-    selector_text: str = args.endpoint_selector
-    if pool_name and selector_text:
-        raise ConfigError("give either --pool-name or --endpoint-selector, not both")
-    if args.endpoint_target_ports and not selector_text:
-        raise ConfigError("--endpoint-target-ports needs --endpoint-selector")
-    if not pool_name and not selector_text:
-        return None
-    namespace = resolve_namespace(args.pool_namespace)
-    common = {
-        "pool_namespace": namespace,
-        "pool_group": args.pool_group,
-        "leader_election": args.ha_enable_leader_election,
-        "kubeconfig": args.kubeconfig,
-    }
-    if pool_name:
-        return KubernetesSource(datastore, pool_name=pool_name, **common)
-    return KubernetesSource(
-        datastore,
-        pool_name=deployment_name(os.environ.get("POD_NAME")),
-        endpoint_selector=parse_selector(selector_text),
-        target_ports=parse_ports(args.endpoint_target_ports),
-        **common,
-    )

@@ -5,8 +5,10 @@ Three reflectors (:mod:`.k8s_watch`) feed the datastore, as upstream's three rec
 * the **pool**, by name (field selector) in its namespace: present -> ``set_pool`` (the
   datastore re-derives endpoints when the selector or ports change); absent or deleting ->
   ``clear``. A changed selector also restarts the pod reflector with the new label selector;
-* the **objectives** of the namespace: those whose poolRef is our pool go to the datastore;
-  those naming our pool get an ``Accepted`` condition (:mod:`.k8s_status`);
+* the **objectives** and **model rewrites** of the namespace (:mod:`.k8s_alpha`; their group,
+  ``llm-d.ai`` or ``inference.networking.x-k8s.io``, from discovery): those whose poolRef is
+  our pool go to the datastore; those naming our pool get an ``Accepted`` condition
+  (:mod:`.k8s_status`);
 * the **pods** matching the pool selector: every re-list goes through ``replace_pods``, so a pod
   deleted while the watch was down is dropped, never leaked.
 
@@ -29,29 +31,28 @@ from typing import Any
 from lightkube import AsyncClient, KubeConfig
 from lightkube.core.exceptions import ConfigError as LightkubeConfigError
 from lightkube.resources.core_v1 import Pod as K8sPod
-from lightkube.types import PatchType
 from pydantic import ValidationError
 
 from endpoint_picker.api import InferenceObjective, InferencePool
+from endpoint_picker.api.objective import LLMD_GROUP, LlmdInferenceObjective
+from endpoint_picker.api.rewrite import InferenceModelRewrite, LlmdInferenceModelRewrite
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.datastore import Datastore, Pod
 from endpoint_picker.errors import ConfigError
 from endpoint_picker.sources import k8s_status as st
-from endpoint_picker.sources.k8s_args import add_arguments, from_args
+from endpoint_picker.sources.k8s_alpha import AlphaKind, discover_group
 from endpoint_picker.sources.k8s_resources import (
     POOL_GROUP,
     as_dict,
     is_deleting,
-    objective_resource,
     pod_from_k8s,
     pool_manifest,
     pool_resource,
-    trimmed,
 )
-from endpoint_picker.sources.k8s_watch import Backoff, Reflector, status_code
+from endpoint_picker.sources.k8s_watch import Backoff, Reflector
 from endpoint_picker.sources.leader import LeaderElector, lease_name
 
-__all__ = ["KubernetesSource", "add_arguments", "from_args"]
+__all__ = ["KubernetesSource"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class KubernetesSource:
         self.datastore = datastore
         self.pool_name, self.namespace, self.pool_group = pool_name, pool_namespace, pool_group
         self._client = client
+        self._client_lock = asyncio.Lock()
         self._owns_client = client is None
         self._kubeconfig = kubeconfig
         self._standalone = dict(endpoint_selector) if endpoint_selector is not None else None
@@ -101,9 +103,7 @@ class KubernetesSource:
         self._tasks: list[asyncio.Task[None]] = []
         self._pod_task: asyncio.Task[None] | None = None
         self._pod_selector: dict[str, str] | None = None
-        self._objectives: dict[str, dict[str, Any]] = {}  # every objective in the namespace
-        self._served: set[str] = set()  # objective names we put in the datastore
-        self._dirty: set[str] = set()
+        self.alpha: dict[str, AlphaKind] = {}  # by kind: objectives and rewrites we watch
         self._wake = asyncio.Event()
         self._elector: LeaderElector | None = None
         self._stopped = asyncio.Event()
@@ -146,11 +146,8 @@ class KubernetesSource:
                 self._pool_event,
                 fields={"metadata.name": self.pool_name},
             )
-            objectives = self._reflector(
-                "objective", objective_resource(), self._replace_objectives, self._objective_event
-            )
             self._spawn(pools.run(), "pool")
-            self._spawn(objectives.run(), "objective")
+            await self._start_alpha(client)
             self._spawn(self._status_writer(), "status")
         try:
             await self._stopped.wait()
@@ -169,7 +166,15 @@ class KubernetesSource:
             await reflector.synced.wait()
 
     # -- plumbing --
+    async def api_client(self) -> AsyncClient:
+        """The API client this source uses (made on first use): for the metrics-port reviews."""
+        return await self._ensure_client()
+
     async def _ensure_client(self) -> AsyncClient:
+        async with self._client_lock:  # run() and api_client() may race for the first one
+            return await self._make_client()
+
+    async def _make_client(self) -> AsyncClient:
         if self._client is None:
             try:
                 config = await asyncio.to_thread(self._load_config)
@@ -264,8 +269,8 @@ class KubernetesSource:
         had_pool = self.datastore.pool is not None
         self._set_pool(pool)
         if not had_pool:
-            for name in sorted(self._served):  # Datastore.clear dropped them with the old pool
-                self._push_objective(self._objectives[name])
+            for alpha in self.alpha.values():
+                alpha.repush()  # Datastore.clear dropped them with the old pool
             self._mark_all_dirty()
 
     def _set_pool(self, pool: InferencePool) -> None:
@@ -310,62 +315,62 @@ class KubernetesSource:
         else:
             self.datastore.upsert_pod(pod)
 
-    # -- objectives --
-    def _replace_objectives(self, items: list[Any]) -> None:
-        fresh = {d["metadata"]["name"]: d for d in map(as_dict, items)}
-        for name in [n for n in self._objectives if n not in fresh]:
-            self._objective_removed(name)
-        for data in fresh.values():
-            self._objective_seen(data)
+    # -- objectives and rewrites (sources/k8s_alpha.py) --
+    async def _start_alpha(self, client: AsyncClient) -> None:
+        """Discover each alpha kind's group, then watch it (a kind with no CRD is skipped)."""
+        ds = self.datastore
+        kinds: list[tuple[str, Any, Any, Any, Any]] = [
+            (
+                "InferenceObjective",
+                InferenceObjective,
+                LlmdInferenceObjective,
+                ds.set_objective,
+                ds.delete_objective,
+            ),
+            (
+                "InferenceModelRewrite",
+                InferenceModelRewrite,
+                LlmdInferenceModelRewrite,
+                ds.set_rewrite,
+                ds.delete_rewrite,
+            ),
+        ]
+        for kind, gie_model, llmd_model, put, drop in kinds:
+            group = await discover_group(client, kind, self.namespace)
+            if group is None:
+                log.info("%s is not served by the API server (no CRD): not watched", kind)
+                continue
+            log.info("watching %s in %s/v1alpha2", kind, group)
+            alpha = AlphaKind(
+                kind,
+                group,
+                llmd_model if group == LLMD_GROUP else gie_model,
+                put=put,
+                drop=drop,
+                ours=self._ours,
+                pool_present=lambda: ds.pool is not None,
+                wake=self._wake.set,
+            )
+            self.alpha[kind] = alpha
+            name = "objective" if kind == "InferenceObjective" else "rewrite"
+            reflector = self._reflector(name, alpha.resource, alpha.replace, alpha.event)
+            self._spawn(reflector.run(), name)
 
-    def _objective_event(self, kind: str, obj: Any) -> None:
-        data = as_dict(obj)
-        if kind == "DELETED" or is_deleting(data):
-            self._objective_removed(data["metadata"]["name"])
-        else:
-            self._objective_seen(data)
+    def _ours(self, data: dict[str, Any]) -> tuple[bool, bool]:
+        """(goes to the datastore, its status is ours to write)."""
+        return (
+            st.serves(data, self.pool_name, self.pool_group),
+            st.concerns_us(data, self.pool_name, self.pool_group),
+        )
 
-    def _objective_seen(self, data: dict[str, Any]) -> None:
-        name = data["metadata"]["name"]
-        self._objectives[name] = data
-        if st.serves(data, self.pool_name, self.pool_group):
-            self._push_objective(data)
-        elif name in self._served:
-            self._served.discard(name)
-            self.datastore.delete_objective(name)
-        if st.concerns_us(data, self.pool_name, self.pool_group):
-            self._dirty.add(name)
-            self._wake.set()
-
-    def _push_objective(self, data: dict[str, Any]) -> None:
-        name = data["metadata"]["name"]
-        try:
-            objective = InferenceObjective.model_validate(trimmed(data))
-        except ValidationError as err:
-            log.error("InferenceObjective %s/%s is invalid, ignored: %s", self.namespace, name, err)
-            return
-        self._served.add(name)
-        if self.datastore.pool is not None:
-            self.datastore.set_objective(objective)
-
-    def _objective_removed(self, name: str) -> None:
-        self._objectives.pop(name, None)
-        self._dirty.discard(name)
-        if name in self._served:
-            self._served.discard(name)
-            self.datastore.delete_objective(name)
-
-    # -- objective status --
+    # -- status of objectives and rewrites --
     def _on_leadership(self, leading: bool) -> None:
         if leading:
             self._mark_all_dirty()  # statuses may have moved while we were not writing
 
     def _mark_all_dirty(self) -> None:
-        self._dirty.update(
-            n
-            for n, d in self._objectives.items()
-            if st.concerns_us(d, self.pool_name, self.pool_group)
-        )
+        for alpha in self.alpha.values():
+            alpha.mark_all_dirty()
         self._wake.set()
 
     async def _status_writer(self) -> None:
@@ -377,18 +382,19 @@ class KubernetesSource:
             if not self.is_leader or not self.reflectors["pool"].synced.is_set():
                 continue  # woken again on leadership / pool sync
             failed = False
-            for name in sorted(self._dirty):
-                self._dirty.discard(name)
-                data = self._objectives.get(name)
-                if data is not None and self.is_leader:
-                    failed |= not await self._write_status(data)
+            for alpha in list(self.alpha.values()):
+                for name in sorted(alpha.dirty):
+                    alpha.dirty.discard(name)
+                    data = alpha.objects.get(name)
+                    if data is not None and self.is_leader:
+                        failed |= not await self._write_status(alpha, data)
             if failed:
                 await asyncio.sleep(backoff.next())
                 self._wake.set()
             else:
                 backoff.reset()
 
-    async def _write_status(self, data: dict[str, Any]) -> bool:
+    async def _write_status(self, alpha: AlphaKind, data: dict[str, Any]) -> bool:
         want = st.desired(
             data,
             pool_name=self.pool_name,
@@ -398,34 +404,8 @@ class KubernetesSource:
         )
         if not st.needs_write(data, want):
             return True
-        name = data["metadata"]["name"]
         assert self._client is not None
-        try:
-            updated = await self._client.patch(
-                objective_resource().Status,
-                name,
-                st.patch_body(data, want),
-                namespace=self.namespace,
-                patch_type=PatchType.MERGE,
-            )
-        except Exception as err:
-            if status_code(err) in (404, 409):
-                return True  # gone or changed meanwhile: its next watch event decides again
-            log.warning(
-                "writing status of InferenceObjective %s/%s failed: %s", self.namespace, name, err
-            )
-            self._dirty.add(name)
-            return False
-        if name in self._objectives:
-            self._objectives[name] = as_dict(updated)  # so a re-check before the event is a no-op
-        log.info(
-            "InferenceObjective %s/%s: Accepted=%s (%s)",
-            self.namespace,
-            name,
-            want.status,
-            want.reason,
-        )
-        return True
+        return await alpha.write_status(self._client, data, want, self.namespace)
 
 
 def _pod(obj: Any) -> Pod | None:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from endpoint_picker.clock import FakeClock
-from endpoint_picker.config import build_detector, load_config
+from endpoint_picker.config import build, load_config
 from endpoint_picker.datastore import Datastore
 from endpoint_picker.flowcontrol import build_admission
 from endpoint_picker.requests.types import InferenceRequest
@@ -61,10 +61,8 @@ def test_totals_fold_unknown_objectives_past_the_bound() -> None:
 
 async def test_snapshot_shows_bands_flows_and_saturation_from_real_flow_control() -> None:
     ds, clock = _world()
-    cfg = load_config(None)
-    admission = build_admission(
-        cfg.flow_control, build_detector(cfg.saturation_detector_plugin), ds.endpoints, clock
-    )
+    built = build(load_config(None), clock=clock)
+    admission = build_admission(built.flow_control, built.detector, ds.endpoints, clock)
     page = StatusPage(ds, DecisionLog(clock=clock), lambda: admission, clock=clock)
     page.sample()
     snap = page.snapshot()

@@ -1,0 +1,235 @@
+"""The priority benchmark's client: Poisson arrivals of three objectives, per-request timing,
+and a sampler of the pool's busy slots.
+
+One aiohttp session per run with an *unlimited* connection pool (``limit=0``): aiohttp's default
+of 100 connections would queue requests inside the client, which looks exactly like an EPP delay.
+Time to first byte is measured on the response body (the first SSE chunk when streaming, the
+whole body otherwise), so both modes time what a user waits for before seeing anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+OBJECTIVE_HEADER = "x-gateway-inference-objective"
+MODEL = "sim-model"
+# Objective -> (priority, share of arrivals). critical + standard stay below capacity up to 2.5x
+# overload, so sheddable absorbs the backlog, as the embedded objectives intend.
+MIX: dict[str, tuple[int, float]] = {
+    "critical": (10, 0.2),
+    "standard": (0, 0.2),
+    "sheddable": (-10, 0.6),
+}
+OUTPUTS = {"short": (16, 64), "long": (256, 512)}
+PROMPT_WORDS = (60, 120)
+LEARNED = "endpoint_picker_flow_control_learned_capacity"
+_WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
+
+
+@dataclass(slots=True)
+class Shot:
+    """One request's fate, as the client saw it."""
+
+    objective: str
+    priority: int
+    sent: float
+    ttfb: float | None = None  # seconds to the first body byte
+    status: int | None = None  # HTTP status; None = cancelled by the client at the end
+    error: str = ""
+
+
+def prompt(rng: random.Random) -> str:
+    """A distinct prompt (a random word salad), so no two requests share a cached prefix."""
+    n = rng.randint(*PROMPT_WORDS)
+    return f"{rng.random():.12f} " + " ".join(rng.choice(_WORDS) for _ in range(n))
+
+
+def mean_service_s(output: str, itl: float = 0.012, factor: float = 1.5) -> float:
+    """The 8b-h100 simulator's mean request time at full batch: prefill plus decode."""
+    lo, hi = OUTPUTS[output]
+    prefill = 0.03 + 0.0002 * sum(PROMPT_WORDS) / 2
+    return (prefill + itl * (lo + hi) / 2) * factor
+
+
+async def one(
+    session: aiohttp.ClientSession,
+    url: str,
+    shot: Shot,
+    body: dict[str, Any],
+) -> None:
+    """Send one completion and record status and time to first byte; cancellation leaves
+    ``status`` None (the client gave up at the end of the run)."""
+    headers = {OBJECTIVE_HEADER: shot.objective}
+    try:
+        async with session.post(url, json=body, headers=headers) as resp:
+            shot.status = resp.status
+            async for _chunk in resp.content.iter_any():
+                if shot.ttfb is None:
+                    shot.ttfb = time.monotonic() - shot.sent
+            if shot.ttfb is None:
+                shot.ttfb = time.monotonic() - shot.sent
+    except asyncio.CancelledError:
+        if shot.status is None or shot.ttfb is None:
+            shot.status = None
+        raise
+    except (aiohttp.ClientError, TimeoutError) as err:
+        shot.status, shot.error = 0, repr(err)[:200]
+
+
+@dataclass
+class Load:
+    """Poisson arrivals at ``rate``/s for ``duration`` s through ``url`` (the front)."""
+
+    url: str
+    rate: float
+    duration: float
+    output: str
+    stream: bool
+    seed: int = 0
+    shots: list[Shot] = field(default_factory=list)
+
+    def _body(self, rng: random.Random) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": MODEL,
+            "prompt": prompt(rng),
+            "max_tokens": rng.randint(*OUTPUTS[self.output]),
+        }
+        if self.stream:
+            body["stream"] = True
+        return body
+
+    async def run(self, grace_s: float) -> None:
+        """Arrivals for ``duration``; then up to ``grace_s`` for critical and standard to get
+        their first byte; then every request still open is cancelled (client disconnect)."""
+        rng = random.Random(self.seed)
+        names = list(MIX)
+        weights = [MIX[n][1] for n in names]
+        connector = aiohttp.TCPConnector(limit=0, force_close=False)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+        tasks: list[asyncio.Task[None]] = []
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            url = self.url + "/v1/completions"
+            start = time.monotonic()
+            t = start
+            while True:
+                t += rng.expovariate(self.rate)
+                if t - start > self.duration:
+                    break
+                await asyncio.sleep(max(0.0, t - time.monotonic()))
+                name = rng.choices(names, weights)[0]
+                shot = Shot(name, MIX[name][0], time.monotonic())
+                self.shots.append(shot)
+                tasks.append(asyncio.create_task(one(session, url, shot, self._body(rng))))
+            # At least a second, so that the last arrivals have reached the EPP before the
+            # client gives up on them (a request cancelled on its way is never counted).
+            await asyncio.sleep(1.0)
+            deadline = time.monotonic() + grace_s
+            while time.monotonic() < deadline:
+                if all(
+                    s.ttfb is not None or s.status not in (None, 200)
+                    for s in self.shots
+                    if s.priority >= 0
+                ):
+                    break
+                await asyncio.sleep(0.1)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def idle_probe(url: str, output: str, stream: bool, n: int, parallel: int) -> list[float]:
+    """Time to first byte of ``n`` critical requests on an idle pool, ``parallel`` at a time."""
+    rng = random.Random(12345)
+    sem = asyncio.Semaphore(parallel)
+    load = Load(url, 1.0, 0.0, output, stream)
+    shots: list[Shot] = []
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def go() -> None:
+            async with sem:
+                shot = Shot("critical", 10, time.monotonic())
+                shots.append(shot)
+                await one(session, url + "/v1/completions", shot, load._body(rng))
+
+        await asyncio.gather(*(go() for _ in range(n)))
+    return [s.ttfb for s in shots if s.ttfb is not None and s.status == 200]
+
+
+@dataclass
+class SlotSampler:
+    """Polls every simulator's running and waiting gauges every ``interval`` s."""
+
+    urls: list[str]
+    epp_url: str = ""  # the EPP's /metrics, for its learned capacity
+    interval: float = 0.2
+    samples: list[tuple[float, float, float]] = field(default_factory=list)  # (t, run, wait)
+    learned: list[float] = field(default_factory=list)  # learned capacity, summed, per sample
+    _task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            while True:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    pages = await asyncio.gather(*(_get(session, u) for u in self.urls))
+                    run = sum(_gauge(p, "vllm:num_requests_running") for p in pages)
+                    wait = sum(_gauge(p, "vllm:num_requests_waiting") for p in pages)
+                    self.samples.append((time.monotonic(), run, wait))
+                    if self.epp_url:
+                        page = await _get(session, self.epp_url)
+                        self.learned.append(_gauge(page, LEARNED))
+                await asyncio.sleep(self.interval)
+
+    def window(self, start: float, end: float) -> tuple[float, float]:
+        """Mean (running, waiting) over the pool between ``start`` and ``end``."""
+        picked = [(r, w) for t, r, w in self.samples if start <= t <= end]
+        if not picked:
+            return 0.0, 0.0
+        return (sum(r for r, _ in picked) / len(picked), sum(w for _, w in picked) / len(picked))
+
+
+async def _get(session: aiohttp.ClientSession, url: str) -> str:
+    async with session.get(url) as resp:
+        return await resp.text()
+
+
+def _gauge(page: str, name: str) -> float:
+    """A plain gauge's value from Prometheus text (summed over its series)."""
+    total = 0.0
+    for line in page.splitlines():
+        if line.startswith(name) and line[len(name) : len(name) + 1] in (" ", "{"):
+            total += float(line.rsplit(" ", 1)[-1])
+    return total
+
+
+async def pool_idle(urls: list[str], wait_s: float = 60.0) -> bool:
+    """Until no simulator runs or queues anything (so cells do not overlap)."""
+    deadline = time.monotonic() + wait_s
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                pages = await asyncio.gather(*(_get(session, u) for u in urls))
+                busy = sum(
+                    _gauge(p, "vllm:num_requests_running") + _gauge(p, "vllm:num_requests_waiting")
+                    for p in pages
+                )
+                if busy == 0:
+                    return True
+            await asyncio.sleep(0.2)
+    return False

@@ -1,0 +1,115 @@
+"""How many requests one endpoint can run at once, learned from what it reports.
+
+A model server runs at most N requests (vLLM ``--max-num-seqs``, or fewer when its KV cache is
+full) and queues the rest in its own FIFO. Flow control can order requests only while they are
+still in the EPP, so the EPP should send each server exactly N: no fewer (idle slots), no more
+(a server-side queue the EPP cannot reorder). Nobody tells us N (vLLM does not export
+max-num-seqs, and a KV-bound server's N moves with its prompts), so it is learned per endpoint:
+
+- **Plateau.** A server that queues (``waiting > 0``) is running all it can: N is what it runs.
+  The highest ``running`` seen while queueing within ``plateauWindow`` is taken; a lower N needs
+  the server to have queued at half of the last ten scrapes (a request caught between "arrived"
+  and "admitted" shows as queueing now and then, not persistently).
+- **Growth.** A server running everything it was given (``running >= N``) with nothing waiting
+  may have room for more. Before any plateau was seen, N grows by half at every such scrape
+  (slow start); after one, N is probed one higher every ``probeInterval``, and a probe the
+  server accepts (runs above the old plateau without queueing) switches back to growing.
+- **KV-bound.** At or above ``kvCacheUtilThreshold`` of KV cache the endpoint does not grow, and
+  N drops to what it runs: the next request would wait for blocks.
+
+Each scrape is one observation (``Metrics.update_time`` tells a new one from a re-read), and all
+time is the caller's ``now``, so the rules are tested with a fake clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from endpoint_picker.datastore import Metrics
+
+# A capacity below the current one is believed when at least CONFIRM of the last RECENT scrapes
+# saw the server queue. A server that got smaller (or KV-bound) queues at nearly every scrape;
+# one that merely had not admitted a request yet (its scheduler step, a busy CPU) only now
+# and then, and would otherwise lose a slot until the next probe.
+RECENT = 10
+CONFIRM = 5
+
+
+class CapacityLearner:
+    """The learned capacity of one endpoint (``capacity``, an integer >= 1)."""
+
+    __slots__ = (
+        "_growing",
+        "_plateau",
+        "_plateau_at",
+        "_recent",
+        "_samples",
+        "capacity",
+        "kv_threshold",
+        "last_update",
+        "max_capacity",
+        "plateau_window",
+        "probe_interval",
+    )
+
+    def __init__(
+        self,
+        initial: int = 4,
+        *,
+        max_capacity: int = 4096,
+        probe_interval: float = 5.0,
+        plateau_window: float = 2.0,
+        kv_threshold: float = 0.95,
+    ) -> None:
+        self.capacity = max(1, min(initial, max_capacity))
+        self.max_capacity = max_capacity
+        self.probe_interval = probe_interval
+        self.plateau_window = plateau_window
+        self.kv_threshold = kv_threshold
+        self.last_update = 0.0  # update_time of the last scrape observed
+        self._samples: deque[tuple[float, int]] = deque()  # (time, running) while queueing
+        self._recent: deque[bool] = deque(maxlen=RECENT)  # the last scrapes: queueing or not
+        self._plateau = 0  # last confirmed plateau; 0 = none seen yet
+        self._plateau_at = -math.inf
+        self._growing = True  # slow start until a plateau is seen
+
+    def observe(self, metrics: Metrics, now: float) -> bool:
+        """Learn from ``metrics`` if it is a scrape not yet seen; True when capacity changed."""
+        if metrics.update_time <= 0 or metrics.update_time == self.last_update:
+            return False
+        self.last_update = metrics.update_time
+        before = self.capacity
+        running, waiting = metrics.running_requests_size, metrics.waiting_queue_size
+        self._recent.append(waiting > 0 and running > 0)
+        if waiting > 0 and running > 0:
+            self._on_queueing(running, now)
+        elif waiting == 0:
+            self._on_idle_queue(running, metrics.kv_cache_usage_percent, now)
+        return self.capacity != before
+
+    def _on_queueing(self, running: int, now: float) -> None:
+        """The server queues: it runs all it can, so its capacity is the running plateau."""
+        self._samples.append((now, running))
+        while self._samples and now - self._samples[0][0] > self.plateau_window:
+            self._samples.popleft()
+        plateau = max(r for _, r in self._samples)
+        if plateau < self.capacity and sum(self._recent) < CONFIRM:
+            return  # sporadic: requests caught between "arrived" and "admitted"
+        self.capacity = min(plateau, self.max_capacity)
+        self._plateau, self._plateau_at, self._growing = self.capacity, now, False
+
+    def _on_idle_queue(self, running: int, kv: float, now: float) -> None:
+        """Nothing waits: grow when every learned slot is in use and the cache has room."""
+        if kv >= self.kv_threshold:
+            self.capacity = max(1, min(self.capacity, running))
+            return
+        if not self._growing and self._plateau and running > self._plateau:
+            self._growing = True  # a probe went through: the server has grown
+        if running < self.capacity or self.capacity >= self.max_capacity:
+            return
+        if self._growing:
+            self.capacity = min(self.max_capacity, self.capacity + max(1, self.capacity // 2))
+        elif now - self._plateau_at >= self.probe_interval:
+            self.capacity += 1
+            self._plateau_at = now  # the next probe waits a full interval again

@@ -1,0 +1,168 @@
+"""``learned-capacity-detector``: the pool is full when every endpoint runs all it can.
+
+This project's default saturation detector (docs/flow-control.md, "Learned capacity"). Upstream's
+``utilization-detector`` calls the pool saturated only once every server holds a queue of its
+own, so under overload the queue, and with it the priority order, lives in the servers' FIFO
+queues. This detector keeps the queue in the EPP instead: each endpoint has a learned capacity
+(:class:`~endpoint_picker.flowcontrol.capacity.CapacityLearner`), the EPP's in-flight requests
+fill it, and the pool is saturated when dispatching more would make a server queue.
+
+It also reserves the last slot(s) for the highest priority (holdback): bands below the top band
+stop at ``holdback_ceiling``, so a slot is usually free when a critical request arrives and it
+does not wait for one to finish, without preempting anything.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Self
+
+from prometheus_client import Gauge
+from pydantic import Field
+
+from endpoint_picker.datastore import Endpoint
+from endpoint_picker.metrics import REGISTRY
+from endpoint_picker.params import Duration, PluginParams, validate_params
+
+from .capacity import CapacityLearner
+
+LEARNED_CAPACITY = Gauge(
+    "endpoint_picker_flow_control_learned_capacity",
+    "Requests the learned-capacity-detector lets run at once on each endpoint.",
+    ("endpoint",),
+    registry=REGISTRY,
+)
+
+
+class LearnedCapacityParams(PluginParams):
+    """``learned-capacity-detector`` parameters (camelCase; durations as Go durations)."""
+
+    initial_capacity: int = Field(4, ge=1)
+    max_capacity: int = Field(4096, ge=1)
+    probe_interval: Duration = Field(5.0, gt=0)
+    plateau_window: Duration = Field(2.0, gt=0)
+    kv_cache_util_threshold: float = Field(0.95, gt=0, le=1)
+    metrics_staleness_threshold: Duration = Field(2.0, gt=0)
+    holdback: float = Field(0.05, ge=0, le=0.5)
+    affinity_budget: int = Field(2, ge=0)
+
+
+class LearnedCapacityDetector:
+    """Saturation = in-flight requests over learned capacity, summed over fresh endpoints."""
+
+    type_name: ClassVar[str] = "learned-capacity-detector"
+
+    def __init__(self, params: LearnedCapacityParams | None = None) -> None:
+        self.params = params or LearnedCapacityParams()
+        self._learners: dict[str, CapacityLearner] = {}
+        self._gauges: dict[str, Any] = {}
+
+    params_model: ClassVar[type[LearnedCapacityParams]] = LearnedCapacityParams
+
+    @classmethod
+    def from_config(cls, p: LearnedCapacityParams) -> Self:
+        return cls(p)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None = None) -> Self:
+        path = f"{cls.type_name}.parameters"
+        return cls.from_config(validate_params(cls.params_model, params, path=path))
+
+    # -- learning ----------------------------------------------------------------------------
+    def learner(self, ep: Endpoint) -> CapacityLearner:
+        """The endpoint's learner, created at ``initialCapacity`` on first sight."""
+        found = self._learners.get(ep.name)
+        if found is None:
+            p = self.params
+            found = self._learners[ep.name] = CapacityLearner(
+                p.initial_capacity,
+                max_capacity=p.max_capacity,
+                probe_interval=p.probe_interval,
+                plateau_window=p.plateau_window,
+                kv_threshold=p.kv_cache_util_threshold,
+            )
+            self._gauges[ep.name] = LEARNED_CAPACITY.labels(ep.name)
+            self._gauges[ep.name].set(found.capacity)
+        return found
+
+    def capacity(self, ep: Endpoint, now: float) -> int:
+        """The endpoint's learned capacity, after learning from a scrape not yet seen."""
+        learner = self.learner(ep)
+        if learner.observe(ep.metrics, now):
+            self._gauges[ep.name].set(learner.capacity)
+        return learner.capacity
+
+    @staticmethod
+    def load(ep: Endpoint) -> int:
+        """Requests on the endpoint: the EPP's in-flight count. (Not lowered by the server's own
+        running + waiting: a request on its way is in neither, and counting it out would send
+        one more into a full server.)"""
+        return ep.inflight_requests
+
+    def _fresh(self, ep: Endpoint, now: float) -> bool:
+        return ep.metrics.age(now) <= self.params.metrics_staleness_threshold
+
+    def forget_missing(self, endpoints: Sequence[Endpoint]) -> None:
+        """Drop learners (and gauge series) of endpoints no longer in the pool."""
+        names = {ep.name for ep in endpoints}
+        for name in [n for n in self._learners if n not in names]:
+            del self._learners[name]
+            self._gauges.pop(name, None)
+            try:
+                LEARNED_CAPACITY.remove(name)
+            except KeyError:  # pragma: no cover - already gone
+                pass
+
+    def _totals(self, endpoints: Sequence[Endpoint], now: float) -> tuple[int, int]:
+        """(in-flight capped at capacity, capacity) over endpoints with fresh metrics."""
+        if len(self._learners) > len(endpoints):
+            self.forget_missing(endpoints)
+        used = total = 0
+        for ep in endpoints:
+            cap = self.capacity(ep, now)
+            if self._fresh(ep, now):
+                total += cap
+                used += min(self.load(ep), cap)
+        return used, total
+
+    # -- the SaturationDetector protocol -----------------------------------------------------
+    def saturation(self, endpoints: Sequence[Endpoint], now: float) -> float:
+        """Share of the pool's learned slots in use; 1.0 with no fresh endpoint."""
+        used, total = self._totals(endpoints, now)
+        return used / total if total else 1.0
+
+    def has_room(self, endpoint: Endpoint, now: float) -> bool:
+        """Fresh metrics and fewer requests on it than its learned capacity."""
+        cap = self.capacity(endpoint, now)
+        return self._fresh(endpoint, now) and self.load(endpoint) < cap
+
+    def room_at_dispatch(self, endpoint: Endpoint, now: float, backlog: int) -> bool:
+        """The scheduler's dispatch-time check. While flow control holds a backlog, only
+        endpoints with room qualify: the ordering must stay in the EPP. With nothing waiting in
+        the EPP, a full endpoint still qualifies for up to ``affinityBudget`` requests beyond
+        its capacity, so prefix or LoRA affinity may wait briefly for the server that has the
+        request's cache (a cache miss elsewhere costs far more than one slot's turnover)."""
+        if backlog > 0 or self.params.affinity_budget == 0:
+            return self.has_room(endpoint, now)
+        cap = self.capacity(endpoint, now)
+        return self._fresh(endpoint, now) and endpoint.inflight_requests < (
+            cap + self.params.affinity_budget
+        )
+
+    def endpoint_saturated(self, endpoint: Endpoint, now: float) -> bool:
+        return not self.has_room(endpoint, now)
+
+    def filter(self, endpoints: Sequence[Endpoint], now: float) -> list[Endpoint]:
+        """Endpoints with room; all of them when none has (flow control already admitted it)."""
+        kept = [ep for ep in endpoints if self.has_room(ep, now)]
+        return kept if kept else list(endpoints)
+
+    def holdback_ceiling(self, endpoints: Sequence[Endpoint], now: float) -> float:
+        """The saturation at which bands below the top band stop: the pool's capacity less
+        ``holdback`` of it (at least one slot, never every slot). 1.0 when holdback is off."""
+        if self.params.holdback <= 0:
+            return 1.0
+        _, total = self._totals(endpoints, now)
+        reserve = min(max(1, math.ceil(self.params.holdback * total)), total - 1)
+        return (total - reserve) / total if total > 1 and reserve > 0 else 1.0

@@ -1,0 +1,124 @@
+"""Holdback and defaults with the learned-capacity detector: flow control on a real event loop,
+the scheduler's dispatch-time room check, and which detector a config gets."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+from endpoint_picker.clock import FakeClock
+from endpoint_picker.config.loader import load_config_text
+from endpoint_picker.datastore import Endpoint, Metrics
+from endpoint_picker.flowcontrol import FlowControlConfig, FlowController, LearnedCapacityDetector
+from endpoint_picker.requests.types import InferenceRequest
+from endpoint_picker.scheduling import Scheduler, SchedulerProfile
+from endpoint_picker.scheduling.plugins.handlers import SingleProfileHandler
+from endpoint_picker.scheduling.plugins.pickers import MaxScorePicker
+
+_ids = itertools.count()
+HEAD = "apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n"
+
+
+def req(priority: int) -> InferenceRequest:
+    return InferenceRequest(
+        request_id=f"h{next(_ids)}",
+        headers={},
+        raw_body=b"x",
+        priority=priority,
+        fairness_id="t",
+        incoming_model="m",
+        target_model="m",
+    )
+
+
+async def steps(n: int = 20) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_lower_bands_leave_the_reserved_slot_for_the_top_band() -> None:
+    clock = FakeClock()
+    ep = Endpoint(name="e", pod_name="e", address="10.0.0.1", port=8000)
+    ep.metrics = Metrics(running_requests_size=0, update_time=clock.now())
+    det = LearnedCapacityDetector.from_params({"initialCapacity": 4, "holdback": 0.05})
+    fc = FlowController(FlowControlConfig(), det, lambda: [ep], clock)
+    await fc.start()
+    dispatched: list[InferenceRequest] = []
+
+    async def handle(r: InferenceRequest) -> None:
+        await fc.admit(r)
+        ep.inflight_requests += 1
+        dispatched.append(r)
+
+    # A critical request makes band 10 the top band; it completes at once.
+    await handle(req(10))
+    ep.inflight_requests -= 1
+    tasks = [asyncio.create_task(handle(req(p))) for p in (0, 0, 0, 0, -10)]
+    await steps()
+    assert [r.priority for r in dispatched[1:]] == [0, 0, 0]  # 3 of 4 slots: one held back
+    crit = asyncio.create_task(handle(req(10)))
+    await steps()
+    assert dispatched[-1].priority == 10 and ep.inflight_requests == 4  # took the reserve
+    ep.inflight_requests -= 2
+    fc.notify()
+    await steps()
+    # Two slots free: the top band is idle, so lower bands fill up to the ceiling again, in
+    # strict order (priority 0 before -10).
+    assert [r.priority for r in dispatched[5:]] == [0]
+    assert fc.registry.len == 1
+    await fc.stop()
+    await asyncio.gather(*tasks, crit, return_exceptions=True)
+
+
+def test_scheduler_room_check_skips_full_endpoints() -> None:
+    a = Endpoint(name="a", pod_name="a", address="10.0.0.1", port=8000)
+    b = Endpoint(name="b", pod_name="b", address="10.0.0.2", port=8000)
+    profile = SchedulerProfile(
+        "default",
+        filters=[],
+        scorers=[],
+        picker=MaxScorePicker.from_params("max-score-picker", None),
+    )
+    handler = SingleProfileHandler.from_params("single-profile-handler", None)
+    sched = Scheduler([profile], handler)
+    request = req(0)
+    sched.room_check = lambda ep: ep is b
+    assert [sched.schedule(request, [a, b]).endpoints[0] for _ in range(5)] == [b] * 5
+    sched.room_check = lambda ep: False  # none has room: every candidate stays
+    assert {sched.schedule(request, [a, b]).endpoints[0] for _ in range(40)} == {a, b}
+
+
+def test_default_detector_follows_flow_control() -> None:
+    assert load_config_text(None).saturation_detector == "learned-capacity-detector"
+    on = load_config_text(HEAD + "flowControl: {maxRequests: 10}\n")
+    assert on.saturation_detector == "learned-capacity-detector"
+    off = load_config_text(HEAD + "flowControl: {enabled: false}\n")
+    assert off.saturation_detector == "utilization-detector"
+    named = load_config_text(
+        HEAD + "plugins:\n- type: concurrency-detector\n"
+        "saturationDetector: {pluginRef: concurrency-detector}\n"
+    )
+    assert named.saturation_detector == "concurrency-detector"
+    tuned = load_config_text(
+        HEAD + "plugins:\n- type: utilization-detector\n  parameters: {queueDepthThreshold: 2}\n"
+    )
+    assert tuned.saturation_detector == "utilization-detector"
+
+
+async def test_one_priority_in_use_fills_every_slot() -> None:
+    clock = FakeClock()
+    ep = Endpoint(name="e", pod_name="e", address="10.0.0.1", port=8000)
+    ep.metrics = Metrics(update_time=clock.now())
+    det = LearnedCapacityDetector.from_params({"initialCapacity": 4, "maxCapacity": 4})
+    fc = FlowController(FlowControlConfig(), det, lambda: [ep], clock)
+    await fc.start()
+
+    async def handle(r: InferenceRequest) -> None:
+        await fc.admit(r)
+        ep.inflight_requests += 1
+
+    tasks = [asyncio.create_task(handle(req(0))) for _ in range(6)]
+    await steps()
+    assert ep.inflight_requests == 4 and fc.backlog == 2  # no higher band: nothing held back
+    await fc.stop()
+    await asyncio.gather(*tasks, return_exceptions=True)

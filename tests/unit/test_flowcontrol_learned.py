@@ -1,0 +1,224 @@
+"""learned-capacity-detector: capacity learning per endpoint, saturation, room, holdback.
+
+Every scrape is a Metrics snapshot with a new ``update_time``; time is a FakeClock.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from endpoint_picker.clock import FakeClock
+from endpoint_picker.datastore import Endpoint, Metrics
+from endpoint_picker.errors import ConfigError
+from endpoint_picker.flowcontrol import LearnedCapacityDetector, detector_from_config
+from endpoint_picker.flowcontrol.capacity import CONFIRM, CapacityLearner
+from endpoint_picker.metrics import REGISTRY
+
+SCRAPE = 0.05
+
+
+class Server:
+    """A fake model server (named as one): ``slots`` run, the rest wait, as vLLM does."""
+
+    def __init__(self, slots: int, clock: FakeClock, kv_per_request: float = 0.0) -> None:
+        self.slots, self.clock, self.kv_per_request = slots, clock, kv_per_request
+
+    def scrape(self, inflight: int) -> Metrics:
+        running = min(inflight, self.slots)
+        if self.kv_per_request:
+            running = min(running, int(1.0 / self.kv_per_request))
+        kv = min(1.0, running * self.kv_per_request)
+        self.clock.advance(SCRAPE)
+        return Metrics(
+            running_requests_size=running,
+            waiting_queue_size=inflight - running,
+            kv_cache_usage_percent=kv,
+            update_time=self.clock.now(),
+        )
+
+
+def drive(learner: CapacityLearner, server: Server, seconds: float) -> list[int]:
+    """Saturating load: the EPP always sends exactly the learned capacity. Capacity per scrape."""
+    seen = []
+    for _ in range(round(seconds / SCRAPE)):
+        learner.observe(server.scrape(learner.capacity), server.clock.now())
+        seen.append(learner.capacity)
+    return seen
+
+
+def test_slow_start_finds_the_plateau_and_stays_there() -> None:
+    clock = FakeClock()
+    learner, server = CapacityLearner(4), Server(256, clock)
+    seen = drive(learner, server, 1.5)
+    assert learner.capacity == 256
+    assert seen.index(256) <= 16  # x1.5 per scrape, then 5 queueing scrapes: under a second
+    # Then steady: one probe above 256 per probe interval, undone once the server queues again.
+    steady = drive(learner, server, 12.0)
+    assert max(steady) <= 257 and steady.count(257) <= 3 * CONFIRM  # <= 3 probes of 12 s
+    assert steady[-1] in (256, 257)
+
+
+def test_plateau_while_waiting_sets_capacity() -> None:
+    clock = FakeClock()
+    learner = CapacityLearner(16)
+    for _ in range(5):  # five of the last ten scrapes queueing at 4 confirm a lower capacity
+        clock.advance(SCRAPE)
+        m = Metrics(running_requests_size=4, waiting_queue_size=12, update_time=clock.now())
+        learner.observe(m, clock.now())
+    assert learner.capacity == 4
+    # A re-read of the same scrape is not a new observation.
+    assert not learner.observe(m, clock.now() + 1)
+
+
+def test_sporadic_queueing_below_capacity_is_not_a_plateau() -> None:
+    clock = FakeClock()
+    learner = CapacityLearner(8)
+    drive(learner, Server(8, clock), 1.0)  # settles at its plateau, 8
+    clock.advance(3.0)  # the plateau sample ages out of the window
+    for i in range(40):  # every fifth scrape catches a request between arrival and admission
+        clock.advance(SCRAPE)
+        waiting = 1 if i % 5 == 0 else 0
+        m = Metrics(
+            running_requests_size=8 - waiting, waiting_queue_size=waiting, update_time=clock.now()
+        )
+        learner.observe(m, clock.now())
+        assert learner.capacity >= 8
+
+
+def test_resize_down_is_learned_within_the_plateau_window() -> None:
+    clock = FakeClock()
+    learner, server = CapacityLearner(4), Server(32, clock)
+    drive(learner, server, 1.0)
+    assert learner.capacity == 32
+    server.slots = 8
+    seen = drive(learner, server, 3.0)
+    assert learner.capacity == 8
+    assert seen.index(8) * SCRAPE <= 2.5  # plateauWindow (2s) plus five queueing scrapes
+
+
+def test_resize_up_is_learned_after_one_probe() -> None:
+    clock = FakeClock()
+    learner, server = CapacityLearner(4, probe_interval=5.0), Server(4, clock)
+    drive(learner, server, 1.0)
+    assert learner.capacity == 4
+    server.slots = 64
+    seen = drive(learner, server, 7.0)
+    assert learner.capacity == 64
+    assert seen.index(64) * SCRAPE <= 5.0 + 1.0  # the next probe, then slow start again
+
+
+def test_kv_bound_server_is_capped_by_what_it_runs() -> None:
+    clock = FakeClock()
+    # 32 slots, but the cache holds 10 requests of this prompt length (10% each).
+    learner, server = CapacityLearner(4, kv_threshold=0.95), Server(32, clock, 0.1)
+    drive(learner, server, 2.0)
+    assert learner.capacity == 10
+    # Longer prompts: 5 fit now. The server queues at 5 and the capacity follows.
+    server.kv_per_request = 0.2
+    drive(learner, server, 3.0)
+    assert learner.capacity == 5
+
+
+def test_no_growth_while_the_kv_cache_is_nearly_full() -> None:
+    clock = FakeClock()
+    learner = CapacityLearner(4, kv_threshold=0.9)
+    for _ in range(5):
+        clock.advance(SCRAPE)
+        m = Metrics(running_requests_size=4, kv_cache_usage_percent=0.93, update_time=clock.now())
+        learner.observe(m, clock.now())
+    assert learner.capacity == 4
+
+
+def test_slow_server_keeps_its_slots() -> None:
+    # A server at half speed runs as many requests at once; it frees them half as often, which
+    # dispatch-on-completion already follows. Its capacity is its slots, learned as fast.
+    clock = FakeClock()
+    fast, slow = CapacityLearner(4), CapacityLearner(4)
+    drive(fast, Server(16, clock), 1.0)
+    drive(slow, Server(16, clock), 1.0)
+    assert fast.capacity == slow.capacity == 16
+
+
+def endpoint(name: str, inflight: int, metrics: Metrics) -> Endpoint:
+    ep = Endpoint(name=name, pod_name=name, address="10.0.0.1", port=8000)
+    ep.inflight_requests, ep.metrics = inflight, metrics
+    return ep
+
+
+def test_saturation_room_filter_and_holdback() -> None:
+    clock = FakeClock()
+    det = LearnedCapacityDetector.from_params(
+        {"initialCapacity": 8, "maxCapacity": 8, "holdback": 0.1}
+    )
+    now = clock.now()
+    a = endpoint("a", 8, Metrics(running_requests_size=8, update_time=now))
+    b = endpoint("b", 2, Metrics(running_requests_size=2, update_time=now))
+    assert det.saturation([a, b], now) == pytest.approx(10 / 16)
+    assert not det.has_room(a, now) and det.has_room(b, now)
+    assert det.filter([a, b], now) == [b]
+    assert det.holdback_ceiling([a, b], now) == pytest.approx(14 / 16)  # ceil(1.6) = 2 slots
+    b.inflight_requests = 8
+    b.metrics = Metrics(running_requests_size=8, update_time=now)
+    assert det.saturation([a, b], now) == 1.0
+    assert det.filter([a, b], now) == [a, b]  # none has room: fail open
+    value = REGISTRY.get_sample_value(
+        "endpoint_picker_flow_control_learned_capacity", {"endpoint": "a"}
+    )
+    assert value == 8.0
+    # Stale or never-scraped endpoints offer no room and no capacity; endpoints that left the
+    # pool are forgotten, with their gauge series.
+    stale = endpoint("c", 0, Metrics())
+    assert not det.has_room(stale, now)
+    assert det.saturation([stale], now) == 1.0
+    assert (
+        REGISTRY.get_sample_value(
+            "endpoint_picker_flow_control_learned_capacity", {"endpoint": "a"}
+        )
+        is None
+    )
+
+
+def test_holdback_never_takes_every_slot() -> None:
+    det = LearnedCapacityDetector.from_params({"initialCapacity": 1})
+    m = Metrics(update_time=1.0)
+    assert det.holdback_ceiling([endpoint("a", 0, m)], 1.0) == 1.0
+    assert det.holdback_ceiling([endpoint("a", 0, m), endpoint("b", 0, m)], 1.0) == 0.5
+    off = LearnedCapacityDetector.from_params({"holdback": 0})
+    assert off.holdback_ceiling([endpoint("a", 0, m), endpoint("b", 0, m)], 1.0) == 1.0
+
+
+def test_params_are_strict_with_the_field_path() -> None:
+    det = detector_from_config(
+        "learned-capacity-detector", {"probeInterval": "1m30s", "plateauWindow": 3}
+    )
+    assert isinstance(det, LearnedCapacityDetector)
+    assert det.params.probe_interval == 90.0 and det.params.plateau_window == 3.0
+    with pytest.raises(ConfigError, match="unknown field") as err:
+        LearnedCapacityDetector.from_params({"probeIntervall": "1s"})
+    assert err.value.path == "learned-capacity-detector.parameters.probeIntervall"
+    with pytest.raises(ConfigError) as err:
+        LearnedCapacityDetector.from_params({"probeInterval": "soon"})
+    assert err.value.path == "learned-capacity-detector.parameters.probeInterval"
+    with pytest.raises(ConfigError) as err:
+        LearnedCapacityDetector.from_params({"initialCapacity": 0})
+    assert err.value.path == "learned-capacity-detector.parameters.initialCapacity"
+
+
+def test_load_is_the_epps_in_flight_count() -> None:
+    # A request on its way to the server is in neither its running nor its waiting count: the
+    # server's numbers never lower the load, or one more would go into a full server.
+    det = LearnedCapacityDetector.from_params({"initialCapacity": 8, "maxCapacity": 8})
+    ep = endpoint("a", 8, Metrics(running_requests_size=5, update_time=1.0))
+    assert det.load(ep) == 8 and not det.has_room(ep, 1.0)
+
+
+def test_affinity_budget_applies_only_without_a_backlog() -> None:
+    det = LearnedCapacityDetector.from_params({"initialCapacity": 4, "maxCapacity": 4})
+    ep = endpoint("a", 4, Metrics(running_requests_size=4, update_time=1.0))
+    assert not det.has_room(ep, 1.0)
+    assert det.room_at_dispatch(ep, 1.0, backlog=0)  # may wait at its preferred server
+    assert not det.room_at_dispatch(ep, 1.0, backlog=3)  # the EPP orders a backlog: strict
+    ep.inflight_requests = 6
+    assert not det.room_at_dispatch(ep, 1.0, backlog=0)  # budget (2) spent
+    strict = LearnedCapacityDetector.from_params({"affinityBudget": 0, "maxCapacity": 4})
+    assert not strict.room_at_dispatch(endpoint("b", 4, ep.metrics), 1.0, backlog=0)
