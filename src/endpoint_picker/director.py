@@ -21,7 +21,8 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from endpoint_picker import latency
 from endpoint_picker import metrics as m
@@ -40,6 +41,10 @@ from endpoint_picker.requests.types import (
     InferenceRequest,
     Usage,
 )
+from endpoint_picker.scheduling.framework import TRACE_KEY
+
+if TYPE_CHECKING:
+    from endpoint_picker.tracing import RequestTracer
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +87,14 @@ class Scheduler(Protocol):
         headers: dict[str, str],
         metadata: dict[str, dict[str, str]],
     ) -> None: ...
+
+
+class DecisionSink(Protocol):
+    """Where the director reports decisions and outcomes (the status page's log)."""
+
+    def record(self, request: InferenceRequest, result: Any, waited: float) -> None: ...
+
+    def outcome(self, request: InferenceRequest | None, status: str) -> None: ...
 
 
 class UsageSink(Protocol):
@@ -148,6 +161,9 @@ class RequestContext:
     _tracker: UsageSink | None = None
     _no_tracker: bool = False
     _inflight_tokens: int = 0
+    # Tracing (only for a sampled request): the request's span, and when the response began.
+    span: Any = None
+    response_started: float = 0.0
 
 
 class Director:
@@ -160,8 +176,12 @@ class Director:
         *,
         clock: Clock = SYSTEM_CLOCK,
         disable_subset_filter: bool = False,
+        decisions: DecisionSink | None = None,
+        tracer: RequestTracer | None = None,
     ) -> None:
         self.datastore = datastore
+        self.decisions = decisions
+        self.tracer = tracer
         self.parser = parser
         self.admission = admission
         self.scheduler = scheduler
@@ -186,20 +206,35 @@ class Director:
         if not has_body:
             return self._header_only(headers, received)
         request: InferenceRequest | None = None
+        span = self.tracer.start(headers, perf_counter()) if self.tracer is not None else None
+        t0 = t1 = 0.0  # phase boundaries, taken only for a traced request
         try:
+            if span is not None:
+                t0 = perf_counter()
             request = self.parser.parse(headers, body, headers.get(":path", ""))
             self._apply_rewrite(request)
             request.priority = self.datastore.priority_of(request.objective)
             admitted = request
+            trace = None
+            if span is not None:
+                t1 = perf_counter()
+                request.state[TRACE_KEY] = []
+                trace = (span, t0, t1)
             return await self.admission.admit(
-                request, lambda: self._dispatch(admitted, body, received, subset_hint)
+                request, lambda: self._dispatch(admitted, body, received, subset_hint, trace)
             )
         except InferenceError as err:
             self._count_error(request, err.code.value)
+            if span is not None:
+                self._trace_phases(span, request, t0, t1, 0.0)
+                self._end_span(span, f"{err.code.value}: {err.msg}")
             raise
         except asyncio.CancelledError:
             # The client went away while queued; flow control has already dropped the request.
-            self.outcomes["cancelled"] = self.outcomes.get("cancelled", 0) + 1
+            self._outcome(request, "cancelled")
+            if span is not None:
+                self._trace_phases(span, request, t0, t1, 0.0)
+                self._end_span(span, "cancelled")
             raise
 
     def _dispatch(
@@ -208,9 +243,12 @@ class Director:
         body: bytes,
         received: float,
         subset_hint: list[str] | None,
+        trace: tuple[Any, float, float] | None = None,
     ) -> RequestContext:
         """Schedule an admitted request and count it in flight: synchronous by design, run by
-        admission itself, so the next admission decision sees this request's load."""
+        admission itself, so the next admission decision sees this request's load.
+        ``trace``: the request's span and its parse start and end, when it is traced."""
+        t2 = perf_counter() if trace is not None else 0.0
         candidates = self._candidates(subset_hint)
         if not candidates:
             raise ServiceUnavailable("failed to find endpoint candidates for serving the request")
@@ -218,6 +256,8 @@ class Director:
         if not result.endpoints:
             raise Internal("scheduler returned no endpoints")
         self.scheduler.pre_request(request, result)
+        if self.decisions is not None:
+            self.decisions.record(request, result, self.clock.now() - received)
         forward = self._rewrite_body(request, body)
         primary = result.endpoints[0]
         ctx = RequestContext(
@@ -229,6 +269,12 @@ class Director:
             streaming=request.stream,
         )
         ctx.headers_to_set[REQUEST_ID_HEADER] = request.request_id
+        if trace is not None:
+            span, t0, t1 = trace
+            self._trace_phases(span, request, t0, t1, t2)
+            ctx.span = span
+            span.set_attribute("endpoint", primary.hostport)
+            self.tracer.propagate(span, ctx.headers_to_set)  # type: ignore[union-attr]
         ctx._inflight_tokens = len(request.prompt_text) // CHARS_PER_TOKEN + (
             request.max_tokens or 0
         )
@@ -313,6 +359,8 @@ class Director:
     ) -> dict[str, str]:
         """Record status and content type; returns headers that response plugins add or change."""
         status = headers.get(":status") or headers.get("status") or "200"
+        if ctx.span is not None:
+            ctx.response_started = perf_counter()
         ctx.response_status = int(status) if status.isdigit() else 0
         ctx.content_type = headers.get("content-type")
         if ctx.content_type and "text/event-stream" in ctx.content_type:
@@ -381,7 +429,7 @@ class Director:
             code = Code.MODEL_SERVER_ERROR.value if error is None else _error_code(error)
             self._count_error(req, code)
         else:
-            self.outcomes["completed"] = self.outcomes.get("completed", 0) + 1
+            self._outcome(req, "completed")
         duration = self.clock.now() - ctx.received_at
         series.duration.observe(duration)
         series.response_sizes.observe(ctx.response_bytes)
@@ -396,9 +444,62 @@ class Director:
                 series.ntpot.observe(duration / usage.completion_tokens)
         if ctx.first_byte_at and error is None:
             self._record_latency(ctx, series, usage)
+        if ctx.span is not None:
+            self._trace_response(ctx, error)
         notify = getattr(self.admission, "notify", None)
         if notify is not None:
             notify()
+
+    # -- tracing (only for sampled requests; see endpoint_picker.tracing) ------------------------
+    def _trace_phases(
+        self, span: Any, request: InferenceRequest | None, t0: float, t1: float, t2: float
+    ) -> None:
+        tracer = self.tracer
+        assert tracer is not None
+        now = perf_counter()
+        if request is None:  # parsing failed
+            tracer.child(span, "gateway.request.parse", t0, now)
+            return
+        span.set_attributes(
+            {
+                "request_id": request.request_id,
+                "model": request.incoming_model,
+                "target_model": request.target_model,
+                "objective": request.objective or "",
+                "priority": request.priority,
+                "fairness_id": request.fairness_id,
+            }
+        )
+        tracer.child(span, "gateway.request.parse", t0, t1)
+        if t2:
+            tracer.child(span, "gateway.flow_control.wait", t1, t2)
+            tracer.scheduling(span, t2, now, request.state.pop(TRACE_KEY, []))
+        else:  # not dispatched: the wait ended with the error
+            tracer.child(span, "gateway.flow_control.wait", t1, now)
+
+    def _trace_response(self, ctx: RequestContext, error: BaseException | None) -> None:
+        tracer = self.tracer
+        assert tracer is not None
+        span = ctx.span
+        if ctx.response_started:
+            tracer.child(
+                span,
+                "gateway.response",
+                ctx.response_started,
+                perf_counter(),
+                status=ctx.response_status,
+            )
+        span.set_attribute("http.response.status_code", ctx.response_status)
+        if error is not None:
+            self._end_span(span, repr(error))
+        else:
+            failed = ctx.response_status >= 400
+            self._end_span(span, f"status {ctx.response_status}" if failed else None)
+        ctx.span = None
+
+    def _end_span(self, span: Any, error: str | None) -> None:
+        assert self.tracer is not None
+        self.tracer.end(span, perf_counter(), error)
 
     def _record_latency(self, ctx: RequestContext, series: _Series, usage: Usage | None) -> None:
         """TTFT: the first response bytes' time; TPOT, for a streamed answer of more than one
@@ -427,8 +528,13 @@ class Director:
         other.inflight_tokens += ctx._inflight_tokens
         ctx.endpoint = other
 
+    def _outcome(self, request: InferenceRequest | None, status: str) -> None:
+        self.outcomes[status] = self.outcomes.get(status, 0) + 1
+        if self.decisions is not None:
+            self.decisions.outcome(request, status)
+
     def _count_error(self, request: InferenceRequest | None, code: str) -> None:
-        self.outcomes[code] = self.outcomes.get(code, 0) + 1
+        self._outcome(request, code)
         model = request.incoming_model if request else ""
         target = request.target_model if request else ""
         m.REQUEST_ERRORS.labels(model, target, code).inc()

@@ -149,7 +149,7 @@ def test_gie_chart_vllm_is_kubernetes_mode_with_upstreams_defaults() -> None:
     assert e.secure_serving is True and o.front == "extproc" and o.envoy is False
     assert up.log_json and up.log_level == logging.INFO
     assert up.metrics_auth is True  # upstream's default
-    assert up.notes == []  # tracing off: nothing to say
+    assert up.notes == [] and up.tracing is False  # --tracing=false
 
 
 def test_gie_chart_sglang_legacy_metric_flags_keep_their_literal_quotes_out() -> None:
@@ -166,7 +166,7 @@ def test_gie_chart_sglang_legacy_metric_flags_keep_their_literal_quotes_out() ->
     assert engine.lora == VLLM.lora  # not given: the default engine's own
     assert o.epp.kubernetes_args.ha_enable_leader_election is True
     assert up.metrics_auth is False
-    assert any("tracing" in note for note in up.notes)
+    assert up.tracing is True  # --tracing=true: spans from the OTEL_* environment
 
 
 def test_gie_chart_triton_empty_lora_metric_turns_lora_off() -> None:

@@ -74,6 +74,7 @@ class Epp:
         from endpoint_picker.extproc import ExtProcServer
         from endpoint_picker.flowcontrol import build_admission
         from endpoint_picker.runner.observability import MetricsServer
+        from endpoint_picker.runner.status import DecisionLog, StatusPage
 
         o = self.options
         if o.front not in ("extproc", "fast"):
@@ -105,6 +106,18 @@ class Epp:
                 scheduler.remove_endpoint(obj) if event == Event.ENDPOINT_REMOVED else None
             )
         )
+        decisions = DecisionLog(clock=self.clock)
+        tracer = None
+        if o.upstream.tracing:
+            from endpoint_picker.tracing import from_flag
+
+            tracer = from_flag(True)
+
+            async def stop_tracing() -> None:
+                assert tracer is not None
+                tracer.shutdown()  # flushes the spans still batched
+
+            self._stoppers.append(stop_tracing)
         self.director = Director(
             self.datastore,
             built.parser,
@@ -112,6 +125,8 @@ class Epp:
             scheduler,
             clock=self.clock,
             disable_subset_filter=o.disable_endpoint_subset_filter,
+            decisions=decisions,
+            tracer=tracer,
         )
         notify = getattr(self.admission, "notify", None)
         datalayer = DataLayer(
@@ -135,6 +150,13 @@ class Epp:
                 staleness_threshold=o.metrics_staleness_threshold,
                 ready=self.ready,
                 clock=self.clock,
+                status=StatusPage(
+                    self.datastore,
+                    decisions,
+                    lambda: self.admission,
+                    staleness_threshold=o.metrics_staleness_threshold,
+                    clock=self.clock,
+                ),
                 ssl_context=ssl_context,
                 middlewares=middlewares,
             )

@@ -274,6 +274,10 @@ async def _serve(options: Any) -> int:
         log.info("ext_proc on %s:%d, metrics on :%s", o.host, stack.epp.grpc_port, o.metrics_port)
     for ep in stack.epp.datastore.endpoints():
         log.info("endpoint %s", ep)
+    ms = stack.epp.metrics_server
+    if ms is not None:
+        host = "127.0.0.1" if ms.host in ("0.0.0.0", "::", "") else ms.host
+        log.info("status page: http://%s:%d/", host, ms.port)
     if stack.envoy is not None:
         log.info("send requests to %s/v1/completions (Envoy pid %s)", stack.url, stack.envoy.pid)
     try:

@@ -145,6 +145,9 @@ async def run_demo(
     async with Stack(options) as stack:
         url = stack.url + "/v1/completions"
         print(f"Envoy listens on {stack.url}; the EPP's front: {front}")
+        ms = stack.epp.metrics_server
+        if ms is not None:
+            print(f"live status page: http://127.0.0.1:{ms.port}/ (while the demo runs)")
         print(
             f"sending {n_requests} requests, {concurrency} at a time: 2 tenants, objectives "
             "critical(10)/standard(0)/sheddable(-10), 4 shared prefixes, 1 in 4 streaming\n"

@@ -1,4 +1,5 @@
-"""The metrics port: ``/metrics`` (the EPP registry), ``/healthz``, and upstream's pool gauges.
+"""The metrics port: ``/metrics`` (the EPP registry), ``/healthz``, upstream's pool gauges, and
+the live status page (``/``, ``/status.json``; see :mod:`endpoint_picker.runner.status`).
 
 Pool gauges are computed on a timer (``--refresh-prometheus-metrics-interval``, default 5 s), never
 per request; the per-endpoint queue gauge is a collector read at scrape time.
@@ -21,6 +22,7 @@ from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.datalayer.freshness import pool_stats
 from endpoint_picker.datastore import Datastore
 from endpoint_picker.metrics import INFO, REGISTRY
+from endpoint_picker.runner.status import StatusPage
 
 _POOL = ("name",)
 POOL_KV = Gauge(
@@ -80,12 +82,14 @@ class MetricsServer:
         staleness_threshold: float = 2.0,
         ready: Callable[[], bool] = lambda: True,
         clock: Clock = SYSTEM_CLOCK,
+        status: StatusPage | None = None,
         ssl_context: ssl.SSLContext | None = None,
         middlewares: Sequence[Any] = (),
     ) -> None:
         self.ssl_context = ssl_context  # --metrics-cert-dir
         self.middlewares = list(middlewares)  # --metrics-endpoint-auth (runner/metrics_auth.py)
         self.datastore = datastore
+        self.status = status
         self.host, self.port = host, port
         self.refresh_interval = refresh_interval
         self.staleness_threshold = staleness_threshold
@@ -130,6 +134,9 @@ class MetricsServer:
         app = web.Application(middlewares=self.middlewares)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
+        if self.status is not None:
+            self.status.add_routes(app)
+            await self.status.start()
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
@@ -141,6 +148,8 @@ class MetricsServer:
         self._task = asyncio.create_task(self._loop(), name="pool-gauges")
 
     async def stop(self) -> None:
+        if self.status is not None:
+            await self.status.stop()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

@@ -68,7 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser, duration: Any) -> None:
         default=None,
         help="Timestamp format of JSON logs (default iso8601).",
     )
-    _bool(up, "--tracing", None, "OpenTelemetry traces (not built yet: one log line).")
+    _bool(
+        up,
+        "--tracing",
+        None,
+        "OpenTelemetry spans per request, configured by OTEL_* (docs/observability.md); "
+        "default: on in Kubernetes mode, as upstream, off otherwise.",
+    )
     _bool(up, "--health-checking", None, "Accepted; the gRPC health port is always served.")
     auth = "TokenReview + SubjectAccessReview on /metrics (on in Kubernetes mode, as upstream)."
     _bool(up, "--metrics-endpoint-auth", None, auth)
@@ -115,6 +121,7 @@ class UpstreamSettings:
     grpc_max_send: int | None = None
     scrape_params: dict[str, Any] = field(default_factory=dict)  # metrics-data-source params
     legacy_metrics: dict[str, str] = field(default_factory=dict)  # engineConfigs field -> spec
+    tracing: bool = False  # --tracing (endpoint_picker.tracing)
     notes: list[str] = field(default_factory=list)  # one log line each
 
 
@@ -198,8 +205,7 @@ def settings_from_args(args: argparse.Namespace, *, kubernetes: bool) -> Upstrea
         value = getattr(args, dest)
         if value is not None:
             s.legacy_metrics[field_name] = unquote(value)
-    if args.tracing or (args.tracing is None and kubernetes):
-        s.notes.append("--tracing: tracing is not built yet; no traces are emitted")
+    s.tracing = bool(args.tracing) if args.tracing is not None else kubernetes
     for dest, why in NO_MEANING.items():
         if getattr(args, dest) not in (None, False):
             s.notes.append(f"--{dest.replace('_', '-')} accepted: {why}")

@@ -18,6 +18,10 @@ from typing import Protocol, runtime_checkable
 from endpoint_picker.datastore import Endpoint
 from endpoint_picker.requests.types import InferenceRequest
 
+# ``request.state`` key of a traced request: profiles append (plugin name, extension point,
+# start, end) in perf_counter seconds, from which the tracer makes one span per plugin.
+TRACE_KEY = "_trace_plugins"
+
 
 class SchedulingError(Exception):
     """A profile or profile handler could not produce a result (the scheduler maps it to 429)."""
@@ -102,9 +106,17 @@ class WeightedScorer:
 
 @dataclass(slots=True)
 class ProfileRunResult:
-    """What one profile chose: target endpoints, best first."""
+    """What one profile chose: target endpoints, best first.
+
+    ``candidates`` (after filters), ``scores`` (scorer name, weight, one score per candidate)
+    and ``totals`` say why: the status page shows them per decision. They are the lists the
+    profile computed anyway, kept by reference, not copies.
+    """
 
     endpoints: list[Endpoint]
+    candidates: list[Endpoint] = field(default_factory=list)
+    scores: list[tuple[str, float, list[float]]] = field(default_factory=list)
+    totals: list[float] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ from endpoint_picker.datastore import Endpoint
 from endpoint_picker.requests.types import InferenceRequest
 from endpoint_picker.scheduling import metrics as m
 from endpoint_picker.scheduling.framework import (
+    TRACE_KEY,
     Filter,
     Picker,
     ProfileRunResult,
@@ -51,27 +52,36 @@ class SchedulerProfile:
 
     def run(self, request: InferenceRequest, candidates: Sequence[Endpoint]) -> ProfileRunResult:
         endpoints = list(candidates)
+        trace: list[tuple[str, str, float, float]] | None = request.state.get(TRACE_KEY)
         for flt, timer in self._filters:
             t = perf_counter()
             endpoints = flt.filter(request, endpoints)
             timer.observe(perf_counter() - t)
+            if trace is not None:
+                trace.append((flt.name, "filter", t, perf_counter()))
             if not endpoints:
                 raise NoEndpointsError(f"no endpoints left after filter {flt.name!r}")
         totals = [0.0] * len(endpoints)
+        why: list[tuple[str, float, list[float]]] = []
         for scorer, weight, timer in self._scorers:
             t = perf_counter()
             scores = scorer.score(request, endpoints)
             timer.observe(perf_counter() - t)
+            if trace is not None:
+                trace.append((scorer.name, "scorer", t, perf_counter()))
             if scores and (min(scores) < 0.0 or max(scores) > 1.0):
                 scores = [0.0 if s < 0.0 else 1.0 if s > 1.0 else s for s in scores]
+            why.append((scorer.name, weight, scores))
             # No normalisation by the sum of weights, as upstream.
             totals = [tot + s * weight for tot, s in zip(totals, scores, strict=True)]
         t = perf_counter()
         picked = self.picker.pick(request, endpoints, totals)
         self._picker_timer.observe(perf_counter() - t)
+        if trace is not None:
+            trace.append((self.picker.name, "picker", t, perf_counter()))
         if not picked:
             raise NoEndpointsError(f"picker {self.picker.name!r} chose no endpoint")
-        return ProfileRunResult(picked)
+        return ProfileRunResult(picked, endpoints, why, totals)
 
     def __repr__(self) -> str:
         parts = [f.name for f in self.filters]
