@@ -96,7 +96,7 @@ def load_config_text(text: str | None, source: str = "<config-text>") -> EppConf
 
 
 def _build(doc: EndpointPickerConfigDoc, source: str) -> EppConfig:
-    if doc.api_version != API_VERSION:
+    if doc.api_version not in (API_VERSION, "llm-d.ai/v1alpha1"):  # llm-d's group too
         hint = (
             " (upstream's decoder rejects it too)"
             if doc.api_version.endswith("x-k8s.io/v1alpha1")
@@ -214,8 +214,10 @@ def _system_defaults(plugins: dict[str, PluginInstance], profiles: list[ProfileC
     for t in ("fcfs-ordering-policy", "global-strict-fairness-policy", "static-usage-limit-policy"):
         if t in r.PLUGIN_TYPES and t not in plugins:  # (d)
             plugins[t] = _instance(t, t, None, "flowControl")
-    uses_prefix = any(
+    uses_prefix = any(  # a scorer naming another producer (llm-d's precise one) needs none
         plugins[ref.plugin_ref].type_name == "prefix-cache-scorer"
+        and getattr(plugins[ref.plugin_ref].obj, "producer_name", "")
+        in ("", "approx-prefix-cache-producer")
         for profile in profiles
         for ref in profile.refs
         if ref.plugin_ref in plugins

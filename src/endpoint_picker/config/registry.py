@@ -61,9 +61,16 @@ _SCHEDULING_KINDS = {
     "single-profile-handler": {PROFILE_HANDLER},
     "header-based-testing-filter": {FILTER},
     "destination-endpoint-served-verifier": {RESPONSE_HEADER},
+    # Precise prefix-cache routing (llm-d): scheduling/plugins/{token_producer,precise}.py.
+    "token-producer": {PRODUCER},
+    "precise-prefix-cache-producer": {PRODUCER, EXTRACTOR},
+    "no-hit-lru-scorer": {SCORER},
+    "active-request-scorer": {SCORER},
+    "endpoint-notification-source": {DATA_SOURCE},
 }
 for _type, _kinds in _SCHEDULING_KINDS.items():
     register_plugin(_type, _kinds, PLUGIN_CLASSES[_type].from_params)
+register_plugin("tokenizer", {PRODUCER}, PLUGIN_CLASSES["token-producer"].from_params)
 
 for _type in ("openai-parser", "passthrough-parser"):
     register_plugin(_type, {PARSER})

@@ -46,6 +46,8 @@ class EppOptions:
     front: str = "extproc"  # "extproc" (GIE protocol) or "fast" (needs an Envoy config we write)
     pick_port: int = 9004  # fast front: ext_authz HTTP pick endpoint (+ /healthz)
     als_port: int = 9005  # fast front: Envoy gRPC access-log service
+    # KV-event address per endpoint name, for servers sharing one IP (``epp run --simulate``).
+    kv_events_addresses: dict[str, str] = field(default_factory=dict)
 
 
 class Epp:
@@ -100,6 +102,11 @@ class Epp:
                 scheduler.remove_endpoint(obj) if event == Event.ENDPOINT_REMOVED else None
             )
         )
+        for producer in scheduler.producers:  # e.g. the precise producer's KV-event streams
+            attach = getattr(producer, "attach", None)
+            if attach is not None:
+                attach(self.datastore, o.kv_events_addresses, o.host)
+                await self._start_part(producer)
         self.director = Director(
             self.datastore,
             PARSERS[cfg.parser_plugin.type_name],
@@ -211,6 +218,8 @@ def _data_layer_params(cfg: Any) -> dict[str, Any]:
     them as ``dataLayer.sources[].pluginRef`` / ``extractors[].pluginRef``)."""
     merged: dict[str, Any] = {}
     for src in (cfg.data_layer or {}).get("sources") or []:
+        if cfg.plugins[src["pluginRef"]].type_name != "metrics-data-source":
+            continue  # e.g. endpoint-notification-source: its extractors start themselves
         names = [src["pluginRef"], *(ex["pluginRef"] for ex in src.get("extractors") or [])]
         for name in names:
             merged.update(cfg.plugins[name].parameters or {})

@@ -5,11 +5,17 @@ from endpoint_picker.scheduling.plugins.handlers import (
     DestinationEndpointServedVerifier,
     SingleProfileHandler,
 )
+from endpoint_picker.scheduling.plugins.llmd_scorers import (
+    ActiveRequestScorer,
+    EndpointNotificationSource,
+    NoHitLruScorer,
+)
 from endpoint_picker.scheduling.plugins.pickers import (
     MaxScorePicker,
     RandomPicker,
     WeightedRandomPicker,
 )
+from endpoint_picker.scheduling.plugins.precise import PrecisePrefixCacheProducer
 from endpoint_picker.scheduling.plugins.prefix import ApproxPrefixCacheProducer, PrefixCacheScorer
 from endpoint_picker.scheduling.plugins.scorers import (
     KVCacheUtilizationScorer,
@@ -18,6 +24,7 @@ from endpoint_picker.scheduling.plugins.scorers import (
     RunningRequestsSizeScorer,
     TokenLoadScorer,
 )
+from endpoint_picker.scheduling.plugins.token_producer import TokenProducer
 
 PLUGIN_CLASSES = {
     cls.type_name: cls
@@ -35,18 +42,27 @@ PLUGIN_CLASSES = {
         SingleProfileHandler,
         HeaderBasedTestingFilter,
         DestinationEndpointServedVerifier,
+        TokenProducer,
+        PrecisePrefixCacheProducer,
+        NoHitLruScorer,
+        ActiveRequestScorer,
+        EndpointNotificationSource,
     )
 }
 """Type name -> class; each class has ``from_params(name, params)``."""
 
 __all__ = [
     "PLUGIN_CLASSES",
+    "ActiveRequestScorer",
     "ApproxPrefixCacheProducer",
     "DestinationEndpointServedVerifier",
+    "EndpointNotificationSource",
     "HeaderBasedTestingFilter",
     "KVCacheUtilizationScorer",
     "LoraAffinityScorer",
     "MaxScorePicker",
+    "NoHitLruScorer",
+    "PrecisePrefixCacheProducer",
     "PrefixCacheScorer",
     "QueueScorer",
     "RandomPicker",
@@ -54,5 +70,6 @@ __all__ = [
     "SaturationFilter",
     "SingleProfileHandler",
     "TokenLoadScorer",
+    "TokenProducer",
     "WeightedRandomPicker",
 ]

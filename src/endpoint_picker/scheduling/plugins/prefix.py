@@ -28,6 +28,14 @@ STATE_KEY = "approx-prefix-cache"
 PREFILL_PROFILE = "prefill"
 
 
+def match_state_key(producer_name: str) -> str:
+    """Where the producer named ``producer_name`` leaves its :class:`PrefixMatch` (the
+    default-named approximate producer keeps ``STATE_KEY``)."""
+    if not producer_name or producer_name == "approx-prefix-cache-producer":
+        return STATE_KEY
+    return f"prefix-match:{producer_name}"
+
+
 @dataclass(slots=True)
 class PrefixMatch:
     """One request's prefix data: its block hashes and the blocks matched per endpoint name."""
@@ -87,6 +95,7 @@ class ApproxPrefixCacheProducer(PluginBase):
         super().__init__(name)
         self.config = config or PrefixConfig()
         self.index = PrefixIndex(self.config.lru_capacity_per_server)
+        self.state_key = match_state_key(self.name)
 
     def _block_size(self, endpoints: Sequence[Endpoint]) -> int:
         if self.config.auto_tune and endpoints and endpoints[0].metrics.cache_block_size > 0:
@@ -95,7 +104,7 @@ class ApproxPrefixCacheProducer(PluginBase):
 
     def prepare(self, request: InferenceRequest, endpoints: Sequence[Endpoint]) -> None:
         block_tokens = self._block_size(endpoints)
-        state = request.state.get(STATE_KEY)
+        state = request.state.get(self.state_key)
         if isinstance(state, PrefixMatch) and state.block_size_tokens == block_tokens:
             hashes = state.hashes  # hashed already (a retry): hash a prompt once per request
         else:
@@ -109,7 +118,7 @@ class ApproxPrefixCacheProducer(PluginBase):
                 request.target_model,
                 request.cache_salt,
             )
-        request.state[STATE_KEY] = PrefixMatch(block_tokens, hashes, self.index.match(hashes))
+        request.state[self.state_key] = PrefixMatch(block_tokens, hashes, self.index.match(hashes))
 
     def _capacity(self, endpoint: Endpoint) -> int:
         if self.config.auto_tune and endpoint.metrics.cache_num_blocks > 0:
@@ -117,7 +126,7 @@ class ApproxPrefixCacheProducer(PluginBase):
         return self.config.lru_capacity_per_server
 
     def pre_request(self, request: InferenceRequest, result: SchedulingResult) -> None:
-        state = request.state.get(STATE_KEY)
+        state = request.state.get(self.state_key)
         if not isinstance(state, PrefixMatch) or not result.endpoints:
             return
         targets = [result.endpoints[0]]
@@ -159,19 +168,25 @@ class PrefixCacheScorer(PluginBase):
 
     Tuning parameters written on the scorer (as upstream's docs show) are kept in
     ``producer_params``; the config loader hands them to the auto-created producer, so they
-    take effect instead of being silently ignored.
+    take effect instead of being silently ignored. ``prefixMatchInfoProducerName`` (llm-d)
+    names the producer whose match info it reads (default: the approximate producer).
     """
 
     type_name = "prefix-cache-scorer"
 
     def __init__(
-        self, name: str | None = None, producer_params: Mapping[str, Any] | None = None
+        self,
+        name: str | None = None,
+        producer_params: Mapping[str, Any] | None = None,
+        producer_name: str = "",
     ) -> None:
         super().__init__(name)
         self.producer_params = dict(producer_params or {})
+        self.producer_name = producer_name
+        self.state_key = match_state_key(producer_name)
 
     def score(self, request: InferenceRequest, endpoints: list[Endpoint]) -> list[float]:
-        state = request.state.get(STATE_KEY)
+        state = request.state.get(self.state_key)
         if not isinstance(state, PrefixMatch) or not state.total or not state.matches:
             return [0.0] * len(endpoints)
         total = float(state.total)
@@ -182,7 +197,8 @@ class PrefixCacheScorer(PluginBase):
     def from_params(cls, name: str, params: Mapping[str, Any] | None) -> PrefixCacheScorer:
         p = Params(params)
         legacy = p.ignore(*LEGACY_SCORER_PARAMS)
+        producer = p.get_str("prefixMatchInfoProducerName", "")
         p.done()
         if legacy:
             PrefixConfig.from_params(legacy)  # validate now, with the scorer's path
-        return cls(name, legacy)
+        return cls(name, legacy, producer)
