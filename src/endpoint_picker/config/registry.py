@@ -67,6 +67,7 @@ _SCHEDULING_KINDS = {
     "no-hit-lru-scorer": {SCORER},
     "active-request-scorer": {SCORER},
     "endpoint-notification-source": {DATA_SOURCE},
+    "decode-filter": {FILTER},
 }
 for _type, _kinds in _SCHEDULING_KINDS.items():
     register_plugin(_type, _kinds, PLUGIN_CLASSES[_type].from_params)

@@ -198,8 +198,9 @@ class KVCache:
         self._private += 1
 
     def release(self, alloc: Allocation) -> None:
-        """Unpin everything ``alloc`` holds; hashed blocks stay cached, most recent last."""
-        for h in alloc.hashes:
+        """Unpin everything ``alloc`` holds; hashed blocks stay cached. As vLLM, the tail is
+        freed first, so under pressure a prompt's last blocks go before its shared prefix."""
+        for h in reversed(alloc.hashes):
             left = self._refs[h] - 1
             if left:
                 self._refs[h] = left

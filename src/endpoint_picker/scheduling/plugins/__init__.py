@@ -5,8 +5,9 @@ from endpoint_picker.scheduling.plugins.handlers import (
     DestinationEndpointServedVerifier,
     SingleProfileHandler,
 )
-from endpoint_picker.scheduling.plugins.llmd_scorers import (
+from endpoint_picker.scheduling.plugins.llmd import (
     ActiveRequestScorer,
+    DecodeFilter,
     EndpointNotificationSource,
     NoHitLruScorer,
 )
@@ -47,6 +48,7 @@ PLUGIN_CLASSES = {
         NoHitLruScorer,
         ActiveRequestScorer,
         EndpointNotificationSource,
+        DecodeFilter,
     )
 }
 """Type name -> class; each class has ``from_params(name, params)``."""
@@ -55,6 +57,7 @@ __all__ = [
     "PLUGIN_CLASSES",
     "ActiveRequestScorer",
     "ApproxPrefixCacheProducer",
+    "DecodeFilter",
     "DestinationEndpointServedVerifier",
     "EndpointNotificationSource",
     "HeaderBasedTestingFilter",

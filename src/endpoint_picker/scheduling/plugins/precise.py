@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from endpoint_picker.datalayer.kvevents import KVEventIngester
 from endpoint_picker.datastore import Datastore, Endpoint
 from endpoint_picker.requests.tokenize import SimTokenizer
 from endpoint_picker.requests.types import InferenceRequest
@@ -51,6 +50,9 @@ class PrecisePrefixCacheProducer(PluginBase):
         self.hash_seed = p.token_processor_config.hash_seed
         mem = p.indexer_config.kv_block_index_config.in_memory_config
         self.index = BlockIndex(mem.size, mem.pod_cache_size)
+        # Imported here: datalayer.kvevents imports this package's precise_index.
+        from endpoint_picker.datalayer.kvevents import KVEventIngester
+
         self.ingester = KVEventIngester(self.index, self.block_size, self.hash_seed)
         self.clock = clock
         self.state_key = match_state_key(self.name)

@@ -158,7 +158,7 @@ class ActiveRequestParams(_Params):
         return _duration(value)
 
 
-class NotificationSourceParams(_Params):
+class NoParams(_Params):
     pass
 
 

@@ -1,6 +1,6 @@
-"""llm-d's scorers that its precise-prefix configs use: ``no-hit-lru-scorer`` and
-``active-request-scorer``; and ``endpoint-notification-source``, the data source whose
-extractors hear of endpoints coming and going.
+"""What llm-d's precise-prefix configs use besides the producers: ``no-hit-lru-scorer``,
+``active-request-scorer``, ``decode-filter`` and ``endpoint-notification-source`` (the data
+source whose extractors hear of endpoints coming and going).
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from endpoint_picker.scheduling.plugins.base import PluginBase
 from endpoint_picker.scheduling.plugins.precise_params import (
     ActiveRequestParams,
     NoHitLruParams,
-    NotificationSourceParams,
+    NoParams,
     parse,
 )
 from endpoint_picker.scheduling.plugins.prefix import PrefixMatch, match_state_key
 
 COLD_KEY = "no-hit-lru:cold"
+ROLE_LABEL = "llm-d.ai/role"
+DECODE_ROLES = frozenset({"decode", "prefill-decode", "both", "encode-prefill-decode"})
 
 
 class NoHitLruScorer(PluginBase):
@@ -113,5 +115,24 @@ class EndpointNotificationSource(PluginBase):
 
     @classmethod
     def from_params(cls, name: str, params: Mapping[str, Any] | None) -> EndpointNotificationSource:
-        parse(NotificationSourceParams, params)
+        parse(NoParams, params)
+        return cls(name)
+
+
+class DecodeFilter(PluginBase):
+    """``decode-filter``: endpoints whose ``llm-d.ai/role`` label is a decoding role, or that
+    have no role label at all (so a pool without P/D roles passes whole)."""
+
+    type_name = "decode-filter"
+
+    def filter(self, request: InferenceRequest, endpoints: list[Endpoint]) -> list[Endpoint]:
+        return [
+            ep
+            for ep in endpoints
+            if ROLE_LABEL not in ep.labels or ep.labels[ROLE_LABEL] in DECODE_ROLES
+        ]
+
+    @classmethod
+    def from_params(cls, name: str, params: Mapping[str, Any] | None) -> DecodeFilter:
+        parse(NoParams, params)  # no parameters
         return cls(name)
