@@ -129,7 +129,7 @@ class PreciseProducerParams(_Params):
     indexer_config: IndexerConfig = Field(default_factory=IndexerConfig)
     kv_events_config: KVEventsConfig = Field(default_factory=KVEventsConfig)
     speculative_indexing: bool = False
-    speculative_ttl: float = 2.0
+    speculative_ttl: float = Field(2.0, alias="speculativeTTL")
 
     @field_validator("speculative_ttl", mode="before")
     @classmethod
@@ -175,4 +175,5 @@ def parse(model: type[P], params: Mapping[str, Any] | None) -> P:
         first = err.errors()[0]
         path = ".".join(str(p) for p in first["loc"])
         reason = "unknown parameter" if first["type"] == "extra_forbidden" else first["msg"]
+        reason = reason.removeprefix("Value error, ")
         raise ConfigError(reason, path=path or None) from None

@@ -1,0 +1,132 @@
+"""KV-event subscriptions over real ZMQ sockets (127.0.0.1): following endpoints, sequence
+gaps answered from the simulator's replay socket, and what happens without replay."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from e2e_support import wait_until
+
+from endpoint_picker.datalayer.kvevents import KVEventIngester
+from endpoint_picker.datalayer.kvevents_zmq import KVEventSubscriber
+from endpoint_picker.datastore import Datastore
+from endpoint_picker.scheduling.plugins.precise_index import BlockIndex, block_keys, root_key
+from endpoint_picker.sim import SimFleet, start_fleet
+from endpoint_picker.sim.tokenizer import token_ids
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+MODEL = "sim-model"
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def fleet() -> AsyncIterator[SimFleet]:
+    f = await start_fleet(2, "tiny-test", kv_events_port=-1, kv_events_replay_port=-1)
+    yield f
+    await f.stop()
+
+
+async def send(url: str, prompt: str) -> None:
+    body = {"model": MODEL, "prompt": prompt, "max_tokens": 1}
+    async with aiohttp.ClientSession() as s, s.post(url + "/v1/completions", json=body) as r:
+        assert r.status == 200
+
+
+def keys(prompt: str) -> list[int]:
+    return block_keys(token_ids(prompt), 4, root_key("", MODEL))
+
+
+def held(ing: KVEventIngester, prompt: str, name: str) -> int:
+    return ing.index.match(keys(prompt), 0.0).get(name, 0)
+
+
+async def subscribed(
+    fleet: SimFleet, replay: bool
+) -> tuple[Datastore, KVEventIngester, KVEventSubscriber]:
+    ds = Datastore()
+    ing = KVEventIngester(BlockIndex(), 4)
+    names = [f"sim-{i}" for i in range(len(fleet.servers))]
+    sub = KVEventSubscriber(
+        ing,
+        addresses={n: s.kv_events.endpoint for n, s in zip(names, fleet.servers, strict=True)},
+        replay_addresses=(
+            {n: s.kv_events.replay_endpoint for n, s in zip(names, fleet.servers, strict=True)}
+            if replay
+            else None
+        ),
+    )
+    sub.attach(ds)
+    await sub.start()
+    ds.set_static_endpoints({n: ("127.0.0.1", p) for n, p in zip(names, fleet.ports, strict=True)})
+    # wait for both streams to carry events (ZMQ subscriptions join asynchronously)
+    for i, url in enumerate(fleet.urls):
+        n = 0
+        while held(ing, f"join {i} {n} " * 8, f"sim-{i}") == 0:
+            n += 1
+            await send(url, f"join {i} {n} " * 8)
+            try:
+                await wait_until(
+                    lambda i=i, n=n: held(ing, f"join {i} {n} " * 8, f"sim-{i}") > 0, 0.3
+                )
+            except AssertionError:
+                assert n < 50, "no events arrived"
+    return ds, ing, sub
+
+
+async def test_subscriptions_follow_endpoints(fleet: SimFleet) -> None:
+    ds, ing, sub = await subscribed(fleet, replay=False)
+    try:
+        assert sub.subscriptions == ["sim-0", "sim-1"]
+        prompt = "alpha beta gamma delta " * 5
+        await send(fleet.urls[1], prompt)
+        await wait_until(lambda: held(ing, prompt, "sim-1") == 5, what="blocks on sim-1")
+        ds.set_static_endpoints({"sim-0": ("127.0.0.1", fleet.ports[0])})  # sim-1 leaves
+        assert sub.subscriptions == ["sim-0"]
+        assert held(ing, prompt, "sim-1") == 0  # its entries went with it
+        await send(fleet.urls[1], "not heard " * 8)
+        await send(fleet.urls[0], prompt)
+        await wait_until(lambda: held(ing, prompt, "sim-0") == 5, what="blocks on sim-0")
+        assert ing.index.endpoint_keys("sim-1") == 0
+    finally:
+        await sub.stop()
+
+
+async def test_a_gap_is_filled_from_the_replay_socket(fleet: SimFleet) -> None:
+    _, ing, sub = await subscribed(fleet, replay=True)
+    try:
+        pub = fleet.servers[0].kv_events
+        pub.paused = True  # batches are numbered and buffered, but never reach the wire
+        lost = "lost while away " * 4
+        await send(fleet.urls[0], lost)
+        pub.paused = False
+        after = "after the gap " * 4
+        await send(fleet.urls[0], after)
+        await wait_until(lambda: held(ing, after, "sim-0") > 0, what="the batch after the gap")
+        assert held(ing, lost, "sim-0") == 3  # replayed
+        assert ing.stats.gaps == 0  # nothing was left missing
+    finally:
+        await sub.stop()
+
+
+async def test_without_replay_a_gap_keeps_the_index(fleet: SimFleet) -> None:
+    _, ing, sub = await subscribed(fleet, replay=False)
+    try:
+        before = "known before us " * 4
+        await send(fleet.urls[0], before)
+        await wait_until(lambda: held(ing, before, "sim-0") == 3)
+        pub: Any = fleet.servers[0].kv_events
+        pub.paused = True
+        await send(fleet.urls[0], "lost while away " * 4)
+        pub.paused = False
+        after = "after the gap " * 4
+        await send(fleet.urls[0], after)
+        await wait_until(lambda: held(ing, after, "sim-0") > 0)
+        assert ing.stats.gaps == 1
+        assert held(ing, "lost while away " * 4, "sim-0") == 0
+        assert held(ing, before, "sim-0") == 3  # kept, as docs/precise-prefix.md says why
+    finally:
+        await sub.stop()
