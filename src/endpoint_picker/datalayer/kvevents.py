@@ -65,7 +65,8 @@ class _Stream:
 class IngestStats:
     batches: int = 0
     events: int = 0
-    gaps: int = 0
+    gaps: int = 0  # gaps left unfilled
+    replayed: int = 0  # batches recovered from a server's replay socket
     restarts: int = 0
     cleared: int = 0
     orphans: int = 0  # BlockStored whose parent was unknown
@@ -176,19 +177,19 @@ class KVEventIngester:
             tokens = token_ids[i * engine_block : (i + 1) * engine_block]
             if not tokens:
                 break
+            if bs == engine_block and not chain.pending:  # the usual case: one key per block
+                key = _xxh3(_as_bytes(tokens), chain.key)
+                chain = _Chain(key, (), (key,))
+                stream.blocks[h] = chain
+                added.append(key)
+                continue
             key, pending, done = chain.key, chain.pending + tuple(tokens), []
-            if bs == engine_block and not chain.pending:
-                key = _xxh3(_as_bytes(tokens), key)
+            while len(pending) >= bs:  # engine and EPP block sizes differ
+                key = _xxh3(_as_bytes(pending[:bs]), key)
                 done.append(key)
-                pending = ()
-            else:
-                while len(pending) >= bs:
-                    key = _xxh3(_as_bytes(pending[:bs]), key)
-                    done.append(key)
-                    pending = pending[bs:]
+                pending = pending[bs:]
             chain = _Chain(key, pending, tuple(done))
             stream.blocks[h] = chain
-            stream.blocks.move_to_end(h)
             added.extend(done)
         while len(stream.blocks) > self.max_blocks:
             stream.blocks.popitem(last=False)

@@ -50,14 +50,23 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
+_IDS: dict[str, int] = {}  # token -> id, a bounded memo (workloads reuse a small vocabulary)
+
+
 def token_id(token: str) -> int:
     """The id a token has in KV events and for the EPP's ``token-producer`` (stable, 31-bit)."""
-    return xxhash.xxh32_intdigest(token.encode()) & 0x7FFFFFFF
+    found = _IDS.get(token)
+    if found is None:
+        if len(_IDS) >= 1 << 18:
+            _IDS.clear()
+        found = _IDS[token] = xxhash.xxh32_intdigest(token.encode()) & 0x7FFFFFFF
+    return found
 
 
 def token_ids(text: str) -> list[int]:
     """Token ids of ``text``: what the simulator's tokenizer gives, as ids."""
-    return [xxhash.xxh32_intdigest(t.encode()) & 0x7FFFFFFF for t in _TOKEN.findall(text)]
+    get = _IDS.get
+    return [get(t) or token_id(t) for t in _TOKEN.findall(text)]
 
 
 def render_chat(messages: Sequence[Any]) -> str:
