@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 from e2e_support import wait_until
 
-from endpoint_picker.datalayer.kvevents import KVEventIngester
+from endpoint_picker.datalayer.kvevents import KVEventIngester, decode_batch
 from endpoint_picker.datalayer.kvevents_zmq import KVEventSubscriber
 from endpoint_picker.datastore import Datastore
 from endpoint_picker.scheduling.plugins.precise_index import BlockIndex, block_keys, root_key
@@ -130,3 +130,21 @@ async def test_without_replay_a_gap_keeps_the_index(fleet: SimFleet) -> None:
         assert held(ing, before, "sim-0") == 3  # kept, as docs/precise-prefix.md says why
     finally:
         await sub.stop()
+
+
+async def test_sglang_events_feed_the_same_index() -> None:
+    fleet = await start_fleet(1, "tiny-test", kv_events_port=-1, kv_events_engine="sglang")
+    try:
+        _, ing, sub = await subscribed(fleet, replay=False)
+        try:
+            prompt = "sglang pages of tokens " * 3
+            await send(fleet.urls[0], prompt)
+            await wait_until(lambda: held(ing, prompt, "sim-0") == 3, what="sglang blocks")
+            pub: Any = fleet.servers[0].kv_events
+            seen = [e for _, payload in pub._buffer for e in decode_batch(payload)]
+            stored = [e for e in seen if e[0] == "BlockStored"]
+            assert stored and all(len(e) == 5 for e in stored)  # no lora, medium, lora_name
+        finally:
+            await sub.stop()
+    finally:
+        await fleet.stop()

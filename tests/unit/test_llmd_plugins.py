@@ -88,8 +88,9 @@ def test_precise_parameters_errors_name_the_path() -> None:
     with pytest.raises(ConfigError) as err:
         PrecisePrefixCacheProducer.from_params("p", {"kvEventsConfig": {"zmqEndpont": "x"}})
     assert err.value.path == "kvEventsConfig.zmqEndpont"
-    with pytest.raises(ConfigError, match="SGLang"):
-        PrecisePrefixCacheProducer.from_params("p", {"kvEventsConfig": {"engineType": "sglang"}})
+    with pytest.raises(ConfigError, match="'vllm' or 'sglang'"):
+        PrecisePrefixCacheProducer.from_params("p", {"kvEventsConfig": {"engineType": "trt"}})
+    PrecisePrefixCacheProducer.from_params("p", {"kvEventsConfig": {"engineType": "sglang"}})
     with pytest.raises(ConfigError, match="greater than 0"):
         PrecisePrefixCacheProducer.from_params("p", {"tokenProcessorConfig": {"blockSize": -1}})
     with pytest.raises(ConfigError) as err:

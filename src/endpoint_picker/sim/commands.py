@@ -26,6 +26,7 @@ _HELP = {
     "kv_events_endpoint": "or connect the KV-event PUB to this central subscriber (tcp://h:p)",
     "kv_events_replay_port": "ZMQ ROUTER for KV-event replay requests (instance i: port+i)",
     "kv_events_topic": "KV-event topic; {endpoint} and {model} are filled in",
+    "kv_events_engine": "KV-event dialect: vllm or sglang",
     "hash_seed": "the engine's block-hash seed (as vLLM's PYTHONHASHSEED)",
 }
 

@@ -41,6 +41,7 @@ class SimConfig:
     kv_events_endpoint: str = ""  # or connect the PUB to a central subscriber (tcp://host:port)
     kv_events_replay_port: int = 0  # ROUTER answering replay requests (vLLM's replay_endpoint)
     kv_events_topic: str = "kv@{endpoint}@{model}"  # llm-d's convention; {endpoint} = host:port
+    kv_events_engine: str = "vllm"  # or "sglang": its variant of the same wire format
     hash_seed: str = ""  # the engine's block-hash seed (vLLM's PYTHONHASHSEED); the EPP ignores it
     # LoRA.
     max_loras: int = 1

@@ -11,6 +11,10 @@ array whose first item is its class name::
     ["BlockRemoved", block_hashes, medium]
     ["AllBlocksCleared"]
 
+``engine="sglang"`` publishes SGLang's variant (sglang/srt/disaggregation/kv_events.py, the same
+positional format): optional trailing fields left at their default are omitted, as msgspec's
+``omit_defaults`` writes them, and no block is tagged with a medium or a LoRA name.
+
 The PUB socket binds (``tcp://*:5557`` in vLLM's convention) or, given a ``connect`` address,
 connects to a central subscriber (llm-d-inference-sim's ``--zmq-endpoint`` mode, where the topic
 ``kv@<endpoint>@<model>`` tells the subscriber who spoke). An optional ROUTER socket answers
@@ -79,9 +83,13 @@ class KVEventPublisher:
         connect: str | None = None,
         replay_bind: str | None = None,
         buffer_steps: int = 10_000,
+        engine: str = "vllm",
     ) -> None:
         if (bind is None) == (connect is None):
             raise ValueError("give exactly one of bind and connect")
+        if engine not in ("vllm", "sglang"):
+            raise ValueError(f"engine must be vllm or sglang, got {engine!r}")
+        self.engine = engine
         self.topic = topic.encode()
         self._bind, self._connect, self._replay_bind = bind, connect, replay_bind
         self._ctx = zmq.asyncio.Context.instance()
@@ -127,6 +135,13 @@ class KVEventPublisher:
 
     def add(self, event: Event) -> None:
         """Queue ``event``; everything queued in this loop pass leaves as one batch."""
+        if self.engine == "sglang":
+            if event[0] == "BlockStored":
+                event = event[:6]  # no medium, no lora_name
+            elif event[0] == "BlockRemoved":
+                event = event[:2]
+            while event and event[-1] is None:
+                event = event[:-1]
         self._pending.append(event)
         if not self._flush_scheduled:
             self._flush_scheduled = True

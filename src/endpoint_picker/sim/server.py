@@ -118,6 +118,7 @@ class SimServer:
             bind=f"tcp://{host}:{port(cfg.kv_events_port)}" if cfg.kv_events_port else None,
             connect=cfg.kv_events_endpoint or None,
             replay_bind=replay,
+            engine=cfg.kv_events_engine,
         )
         try:
             pub.start()

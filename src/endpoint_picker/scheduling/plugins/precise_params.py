@@ -116,11 +116,8 @@ class KVEventsConfig(_Params):
     @field_validator("engine_type")
     @classmethod
     def _engine(cls, value: str) -> str:
-        if value != "vllm":
-            raise ValueError(
-                "only 'vllm' KV events are supported (SGLang's are not simulated; "
-                "see docs/precise-prefix.md)"
-            )
+        if value not in ("vllm", "sglang"):  # one positional wire format, one decoder
+            raise ValueError(f"must be 'vllm' or 'sglang', got {value!r}")
         return value
 
 
