@@ -16,7 +16,8 @@ from endpoint_picker.datalayer.kvevents_zmq import KVEventSubscriber
 from endpoint_picker.datastore import Datastore
 from endpoint_picker.scheduling.plugins.precise_index import BlockIndex, block_keys, root_key
 from endpoint_picker.sim import SimFleet, start_fleet
-from endpoint_picker.sim.tokenizer import token_ids
+from endpoint_picker.sim.kvcache import block_hashes as engine_hashes
+from endpoint_picker.sim.tokenizer import token_ids, tokenize
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -148,3 +149,28 @@ async def test_sglang_events_feed_the_same_index() -> None:
             await sub.stop()
     finally:
         await fleet.stop()
+
+
+async def test_oracle_and_reset(fleet: SimFleet) -> None:
+    """``/debug/kv-blocks`` lists what a server holds; the fleet-wide oracle counts what the
+    best server held at arrival; ``/reset_prefix_cache`` clears the index through the events."""
+    _, ing, sub = await subscribed(fleet, replay=False)
+    try:
+        prompt = "oracle knows where " * 4
+        await send(fleet.urls[1], prompt)
+        await send(fleet.urls[0], prompt)  # a miss on sim-0, a hit had it gone to sim-1
+        kv0 = fleet.servers[0].engine.kv
+        assert kv0.oracle_hits - kv0.hits == 12 - 4  # 3 full blocks, the last one recomputed
+        async with aiohttp.ClientSession() as s:
+            async with s.get(fleet.urls[1] + "/debug/kv-blocks") as r:
+                body = await r.json()
+            tokens = tokenize(prompt)
+            hashes = engine_hashes(tokens, body["block_size"], body["hash_seed"] + body["model"])
+            assert set(hashes) <= set(body["blocks"])
+            await wait_until(lambda: held(ing, prompt, "sim-1") == 3)
+            async with s.post(fleet.urls[1] + "/reset_prefix_cache") as r:
+                assert r.status == 200
+        await wait_until(lambda: ing.index.endpoint_keys("sim-1") == 0, what="cleared")
+        assert held(ing, prompt, "sim-0") == 3 and ing.stats.cleared == 1
+    finally:
+        await sub.stop()

@@ -72,4 +72,6 @@ async def start_fleet(
         for server in servers:
             await server.stop()
         raise
+    for server in servers:
+        server.peers = servers
     return SimFleet(servers, ports)

@@ -69,6 +69,7 @@ class KVCache:
         self.evictions = 0
         self.queries = 0  # prompt tokens looked up (vllm:prefix_cache_queries)
         self.hits = 0  # of which found cached (vllm:prefix_cache_hits)
+        self.oracle_hits = 0  # tokens the best server of the fleet held at arrival (sim:...)
         self.sink: Callable[[list[Any]], None] | None = None  # KV events, see the docstring
 
     @property
@@ -96,6 +97,12 @@ class KVCache:
                 break
             n += 1
         return n
+
+    def hit_tokens(self, hashes: Sequence[int], prompt_len: int) -> int:
+        """Prompt tokens a request would find cached here now (the hit rule of allocate)."""
+        if not self.prefix_caching:
+            return 0
+        return min(self.match(hashes), (prompt_len - 1) // self.block_size) * self.block_size
 
     def cached_hashes(self) -> list[int]:
         """Every hashed block the cache holds now, pinned or not (the simulator's oracle)."""

@@ -63,6 +63,9 @@ class SimServer:
         self._metrics_cache: tuple[float, bytes] | None = None
         self._runner: web.AppRunner | None = None
         self.kv_events: Any = None  # a KVEventPublisher when KV events are on
+        # The fleet this server belongs to (start_fleet sets it): the oracle hit count asks
+        # every member what it holds when a request arrives.
+        self.peers: list[SimServer] = [self]
         self.app = self._build_app()
 
     @property
@@ -209,6 +212,9 @@ class SimServer:
             token_ids=[token_id(t) for t in p.tokens] if self.kv_events is not None else [],
             lora=p.lora,
             stream=p.stream,
+        )
+        self.engine.kv.oracle_hits += max(
+            peer.engine.kv.hit_tokens(req.hashes, req.prompt_tokens) for peer in self.peers
         )
         try:
             self.engine.submit(req)
