@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+import zmq
 from e2e_support import wait_until
 
 from endpoint_picker.datalayer.kvevents import KVEventIngester, decode_batch
@@ -174,3 +175,24 @@ async def test_oracle_and_reset(fleet: SimFleet) -> None:
         assert held(ing, prompt, "sim-0") == 3 and ing.stats.cleared == 1
     finally:
         await sub.stop()
+
+
+async def test_a_taken_central_endpoint_is_a_clear_error() -> None:
+    from endpoint_picker.errors import ConfigError
+    from endpoint_picker.scheduling.plugins.precise import PrecisePrefixCacheProducer
+
+    params = {"kvEventsConfig": {"zmqEndpoint": "tcp://127.0.0.1:*"}}
+    first = PrecisePrefixCacheProducer.from_params("p", params)
+    await first.start()
+    try:
+        socket = first.subscriber._socks[""]
+        taken = bytes(socket.getsockopt(zmq.LAST_ENDPOINT)).decode()
+        second = PrecisePrefixCacheProducer.from_params(
+            "p", {"kvEventsConfig": {"zmqEndpoint": taken}}
+        )
+        with pytest.raises(ConfigError, match="cannot listen for KV events") as err:
+            await second.start()
+        assert err.value.path == "plugins[p].parameters.kvEventsConfig.zmqEndpoint"
+        await second.stop()
+    finally:
+        await first.stop()

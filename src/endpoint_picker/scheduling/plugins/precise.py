@@ -122,7 +122,17 @@ class PrecisePrefixCacheProducer(PluginBase):
         )
         if self._datastore is not None:
             self.subscriber.attach(self._datastore)
-        await self.subscriber.start()
+        import zmq
+
+        try:
+            await self.subscriber.start()
+        except zmq.ZMQError as err:
+            from endpoint_picker.errors import ConfigError
+
+            raise ConfigError(
+                f"cannot listen for KV events on {self.subscriber.central_endpoint!r}: {err}",
+                path=f"plugins[{self.name}].parameters.kvEventsConfig.zmqEndpoint",
+            ) from None
 
     async def stop(self) -> None:
         if self.subscriber is not None:
