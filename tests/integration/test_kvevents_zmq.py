@@ -3,6 +3,7 @@ gaps answered from the simulator's replay socket, and what happens without repla
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -196,3 +197,32 @@ async def test_a_taken_central_endpoint_is_a_clear_error() -> None:
         await second.stop()
     finally:
         await first.stop()
+
+
+async def test_index_metrics_with_llmd_names(fleet: SimFleet) -> None:
+    from endpoint_picker.metrics import REGISTRY
+    from endpoint_picker.scheduling.plugins.precise import PrecisePrefixCacheProducer
+
+    prod = PrecisePrefixCacheProducer.from_params(
+        "p",
+        {
+            "tokenProcessorConfig": {"blockSize": 4},
+            "indexerConfig": {"kvBlockIndexConfig": {"enableMetrics": True}},
+        },
+    )
+    ds = Datastore()
+    prod.attach(ds, {"sim-0": fleet.servers[0].kv_events.endpoint})
+    await prod.start()
+    try:
+        ds.set_static_endpoints({"sim-0": ("127.0.0.1", fleet.ports[0])})
+        n = 0
+        while REGISTRY.get_sample_value("kvcache_index_admissions_total") in (None, 0.0):
+            n += 1
+            assert n < 50, "no events arrived"
+            await send(fleet.urls[0], f"metric words {n} " * 4)
+            await asyncio.sleep(0.1)
+        assert REGISTRY.get_sample_value("kvcache_index_size") == len(prod.index)
+        assert REGISTRY.get_sample_value("kvcache_events_total", {"kind": "errors"}) == 0
+    finally:
+        await prod.stop()
+    assert REGISTRY.get_sample_value("kvcache_index_size") is None  # unregistered

@@ -61,6 +61,9 @@ class PrecisePrefixCacheProducer(PluginBase):
         self._addresses: dict[str, str] = {}
         self._host = ""
         self.subscriber: Any = None
+        self.lookups = 0
+        self.lookup_hits = 0  # leading keys found (the best endpoint's match), summed
+        self._collector: Any = None
 
     # -- request path ------------------------------------------------------------------------
 
@@ -72,6 +75,8 @@ class PrecisePrefixCacheProducer(PluginBase):
     def prepare(self, request: InferenceRequest, endpoints: Sequence[Endpoint]) -> None:
         keys = self.keys_for(request)
         matches = self.index.match(keys, self.clock()) if keys else {}
+        self.lookups += 1
+        self.lookup_hits += max(matches.values(), default=0)
         request.state[self.state_key] = PrefixMatch(self.block_size, keys, matches)
 
     def pre_request(self, request: InferenceRequest, result: SchedulingResult) -> None:
@@ -124,6 +129,10 @@ class PrecisePrefixCacheProducer(PluginBase):
             self.subscriber.attach(self._datastore)
         import zmq
 
+        if self.params.indexer_config.kv_block_index_config.enable_metrics:
+            from endpoint_picker.scheduling.plugins.precise_metrics import register
+
+            self._collector = register(self)
         try:
             await self.subscriber.start()
         except zmq.ZMQError as err:
@@ -138,6 +147,11 @@ class PrecisePrefixCacheProducer(PluginBase):
         if self.subscriber is not None:
             await self.subscriber.stop()
             self.subscriber = None
+        if self._collector is not None:
+            from endpoint_picker.metrics import REGISTRY
+
+            REGISTRY.unregister(self._collector)
+            self._collector = None
 
     @classmethod
     def from_params(cls, name: str, params: Mapping[str, Any] | None) -> PrecisePrefixCacheProducer:

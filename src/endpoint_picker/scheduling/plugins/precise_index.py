@@ -68,6 +68,7 @@ class BlockIndex:
         self._keys: OrderedDict[int, dict[str, float]] = OrderedDict()
         self._by_endpoint: dict[str, set[int]] = {}
         self.evictions = 0
+        self.admissions = 0  # keys written for an endpoint that did not hold them
         self.speculative = False  # set once a speculative entry exists: lookups check expiry
 
     def __len__(self) -> int:
@@ -99,6 +100,7 @@ class BlockIndex:
                     self._by_endpoint.get(dropped, set()).discard(key)
                 holders[endpoint] = expiry
                 owned.add(key)
+                self.admissions += 1
             elif expiry > old:
                 holders[endpoint] = expiry
 
