@@ -29,6 +29,7 @@ from pathlib import Path
 from endpoint_picker.datalayer.kvevents_zmq import KVEventSubscriber
 from endpoint_picker.datastore import Datastore
 from endpoint_picker.requests.tokenize import HFTokenizer, SimTokenizer
+from endpoint_picker.requests.tokenize_cache import ChunkedTokenizer
 from endpoint_picker.requests.types import InferenceRequest
 from endpoint_picker.scheduling.plugins.precise import PrecisePrefixCacheProducer
 from endpoint_picker.scheduling.plugins.precise_index import block_keys, root_key
@@ -63,7 +64,7 @@ def prompt_of(backend: HFTokenizer | SimTokenizer, rng: random.Random) -> str:
     """Text of about ``PROMPT_TOKENS`` tokens for ``backend``."""
     words: list[str] = []
     while True:
-        words.extend(rng.choice(WORDS) + rng.choice(WORDS) for _ in range(500))
+        words.extend(rng.choice(WORDS) + rng.choice(WORDS) for _ in range(2000))
         text = " ".join(words)
         if len(backend.encode(text, True)) >= PROMPT_TOKENS:
             return text
@@ -82,11 +83,26 @@ def per_request(repeats: int, tokenizer_path: Path) -> None:
     rng = random.Random(7)
     hf = HFTokenizer(str(tokenizer_path))
     sim = SimTokenizer()
-    print(f"per request, {PROMPT_TOKENS}-token prompts, median of {repeats}:")
+    print(f"per request, ~{PROMPT_TOKENS}-token prompts, median of {repeats}:")
     for name, backend in (("hf bpe-8192", hf), ("simulator", sim)):
         text = prompt_of(backend, rng)
         n = len(backend.encode(text, True))
         tok_us = p50_us(lambda b=backend, t=text: b.encode(t, True), repeats)
+        # A shared system prompt (~90% of the tokens) and a fresh question every time.
+        cut = text.index(" ", len(text) * 9 // 10)
+        system = text[:cut]
+        questions = iter(
+            [
+                " " + " ".join(rng.choice(WORDS) + rng.choice(WORDS) for _ in range(300))
+                for _ in range(4 * repeats + 40)
+            ]
+        )
+        chunked = ChunkedTokenizer(backend)
+        for _ in range(chunked.verify_first + 1):  # warm the cache; past the self-check
+            chunked.encode(system + next(questions), True)
+        shared_us = p50_us(
+            lambda c=chunked, q=questions, s=system: c.encode(s + next(q), True), repeats
+        )
         ids = backend.encode(text, True)[:PROMPT_TOKENS]
         root = root_key("", "m")
         keys_us = p50_us(lambda i=ids, r=root: block_keys(i, 16, r), repeats)
@@ -99,9 +115,10 @@ def per_request(repeats: int, tokenizer_path: Path) -> None:
         for s in range(20_000):  # and unrelated entries
             prod.index.add([rng.getrandbits(63) for _ in range(8)], f"ep-{s % SERVERS}")
         match_us = p50_us(lambda k=keys, p=prod: p.index.match(k, 0.0), repeats)
-        producer = TokenProducer("t", backend)
+        producer = TokenProducer("t", chunked)
 
-        def prepare(t: str = text, tp: TokenProducer = producer, pp=prod) -> None:  # type: ignore[no-untyped-def]
+        def prepare(tp: TokenProducer = producer, pp=prod, q=questions, s=system) -> None:  # type: ignore[no-untyped-def]
+            t = s + next(q)
             req = InferenceRequest(
                 "r", {}, body={"prompt": t}, api="completions", target_model="m", prompt_text=t
             )
@@ -110,8 +127,9 @@ def per_request(repeats: int, tokenizer_path: Path) -> None:
 
         all_us = p50_us(prepare, repeats)
         print(
-            f"  {name:12s} tokens={n:5d}  tokenize {tok_us:8.0f} us  keys {keys_us:6.0f} us  "
-            f"lookup {match_us:6.0f} us  both producers' prepare {all_us:8.0f} us"
+            f"  {name:12s} tokens={n:5d}  tokenize whole {tok_us:8.0f} us, "
+            f"shared system prompt (chunk cache) {shared_us:6.0f} us  keys {keys_us:5.0f} us  "
+            f"lookup {match_us:5.0f} us  both producers' prepare (shared) {all_us:6.0f} us"
         )
 
 

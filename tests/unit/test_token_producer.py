@@ -10,6 +10,7 @@ import pytest
 from endpoint_picker.config import registry as r
 from endpoint_picker.errors import ConfigError
 from endpoint_picker.requests.tokenize import HFTokenizer, SimTokenizer, find_tokenizer
+from endpoint_picker.requests.tokenize_cache import ChunkedTokenizer
 from endpoint_picker.requests.types import InferenceRequest
 from endpoint_picker.scheduling.plugins.token_producer import (
     TOKENS_KEY,
@@ -40,7 +41,8 @@ def request(body: dict[str, object], api: str = "completions") -> InferenceReque
 def test_hf_tokenizer_from_a_local_file(tmp_path: Path) -> None:
     path = build_tokenizer(tmp_path / "tokenizer.json")
     producer = TokenProducer.from_params("tp", {"tokenizerPath": str(tmp_path)})
-    assert isinstance(producer.backend, HFTokenizer)
+    assert isinstance(producer.backend, ChunkedTokenizer)
+    assert isinstance(producer.backend.backend, HFTokenizer)
     req = request({"prompt": "the lazy dog"})
     producer.prepare(req, [])
     tp = req.state[TOKENS_KEY]
@@ -65,7 +67,8 @@ def test_tokenizer_discovery_follows_llmds_local_layouts(tmp_path: Path) -> None
 
 def test_the_simulators_tokenizer_matches_what_the_simulator_stores() -> None:
     producer = TokenProducer.from_params("tp", {"modelName": "no/such-model"})
-    assert isinstance(producer.backend, SimTokenizer)
+    assert isinstance(producer.backend, ChunkedTokenizer)
+    assert isinstance(producer.backend.backend, SimTokenizer)
     messages = [{"role": "user", "content": "Hello, world!"}]
     req = request({"messages": messages}, api="chat/completions")
     producer.prepare(req, [])
@@ -88,3 +91,39 @@ def test_llmd_parameters_are_accepted_and_typos_are_errors() -> None:
     assert err.value.path == "vllm.ur"
     with pytest.raises(ConfigError, match="cannot load tokenizer"):
         factory("tp", {"tokenizerPath": "/nonexistent/tokenizer.json"})
+
+
+def test_chunked_tokenization_equals_whole_and_reuses_shared_chunks(tmp_path: Path) -> None:
+    import random
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    rng = random.Random(5)
+    words = ["".join(rng.choice("abcdefgh") for _ in range(rng.randint(1, 7))) for _ in range(300)]
+    corpus = [" ".join(rng.choice(words) for _ in range(100)) for _ in range(100)]
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=600, show_progress=False))
+    tok.save(str(tmp_path / "tokenizer.json"))
+    system = " ".join(rng.choice(words) + "," for _ in range(2000))
+    for backend in (HFTokenizer(str(tmp_path)), SimTokenizer()):
+        chunked = ChunkedTokenizer(backend, chunk_chars=512, verify_first=0, verify_every=10**9)
+        for q in range(5):
+            prompt = system + f"  question {q}:  " + " ".join(rng.choice(words) for _ in range(50))
+            assert list(chunked.encode(prompt, True)) == backend.encode(prompt, True)
+        assert chunked.enabled and chunked.chunk_hits > 4 * len(chunked.cuts(system)) - 8
+
+
+def test_chunking_switches_itself_off_when_it_would_differ() -> None:
+    class Merging(SimTokenizer):
+        name = "merging"
+
+        def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+            return [len(text)]  # a "tokenizer" that merges everything: chunks can never match
+
+    chunked = ChunkedTokenizer(Merging(), chunk_chars=16)
+    text = "word " * 40
+    assert list(chunked.encode(text)) == [len(text)]  # verified, found different, whole used
+    assert not chunked.enabled
+    assert list(chunked.encode(text)) == [len(text)]

@@ -32,7 +32,7 @@ from endpoint_picker.sim.tokenizer import token_ids as sim_token_ids
 class TokenizerBackend(Protocol):
     name: str
 
-    def encode(self, text: str, add_special_tokens: bool) -> list[int]: ...
+    def encode(self, text: str, add_special_tokens: bool) -> Sequence[int]: ...
 
     def encode_ids(self, ids: Sequence[int]) -> list[int]:
         """A prompt given as token ids, in this backend's id space."""
@@ -99,7 +99,7 @@ def render_messages(messages: Any) -> str:
 
 def tokenize_body(
     backend: TokenizerBackend, api: str, body: dict[str, Any] | None, prompt_text: str
-) -> list[int]:
+) -> Sequence[int]:
     """Token ids of a request: chat messages through the template, a completions prompt as
     text or ids; other requests (or no parsed body) by their prompt text."""
     if body is not None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from endpoint_picker.datastore import Datastore, Endpoint
 from endpoint_picker.requests.tokenize import SimTokenizer
+from endpoint_picker.requests.tokenize_cache import ChunkedTokenizer
 from endpoint_picker.requests.types import InferenceRequest
 from endpoint_picker.scheduling.framework import SchedulingResult
 from endpoint_picker.scheduling.plugins.base import PluginBase
@@ -56,7 +57,7 @@ class PrecisePrefixCacheProducer(PluginBase):
         self.ingester = KVEventIngester(self.index, self.block_size, self.hash_seed)
         self.clock = clock
         self.state_key = match_state_key(self.name)
-        self._fallback = SimTokenizer()
+        self._fallback = ChunkedTokenizer(SimTokenizer())
         self._datastore: Datastore | None = None
         self._addresses: dict[str, str] = {}
         self._host = ""

@@ -37,6 +37,8 @@ def root_key(hash_seed: str, model: str) -> int:
 
 
 def _as_bytes(token_ids: Sequence[int]) -> bytes:
+    if isinstance(token_ids, array) and token_ids.typecode == "I":
+        return token_ids.tobytes()  # the chunk cache's ids: no per-token conversion
     try:
         return array("I", token_ids).tobytes()
     except OverflowError:  # ids beyond 32 bits (never seen in practice): widen

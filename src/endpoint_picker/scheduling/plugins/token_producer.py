@@ -25,6 +25,7 @@ from endpoint_picker.requests.tokenize import (
     find_tokenizer,
     tokenize_body,
 )
+from endpoint_picker.requests.tokenize_cache import ChunkedTokenizer
 from endpoint_picker.requests.types import InferenceRequest
 from endpoint_picker.scheduling.plugins.base import PluginBase
 from endpoint_picker.scheduling.plugins.precise_params import TokenProducerParams, parse
@@ -36,12 +37,17 @@ TOKENS_KEY = "tokenized-prompt"
 
 @dataclass(slots=True)
 class TokenizedPrompt:
-    token_ids: list[int]
+    token_ids: Sequence[int]  # a list, or an array('I') from the chunk cache
     tokenizer: str  # the backend's name, so a consumer can tell sim ids from a model's
 
 
 def backend_for(params: TokenProducerParams) -> TokenizerBackend:
-    """The backend the parameters choose (see the module docstring)."""
+    """The backend the parameters choose (see the module docstring), behind a chunk cache
+    (requests/tokenize_cache.py: a shared system prompt is tokenized once)."""
+    return ChunkedTokenizer(_backend(params))
+
+
+def _backend(params: TokenProducerParams) -> TokenizerBackend:
     path = params.tokenizer_path or find_tokenizer(params.model_name)
     if not path:
         if params.model_name:
@@ -77,7 +83,7 @@ class TokenProducer(PluginBase):
 
     def __init__(self, name: str | None = None, backend: TokenizerBackend | None = None) -> None:
         super().__init__(name)
-        self.backend: TokenizerBackend = backend or SimTokenizer()
+        self.backend: TokenizerBackend = backend or ChunkedTokenizer(SimTokenizer())
 
     def prepare(self, request: InferenceRequest, endpoints: Sequence[Endpoint]) -> None:
         tokens_of(request, self.backend)
