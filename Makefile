@@ -17,9 +17,11 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/epp demo
 
-test: $(STAMP)
+# The test command (README, .ci/run): lint first, then the whole suite.
+test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# mypy's files (src, tests, benchmarks) and strictness are in pyproject.toml.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks

@@ -21,6 +21,8 @@ import gc
 import sys
 import time
 import tracemalloc
+from pathlib import Path
+from typing import Any
 
 from endpoint_picker.clock import FakeClock
 from endpoint_picker.datastore import Endpoint
@@ -29,6 +31,7 @@ from endpoint_picker.flowcontrol.bands import FlowRegistry
 from endpoint_picker.flowcontrol.config import PriorityBandConfig
 from endpoint_picker.flowcontrol.types import FlowKey, Item, Outcome
 from endpoint_picker.requests.types import InferenceRequest
+from results_file import write_results
 
 N, FLOWS, BANDS = 10_000, 1_000, 4
 PRIORITIES = (30, 20, 10, 0)
@@ -134,7 +137,9 @@ async def bench_async(reqs: list[InferenceRequest], trace: bool) -> tuple[float,
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--uvloop", action="store_true", help="run the async part on uvloop")
+    ap.add_argument("--results", type=Path, help="JSON results file (default: results/)")
     args = ap.parse_args()
+    core: list[dict[str, Any]] = []
     print("command:", " ".join([sys.executable, *sys.argv]))
     print(
         f"{N} queued requests over {FLOWS} flows in {BANDS} bands; one core, CPython "
@@ -155,6 +160,9 @@ def main() -> int:
             f"core  {fairness:31} {ordering:29} {best_ops:>10,.0f} ops/s  "
             f"{mem:>6.0f} B/queued request"
         )
+        core.append(
+            {"fairness": fairness, "ordering": ordering, "ops_per_s": best_ops, "bytes": mem}
+        )
     if args.uvloop:
         import uvloop
 
@@ -166,6 +174,12 @@ def main() -> int:
         f"{fc_only:>6.0f} B/queued request in flow control "
         f"({with_tasks:.0f} B with the caller's task)"
     )
+    figures = {
+        "setup": {"queued": N, "flows": FLOWS, "bands": BANDS, "uvloop": args.uvloop},
+        "core": core,
+        "admit": {"ops_per_s": ops, "bytes": fc_only, "bytes_with_task": with_tasks},
+    }
+    print("wrote", write_results("flowcontrol", figures, args.results))
     return 0
 
 

@@ -17,7 +17,10 @@ separate process. Printed: req/s, p50 and p99 per target, the ratio of req/s to 
 the p50 added to it. Run (about 70 s with both fronts):
 
     .venv/bin/python benchmarks/overhead.py [--fronts extproc,fast] [--duration 8]
-        [--mode duplex|buffered] [--no-flow-control] [--json out.json]
+        [--mode duplex|buffered] [--no-flow-control] [--results out.json]
+
+Results go to ``benchmarks/results/overhead.json`` (README and docs/fast-front.md quote it
+through ``benchmarks/render_figures.py``).
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from results_file import write_results
 
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # no fork() notices from grpc per wrk start
 
@@ -313,7 +318,7 @@ def main() -> int:
     p.add_argument("--no-flow-control", action="store_true",
                    help="legacy admission instead of flow control")  # fmt: skip
     p.add_argument("--sims", type=int, default=2, help="simulated model servers")
-    p.add_argument("--json", help="also write the results to this file (JSON)")
+    p.add_argument("--results", type=Path, help="JSON results file (default: results/)")
     p.add_argument("--client", help=argparse.SUPPRESS)  # internal: the fallback load generator
     args = p.parse_args()
     if args.client:
@@ -327,8 +332,17 @@ def main() -> int:
     except ImportError:  # pragma: no cover
         results = asyncio.run(measure(args))
     report(results, args)
-    if args.json:
-        Path(args.json).write_text(json.dumps([r.__dict__ for r in results], indent=1))
+    setup = {
+        "generator": "wrk -t1" if shutil.which("wrk") else "aiohttp client",
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "extproc_mode": args.mode,
+        "als_flush_s": args.flush,
+        "simulators": args.sims,
+        "flow_control": not args.no_flow_control,
+    }
+    points = [r.__dict__ for r in results]
+    print("wrote", write_results("overhead", {"setup": setup, "points": points}, args.results))
     return 0
 
 

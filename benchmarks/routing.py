@@ -50,10 +50,11 @@ async def run_arm(
     await pool.start()
     front: Front | None = None
     try:
-        if arm.config is None:
+        if not arm.epp:
             front = RoundRobinFront(pool.endpoints, workdir)
         else:
-            front = EppFront(pool.endpoints, CONFIGS / arm.config, workdir)
+            config = CONFIGS / arm.config if arm.config else None  # None: the shipped defaults
+            front = EppFront(pool.endpoints, config, workdir)
         await front.start()
         await wait_serving(front.url, MODEL)
         result: dict[str, Any] = {"arm": arm_name, "title": arm.title, "warmup_requests": 1}
@@ -160,7 +161,9 @@ def main(argv: list[str]) -> int:
         "--workloads",
         help="comma-separated subset (shared_prefix,priority,uniform,kv_pressure)",
     )
-    parser.add_argument("--arms", help="comma-separated subset (round-robin,random,default,...)")
+    parser.add_argument(
+        "--arms", help="comma-separated subset (round-robin,random,shipped,fc-off,...)"
+    )
     parser.add_argument("--out", type=Path, help="results, plots and logs go here")
     parser.add_argument("--report", type=Path, help="Markdown report path")
     parser.add_argument("--logs", type=Path, help="process logs and raw inference-perf reports")

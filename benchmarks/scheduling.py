@@ -14,10 +14,12 @@ import random
 import statistics
 import sys
 import time
+from pathlib import Path
 
 from endpoint_picker.config import build_scheduler, load_config
 from endpoint_picker.datastore import Endpoint, Metrics
 from endpoint_picker.requests.types import InferenceRequest
+from results_file import write_results
 
 
 def endpoints(n: int, rng: random.Random) -> list[Endpoint]:
@@ -76,12 +78,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--endpoints", default="8,64,512")
+    ap.add_argument("--results", type=Path, help="JSON results file (default: results/)")
     args = ap.parse_args()
+    rows: list[dict[str, float]] = []
     print("$ " + " ".join([sys.executable.rsplit("/", 1)[-1], *sys.argv]))
     print(f"{'endpoints':>9} {'decisions/s':>12} {'p50 ms':>8} {'p99 ms':>8}")
     for n in (int(x) for x in args.endpoints.split(",")):
         rate, p50, p99 = run(n, args.requests)
         print(f"{n:>9} {rate:>12.0f} {p50 * 1e3:>8.3f} {p99 * 1e3:>8.3f}")
+        rows.append(
+            {"endpoints": n, "decisions_per_s": rate, "p50_ms": p50 * 1e3, "p99_ms": p99 * 1e3}
+        )
+    setup = {"requests": args.requests, "prompt_bytes": 4096, "system_prompts": 16}
+    print("wrote", write_results("scheduling", {"setup": setup, "rows": rows}, args.results))
     return 0
 
 

@@ -29,6 +29,8 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from results_file import write_results
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -150,6 +152,15 @@ async def main(args: argparse.Namespace) -> int:
             f"sim CPU {100 * r['sim_cpu_core_share']:5.1f}% of one core  ({r['window_s']:.0f} s)"
         )
     print("reproduce: .venv/bin/python benchmarks/sim_capacity.py " + " ".join(sys.argv[1:]))
+    setup = {
+        "instances": args.count,
+        "concurrency": args.concurrency,
+        "itl_s": args.itl,
+        "prompt_tokens": args.prompt_tokens,
+        "max_tokens": args.max_tokens,
+    }
+    figures = {"setup": setup, "phases": results}
+    print("wrote", write_results("sim_capacity", figures, args.results))
     return 0
 
 
@@ -162,6 +173,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-tokens", type=int, default=200, help="output tokens (200)")
     p.add_argument("--duration", type=float, default=15.0, help="non-streaming window, s (15)")
     p.add_argument("--stream-duration", type=float, default=10.0, help="streaming window (10)")
+    p.add_argument("--results", type=Path, help="JSON results file (default: results/)")
     return p.parse_args(argv)
 
 

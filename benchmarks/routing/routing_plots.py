@@ -10,9 +10,11 @@ from routing_numbers import stages
 COLORS = {
     "round-robin": "#7f7f7f",
     "random": "#bcbd22",
-    "default": "#1f77b4",
-    "flow-control": "#2ca02c",
+    "shipped": "#9467bd",
+    "fc-off": "#1f77b4",
+    "fc-ttl20": "#2ca02c",
     "fc-concurrency": "#d62728",
+    "fc-holdback": "#ff7f0e",
 }
 
 

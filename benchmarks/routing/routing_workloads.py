@@ -25,19 +25,23 @@ PRECISE_EVENTS = "tcp://127.0.0.1:25557"  # benchmarks/configs/precise-prefix.ya
 
 @dataclass(frozen=True)
 class Arm:
+    """One way of serving the pool, named after what it runs."""
+
     name: str
     title: str
-    config: str | None  # EndpointPickerConfig under benchmarks/configs/, None = no EPP
+    config: str | None  # EndpointPickerConfig under benchmarks/configs/, None = no file
+    epp: bool = True  # False: Envoy alone (round robin), no EPP at all
     pool_overrides: tuple[tuple[str, Any], ...] = ()  # simulator knobs this arm needs
 
 
 ARMS = {
     a.name: a
     for a in (
-        Arm("round-robin", "no EPP (Envoy round robin)", None),
+        Arm("round-robin", "no EPP (Envoy round robin)", None, epp=False),
         Arm("random", "EPP random-picker", "random-picker.yaml"),
-        Arm("default", "EPP default", "default.yaml"),
-        Arm("flow-control", "EPP default + flow control", "flow-control.yaml"),
+        Arm("shipped", "EPP as shipped (no config file)", None),
+        Arm("fc-off", "EPP scheduling, flow control off", "fc-off.yaml"),
+        Arm("fc-ttl20", "EPP scheduling + flow control, TTL 20 s", "fc-ttl20.yaml"),
         Arm(
             "fc-concurrency",
             "EPP + flow control, concurrency-detector",
@@ -53,7 +57,7 @@ ARMS = {
             "EPP precise prefix (servers' KV events)",
             "precise-prefix.yaml",
             # The simulators publish to the EPP's central subscriber (the config's zmqEndpoint).
-            (("kv_events_endpoint", PRECISE_EVENTS),),
+            pool_overrides=(("kv_events_endpoint", PRECISE_EVENTS),),
         ),
     )
 }
@@ -117,13 +121,13 @@ def _random_data(mean_in: int, mean_out: int) -> dict[str, Any]:
 
 def workloads(quick: bool) -> dict[str, Workload]:
     """The three workloads; ``quick`` shrinks them to one short stage each."""
-    four = ("round-robin", "random", "default", "flow-control")
+    five = ("round-robin", "random", "shipped", "fc-off", "fc-ttl20")
     sp_stages = ((14.0, 10),) if quick else ((8.0, 20), (12.0, 20), (16.0, 20))
     shared = Workload(
         "shared_prefix",
         "Shared prefix: 16 groups, ~6000-token system prompts",
         (Tenant("all", None, 0, _shared_prefix_data(64), sp_stages),),
-        ("round-robin", "default") if quick else four,
+        ("round-robin", "shipped") if quick else five,
     )
     dur = 10 if quick else 30
     # The pool serves ~15 req/s of this mix (64 output tokens); the tenants offer 5 + 10 + 15 =
@@ -142,7 +146,7 @@ def workloads(quick: bool) -> dict[str, Workload]:
         tenants,
         ("fc-concurrency",)
         if quick
-        else ("round-robin", "default", "flow-control", "fc-concurrency", "fc-holdback"),
+        else ("round-robin", "shipped", "fc-off", "fc-ttl20", "fc-concurrency", "fc-holdback"),
         idle_probe=Tenant(
             "critical-idle", "critical", 10, _random_data(200, 64), ((1.0, 8 if quick else 20),)
         ),
@@ -152,7 +156,7 @@ def workloads(quick: bool) -> dict[str, Workload]:
         "uniform",
         "Uniform random lengths (control)",
         (Tenant("all", None, 0, _random_data(250, 32), un_stages),),
-        ("round-robin", "default") if quick else four,
+        ("round-robin", "shipped") if quick else five,
         in_quick=False,
     )
     # KV pressure: 48 system prompts of ~1000 tokens (48k tokens) on a pool that caches ~2/3 of
@@ -163,7 +167,7 @@ def workloads(quick: bool) -> dict[str, Workload]:
         "kv_pressure",
         "KV pressure: 48 groups of ~1000-token system prompts, pool KV ~2/3 of the working set",
         (Tenant("all", None, 0, _shared_prefix_data(16, groups=48, system_len=1000), kv_stages),),
-        ("round-robin", "default", "precise"),
+        ("round-robin", "fc-off", "precise"),
         in_quick=False,
         pool_overrides=(("num_gpu_blocks", 500),),
     )

@@ -221,9 +221,7 @@ class Datastore:
     def priority_of(self, objective_name: str | None) -> int:
         """Priority for a request naming this objective: 0 when missing or unset, as upstream."""
         obj = self.objective(objective_name)
-        if obj is None or obj.spec.priority is None:
-            return 0
-        return obj.spec.priority
+        return 0 if obj is None else obj.effective_priority
 
     # -- pods and endpoints ------------------------------------------------------------------------
     def _matches(self, pod: Pod) -> bool:

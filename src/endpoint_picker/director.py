@@ -5,9 +5,12 @@ never protobuf messages or HTTP objects: every front (Envoy ext_proc, the fast e
 in-process transport) drives the same policy through these four calls, so behaviour cannot drift
 between fronts. The cut is here on purpose: fronts translate, the director decides.
 
-Accounting invariant: every context handed out by :meth:`Director.handle_request` is finished
+Accounting invariants: every context handed out by :meth:`Director.handle_request` is finished
 exactly once (:meth:`Director.finish` is idempotent), and finishing releases the in-flight load
-the request put on its endpoint, then wakes flow control, which may now dispatch.
+the request put on its endpoint, then wakes flow control, which may now dispatch. The other half:
+a dispatched request is scheduled and counted in flight *inside* admission, by the synchronous
+``dispatch`` callback :meth:`Admission.admit` runs, so flow control never measures saturation
+between a dispatch and its accounting, whatever a later edit adds to this module.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from endpoint_picker import metrics as m
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
@@ -28,6 +31,7 @@ from endpoint_picker.metrics import FastHistogram
 from endpoint_picker.requests.common import base_request
 from endpoint_picker.requests.rewrite import rewrite_model_name
 from endpoint_picker.requests.types import (
+    CHARS_PER_TOKEN,
     DESTINATION_HEADER,
     DESTINATION_NAMESPACE,
     DESTINATION_SERVED_HEADER,
@@ -38,8 +42,6 @@ from endpoint_picker.requests.types import (
 
 log = logging.getLogger(__name__)
 
-# Rough size of one token in characters, to weigh in-flight load before usage is known.
-CHARS_PER_TOKEN = 4
 # Bound on cached metric children (label sets follow the models clients name).
 _MAX_SERIES = 10_000
 
@@ -50,8 +52,14 @@ class Parser(Protocol):
     def usage_tracker(self, content_type: str | None = None) -> UsageSink | None: ...
 
 
+T = TypeVar("T")
+
+
 class Admission(Protocol):
-    async def admit(self, request: InferenceRequest) -> None: ...
+    async def admit(self, request: InferenceRequest, dispatch: Callable[[], T]) -> T:
+        """Wait for the request's turn, then return ``dispatch()``, called before the next
+        dispatch decision; raise the client-facing error of any other outcome."""
+        ...
 
 
 class SchedulingResult(Protocol):
@@ -175,18 +183,10 @@ class Director:
         try:
             request = self.parser.parse(headers, body, headers.get(":path", ""))
             request.priority = self.datastore.priority_of(request.objective)
-            await self.admission.admit(request)
-            # From here to the end of this method nothing awaits: the admitted request is scheduled
-            # and its load recorded in the same event-loop step, so admission sees it at once.
-            candidates = self._candidates(subset_hint)
-            if not candidates:
-                raise ServiceUnavailable(
-                    "failed to find endpoint candidates for serving the request"
-                )
-            result = self.scheduler.schedule(request, candidates)
-            if not result.endpoints:
-                raise Internal("scheduler returned no endpoints")
-            self.scheduler.pre_request(request, result)
+            admitted = request
+            return await self.admission.admit(
+                request, lambda: self._dispatch(admitted, body, received, subset_hint)
+            )
         except InferenceError as err:
             self._count_error(request, err.code.value)
             raise
@@ -194,6 +194,23 @@ class Director:
             # The client went away while queued; flow control has already dropped the request.
             self.outcomes["cancelled"] = self.outcomes.get("cancelled", 0) + 1
             raise
+
+    def _dispatch(
+        self,
+        request: InferenceRequest,
+        body: bytes,
+        received: float,
+        subset_hint: list[str] | None,
+    ) -> RequestContext:
+        """Schedule an admitted request and count it in flight: synchronous by design, run by
+        admission itself, so the next admission decision sees this request's load."""
+        candidates = self._candidates(subset_hint)
+        if not candidates:
+            raise ServiceUnavailable("failed to find endpoint candidates for serving the request")
+        result = self.scheduler.schedule(request, candidates)
+        if not result.endpoints:
+            raise Internal("scheduler returned no endpoints")
+        self.scheduler.pre_request(request, result)
         forward = self._rewrite_body(request, body)
         primary = result.endpoints[0]
         ctx = RequestContext(
@@ -287,6 +304,28 @@ class Director:
         self.scheduler.process_response_headers(ctx.request, edited, metadata)
         return {k: v for k, v in edited.items() if headers.get(k) != v}
 
+    def record_response(
+        self,
+        ctx: RequestContext,
+        *,
+        response_bytes: int,
+        duration_s: float | None = None,
+        usage: Usage | None = None,
+    ) -> None:
+        """What a front that never sees the response body measured (see ``DirectorLike``).
+
+        ``duration_s`` is the proxy's own (client's first byte to last byte sent), so a late
+        report (the access log's flush interval) does not lengthen the recorded duration.
+        ``usage`` (an estimate) counts only when no body was parsed for the real one.
+        """
+        if ctx.finished:
+            return
+        ctx.response_bytes = response_bytes
+        if duration_s is not None:
+            ctx.received_at = self.clock.now() - duration_s
+        if usage is not None and ctx._tracker is None:
+            ctx.usage = usage
+
     def handle_response_body(self, ctx: RequestContext, chunk: bytes, end_of_stream: bool) -> bytes:
         ctx.response_bytes += len(chunk)
         if ctx._tracker is None and not ctx._no_tracker:
@@ -323,7 +362,7 @@ class Director:
         duration = self.clock.now() - ctx.received_at
         series.duration.observe(duration)
         series.response_sizes.observe(ctx.response_bytes)
-        usage = ctx._tracker.usage if ctx._tracker is not None else None
+        usage = ctx._tracker.usage if ctx._tracker is not None else ctx.usage
         ctx.usage = usage
         if usage is not None:
             series.input_tokens.observe(usage.prompt_tokens)

@@ -383,6 +383,7 @@ class FakeApiServer:
                     assert request.transport is not None
                     request.transport.abort()
                     return resp
+                line: dict[str, Any] | None
                 if item == "bookmark":
                     line = {
                         "type": "BOOKMARK",

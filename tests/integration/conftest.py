@@ -11,8 +11,8 @@ that loop too, or the servers never get scheduled while it waits:
 Reusable pieces for end-to-end tests: ``envoy_factory`` (``await envoy_factory(epp_port=...,
 **bootstrap_kwargs)``), ``echo_upstreams`` (servers that report what they received),
 ``sim_fleet`` (``endpoint_picker.sim`` instances) and ``start_extproc`` (an ``ExtProcServer`` for
-any director, stopped at session end). Helpers (``EchoUpstream``, ``FakeDirector``, ``free_port``)
-are in ``extproc_support.py`` beside this file.
+any director, stopped at session end). Helpers (``EchoUpstream``, ``free_port``) are in
+``extproc_support.py`` beside this file; the one fake director is ``tests/fakes/director.py``.
 """
 
 from __future__ import annotations
@@ -21,12 +21,15 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
+from e2e_support import FRONTS, PICKED_CONFIG, running_stack
 from extproc_support import EchoUpstream
 
 from endpoint_picker.envoy import ManagedEnvoy, bootstrap
 from endpoint_picker.extproc import ExtProcServer
+from endpoint_picker.runner.stack import Stack
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -98,3 +101,35 @@ async def start_extproc() -> AsyncIterator[StartExtProc]:
     yield start
     for server in servers:
         await server.stop(grace=0.5)
+
+
+# -- end to end (see e2e_support.py): module-scoped, on the module's event loop -----------------
+@pytest.fixture(scope="module", params=FRONTS)
+def front(request: pytest.FixtureRequest) -> str:
+    """The front under test (module scope: one stack per module and front)."""
+    return str(request.param)
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """One client session per test module."""
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def outsider() -> AsyncIterator[EchoUpstream]:
+    """A server outside the pool that clients try to reach through the gateway."""
+    echo = EchoUpstream()
+    await echo.start()
+    yield echo
+    await echo.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def picked(front: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    """Three simulators behind a stack whose only scheduling step is the conformance header
+    filter: the test header decides the endpoint."""
+    directory = tmp_path_factory.mktemp(f"picked-{front}")
+    async with running_stack(front, directory, simulate=3, config=PICKED_CONFIG) as s:
+        yield s

@@ -1,19 +1,19 @@
 """Helpers for end-to-end tests: the whole system (simulators, EPP, a front) as ``epp run``
 composes it, plus small client and polling utilities.
 
-The *front* is how client requests reach the EPP. It is one parametrized fixture, so a new front
-(e.g. a fast HTTP front) is added here once and every ``test_e2e_*`` module runs against it:
-
-    from e2e_support import front_fixture  # noqa: F401  (registers the fixture `front`)
+The *front* is how client requests reach the EPP. The fixtures every ``test_e2e_*`` module
+shares live in ``conftest.py``: ``front`` (parametrized over ``FRONTS``, so a new front is added
+here once and every module runs against it), ``session`` (one aiohttp client per module),
+``outsider`` (a server outside the pool) and ``picked`` (a stack whose only scheduling step is
+the conformance header filter). A module builds its own stack from them:
 
     @pytest_asyncio.fixture(loop_scope="module", scope="module")
     async def stack(front, tmp_path_factory):
         async with running_stack(front, tmp_path_factory.mktemp("s"), simulate=2) as s:
             yield s
 
-Tests must then run on the module loop: ``pytest.mark.asyncio(loop_scope="module")``.
-``session_fixture`` and ``outsider_fixture`` register the fixtures ``session`` (one aiohttp
-client per module) and ``outsider`` (a server outside the pool) the same way.
+Tests must then run on the module loop: ``pytest.mark.asyncio(loop_scope="module")``. A module
+for one front only overrides ``front`` with a plain fixture returning that front's name.
 
 Overload tests hold a one-simulator pool with a *blocker* (``gated_config``, ``SLOW_SIM``,
 ``block``/``release``): a long request released by disconnecting its client, so every outcome
@@ -33,9 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
-import pytest_asyncio
-from extproc_support import EchoUpstream
 
 from endpoint_picker.metrics import REGISTRY
 from endpoint_picker.runner.app import EppOptions
@@ -68,28 +65,6 @@ FRONTS = ["extproc", "fast"]
 # Fronts that see response bodies and so count exact token usage; the others estimate it
 # (docs/fast-front.md) and count the estimate in ``endpoint_picker_usage_estimated_total``.
 EXACT_USAGE_FRONTS = {"extproc"}
-
-
-@pytest.fixture(scope="module", params=FRONTS, name="front")
-def front_fixture(request: pytest.FixtureRequest) -> str:
-    """The front under test (module scope: one stack per module and front)."""
-    return str(request.param)
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module", name="session")
-async def session_fixture() -> AsyncIterator[aiohttp.ClientSession]:
-    """One client session per test module."""
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module", name="outsider")
-async def outsider_fixture() -> AsyncIterator[EchoUpstream]:
-    """A server outside the pool that clients try to reach through the gateway."""
-    echo = EchoUpstream()
-    await echo.start()
-    yield echo
-    await echo.stop()
 
 
 def gated_config(flow_control: str) -> str:

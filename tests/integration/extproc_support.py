@@ -1,4 +1,4 @@
-"""Helpers for integration tests of the Envoy front: an echo upstream and a FAKE director.
+"""Helpers for integration tests of the Envoy front: an echo upstream and a free port.
 
 Any integration test can ``from extproc_support import ...`` (pytest puts this folder on
 sys.path for its conftest); the fixtures that start them live in ``conftest.py``.
@@ -10,14 +10,9 @@ import asyncio
 import hashlib
 import json
 import socket
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-
-from endpoint_picker.requests.types import InferenceRequest
 
 ENDPOINT_HEADER = "x-sim-endpoint"  # the simulator's name for "who served this"
 
@@ -81,73 +76,6 @@ class EchoUpstream:
             await resp.write_eof()
             return resp
         return web.json_response(record, headers=headers)
-
-
-@dataclass(eq=False)
-class FakeContext:
-    request: InferenceRequest
-    destination: str
-    body: bytes
-    headers_to_set: dict[str, str] = field(default_factory=dict)
-    chunks: list[tuple[bytes, bool]] = field(default_factory=list)
-    response_headers: dict[str, str] = field(default_factory=dict)
-
-
-class FakeDirector:
-    """A FAKE director: picks ``destinations`` in turn, records every call, fails on request.
-
-    Knobs: ``error`` (raised by handle_request), ``hold`` (an event handle_request waits for),
-    ``rewrite_body`` (bytes -> bytes), ``response_headers_to_set``, ``request_id`` (forces the
-    id the context carries, as a parser that generated one would).
-    """
-
-    def __init__(self, destinations: list[str]) -> None:
-        self.destinations = destinations
-        self._next = 0
-        self.error: BaseException | None = None
-        self.hold: asyncio.Event | None = None
-        self.rewrite_body: Callable[[bytes], bytes] | None = None
-        self.response_headers_to_set: dict[str, str] = {}
-        self.request_id: str | None = None
-        self.requests: list[tuple[dict[str, str], bytes, bool, list[str] | None]] = []
-        self.cancelled = 0
-        self.finished: list[tuple[FakeContext, BaseException | None]] = []
-        self.finished_event = asyncio.Event()
-
-    async def handle_request(
-        self,
-        headers: dict[str, str],
-        body: bytes,
-        *,
-        has_body: bool = True,
-        subset_hint: list[str] | None = None,
-    ) -> FakeContext:
-        self.requests.append((headers, body, has_body, subset_hint))
-        if self.hold is not None:
-            try:
-                await self.hold.wait()
-            except asyncio.CancelledError:
-                self.cancelled += 1
-                raise
-        if self.error is not None:
-            raise self.error
-        dest = self.destinations[self._next % len(self.destinations)]
-        self._next += 1
-        rid = self.request_id or headers.get("x-request-id") or str(uuid.uuid4())
-        forward = self.rewrite_body(body) if self.rewrite_body else body
-        return FakeContext(InferenceRequest(request_id=rid, headers=headers), dest, forward)
-
-    def handle_response_headers(self, ctx: FakeContext, headers: dict[str, str]) -> dict[str, str]:
-        ctx.response_headers = headers
-        return dict(self.response_headers_to_set)
-
-    def handle_response_body(self, ctx: FakeContext, chunk: bytes, end_of_stream: bool) -> bytes:
-        ctx.chunks.append((chunk, end_of_stream))
-        return chunk
-
-    def finish(self, ctx: FakeContext, *, error: BaseException | None = None) -> None:
-        self.finished.append((ctx, error))
-        self.finished_event.set()
 
 
 def free_port() -> int:

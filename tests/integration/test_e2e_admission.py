@@ -24,14 +24,12 @@ from e2e_support import (
     Reply,
     block,
     completion,
-    front_fixture,  # noqa: F401  (registers the parametrized fixture `front`)
     gated_config,
     post,
     queued,
     release,
     running_stack,
     sample,
-    session_fixture,  # noqa: F401  (registers the fixture `session`)
     total_inflight,
     wait_until,
 )

@@ -13,12 +13,9 @@ from e2e_support import (
     SLOW_SIM,
     Reply,
     completion,
-    front_fixture,  # noqa: F401  (registers the parametrized fixture `front`)
     gated_config,
-    outsider_fixture,  # noqa: F401  (registers the fixture `outsider`)
     post,
     running_stack,
-    session_fixture,  # noqa: F401  (registers the fixture `session`)
     total_inflight,
     wait_until,
 )

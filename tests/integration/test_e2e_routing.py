@@ -20,15 +20,12 @@ from e2e_support import (
     EXACT_USAGE_FRONTS,
     FRONTS,
     MODEL,
-    PICKED_CONFIG,
     TEST_SELECTION_HEADER,
     access_log,
     completion,
-    front_fixture,  # noqa: F401  (registers the parametrized fixture `front`)
     post,
     running_stack,
     sample,
-    session_fixture,  # noqa: F401  (registers the fixture `session`)
     total_inflight,
     wait_until,
 )
@@ -39,8 +36,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
 LABELS = {"model_name": MODEL, "target_model_name": MODEL}
 BAD_BODIES = [b"{not json", b'{"prompt": "no model here"}', b"[1, 2, 3]", b'{"model": 7}']
-# The 400 answers per front, compared once both fronts ran (module order: extproc, then fast).
-BAD_ANSWERS: dict[str, dict[bytes, bytes]] = {}
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -48,14 +43,6 @@ async def stack(front: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIt
     directory = tmp_path_factory.mktemp("e2e-routing")
     sim = {"lora": ["sse-lora"]}  # a model of its own for the usage test's metric labels
     async with running_stack(front, directory, simulate=3, access_log=True, sim_overrides=sim) as s:
-        yield s
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def picked(front: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    """A stack whose only scheduling step is the conformance header filter."""
-    directory = tmp_path_factory.mktemp("e2e-picked")
-    async with running_stack(front, directory, simulate=3, config=PICKED_CONFIG) as s:
         yield s
 
 
@@ -116,7 +103,6 @@ async def test_bad_requests_get_400_with_upstream_bodies(
     assert reply.body.decode().startswith("inference error: BadRequest - ")
     assert reply.served_by is None  # answered by the EPP, never forwarded
     assert stack.epp.director.outcomes["BadRequest"] == before + 1  # type: ignore[union-attr]
-    BAD_ANSWERS.setdefault(front, {})[body] = reply.body
 
 
 async def test_sse_usage_is_counted(
@@ -169,9 +155,18 @@ async def test_header_only_requests_are_routed_to_the_pool(
         assert (await r.json())["data"][0]["id"] == MODEL
 
 
-async def test_both_fronts_answer_bad_requests_alike() -> None:
-    """Runs after both fronts' stacks: every 400 body is the same for both fronts."""
-    if set(BAD_ANSWERS) != set(FRONTS):
-        pytest.skip("needs both fronts' runs in this session")
-    assert BAD_ANSWERS["fast"] == BAD_ANSWERS["extproc"]
-    assert set(BAD_ANSWERS["fast"]) == set(BAD_BODIES)
+async def test_both_fronts_answer_bad_requests_alike(
+    tmp_path_factory: pytest.TempPathFactory, session: aiohttp.ClientSession
+) -> None:
+    """Every 400 body is the same whichever front answers it: both stacks are started here, so
+    the comparison needs no other test to have run first."""
+    answers: dict[str, list[tuple[int, bytes]]] = {}
+    for front in FRONTS:
+        directory = tmp_path_factory.mktemp(f"e2e-bad-{front}")
+        async with running_stack(front, directory) as s:
+            answers[front] = [
+                ((r := await post(session, s, body)).status, r.body) for body in BAD_BODIES
+            ]
+    first, *others = answers.values()
+    assert all(status == 400 for status, _ in first)
+    assert all(answer == first for answer in others)

@@ -11,7 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from extproc_support import ENDPOINT_HEADER, EchoUpstream, FakeDirector
+from extproc_support import ENDPOINT_HEADER, EchoUpstream
+from tests.fakes.director import FakeDirector
 
 from endpoint_picker.envoy import ManagedEnvoy
 from endpoint_picker.errors import BadRequest, Code, InferenceError, ResourceExhausted

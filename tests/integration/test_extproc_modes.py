@@ -12,7 +12,9 @@ import aiohttp
 import grpc
 import pytest
 import pytest_asyncio
-from extproc_support import ENDPOINT_HEADER, EchoUpstream, FakeDirector, free_port
+from extproc_support import ENDPOINT_HEADER, EchoUpstream, free_port
+from grpc_health.v1 import health_pb2_grpc
+from tests.fakes.director import FakeDirector
 
 from endpoint_picker.envoy import ManagedEnvoy
 from endpoint_picker.errors import ConfigError, ResourceExhausted
@@ -135,12 +137,8 @@ async def test_epp_down_fail_open_serves_from_the_pool_only(
 
 async def health_check(port: int, service: str) -> int:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-        check = ch.unary_unary(
-            "/grpc.health.v1.Health/Check",
-            request_serializer=health.HealthCheckRequest.SerializeToString,
-            response_deserializer=health.HealthCheckResponse.FromString,
-        )
-        resp = await check(health.HealthCheckRequest(service=service), timeout=5)
+        stub = health_pb2_grpc.HealthStub(ch)  # the package's own client
+        resp = await stub.Check(health.HealthCheckRequest(service=service), timeout=5)
         return int(resp.status)
 
 
@@ -156,11 +154,7 @@ async def test_health_service_reports_liveness_and_readiness(start_extproc: Any)
     for name in ("readiness", EXT_PROC_SERVICE, "", "inference-extension"):
         assert await health_check(server.health_port, name) == health.SERVING
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.health_port}") as ch:
-        watch = ch.unary_stream(
-            "/grpc.health.v1.Health/Watch",
-            request_serializer=health.HealthCheckRequest.SerializeToString,
-            response_deserializer=health.HealthCheckResponse.FromString,
-        )
+        watch = health_pb2_grpc.HealthStub(ch).Watch
         with pytest.raises(grpc.aio.AioRpcError) as err:
             async for _ in watch(health.HealthCheckRequest(service="readiness"), timeout=5):
                 pass

@@ -8,10 +8,8 @@ import pytest
 from e2e_support import (
     DESTINATION_HEADER,
     completion,
-    outsider_fixture,  # noqa: F401  (registers the fixture `outsider`)
     post,
     running_stack,
-    session_fixture,  # noqa: F401  (registers the fixture `session`)
 )
 from extproc_support import EchoUpstream
 

@@ -15,13 +15,11 @@ import pytest_asyncio
 from e2e_support import (
     DESTINATION_HEADER,
     MODEL,
-    PICKED_CONFIG,
     TEST_SELECTION_HEADER,
     completion,
     post,
     running_stack,
     sample,
-    session_fixture,  # noqa: F401  (registers the fixture `session`)
     total_inflight,
     wait_until,
 )
@@ -43,11 +41,10 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         yield s
 
 
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def picked(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    directory = tmp_path_factory.mktemp("ff-picked")
-    async with running_stack("fast", directory, simulate=3, config=PICKED_CONFIG) as s:
-        yield s
+@pytest.fixture(scope="module")
+def front() -> str:
+    """This module's stacks (and the shared ``picked``) run the fast front only."""
+    return "fast"
 
 
 def _front(stack: Stack) -> FastFront:

@@ -98,15 +98,28 @@ async def test_replica_that_loses_the_lease_stops_writing_status() -> None:
             def time_passes_until(check: Any) -> Any:
                 # A renewal of a's still in flight when the cut began may land after any one
                 # step of the clock, so keep time moving (0.5 s per poll) rather than jump once.
-                return lambda: (clock.advance(0.5), check())[1]
+                def step() -> Any:
+                    clock.advance(0.5)
+                    return check()
+
+                return step
 
             await eventually(time_passes_until(lambda: not a.src.is_leader))
             await eventually(time_passes_until(lambda: b.src.is_leader))
             writes = fake.count("patch", "inferenceobjectives/status")
             await c.set_objective("food-review", {"priority": 7})
             await eventually(lambda: _generation_is(c, 2))
-            await asyncio.sleep(0.3)  # room for a stray write by a to show up
-            assert fake.count("patch", "inferenceobjectives/status") == writes + 1  # b's only
+            # A fence instead of a pause. Once a has seen the change (its datastore has the new
+            # priority), its status writer was woken; a fence objective created only then
+            # reaches a by a later watch read, and the writer (a ready task) has had its turn
+            # before that read. So when a holds the fence and b has written its status, any
+            # write of a's for the change was already made.
+            await eventually(lambda: a.ds.priority_of("food-review") == 7)
+            await c.add_objective("zz-fence")
+            await eventually(lambda: a.ds.objective("zz-fence") is not None)
+            await eventually(lambda: c.accepted("zz-fence"))
+            # b's two writes (the change, the fence), none of a's
+            assert fake.count("patch", "inferenceobjectives/status") == writes + 2
             assert not a.src.is_leader and not a.src.is_ready()
             assert (await _lease(c))["spec"]["holderIdentity"] == "replica-b"
         finally:

@@ -120,7 +120,8 @@ async def test_bookmark_moves_the_resume_point_without_a_relist() -> None:
             await eventually(lambda: pods.resource_version == bookmark_rv)
             before = len(c.fake.watch_requests)
             c.fake.end_watches()  # a clean end, as after timeoutSeconds
-            await eventually(lambda: len(c.fake.watch_requests) >= before + 3)
+            fake = c.fake
+            await eventually(lambda: len(fake.watch_requests) >= before + 3)
             resumed = [q for q in c.fake.watch_requests[before:] if "labelSelector" in q]
             assert resumed[0]["resourceVersion"] == bookmark_rv
             assert resumed[0]["allowWatchBookmarks"] == "true"
@@ -196,12 +197,17 @@ async def test_objective_status_written_once_per_change() -> None:
             assert cond["status"] == "False" and "not found" in cond["message"]
             await c.add_pool()
             await eventually(lambda: _with_reason(c.accepted("food-review"), "Accepted"))
-            await asyncio.sleep(0.3)  # room for any extra write to show up
+            # A fence instead of a pause: one more change the EPP must write. Its watch event
+            # comes after every event the writes above caused (one watch, in order), and the
+            # one status writer handles them in that order, so a needless rewrite would
+            # already be counted once the fence's own status shows.
+            await c.add_objective("zz-fence")
+            await eventually(lambda: c.accepted("zz-fence"))
             assert await c.accepted("other-pool") is None
             if c.fake is not None:
-                # four changes of food-review (accepted, generation 2, pool gone, pool back)
-                # plus one for wrong-kind; nothing rewritten without a change
-                assert c.fake.count("patch", "inferenceobjectives/status") == 5
+                # four changes of food-review (accepted, generation 2, pool gone, pool back),
+                # one for wrong-kind and one for the fence; nothing rewritten without a change
+                assert c.fake.count("patch", "inferenceobjectives/status") == 6
 
 
 async def _with_generation(cond: Any, generation: int) -> Any:

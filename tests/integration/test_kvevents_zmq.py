@@ -71,10 +71,12 @@ async def subscribed(
         while held(ing, f"join {i} {n} " * 8, f"sim-{i}") == 0:
             n += 1
             await send(url, f"join {i} {n} " * 8)
+
+            def arrived(i: int = i, n: int = n) -> bool:
+                return held(ing, f"join {i} {n} " * 8, f"sim-{i}") > 0
+
             try:
-                await wait_until(
-                    lambda i=i, n=n: held(ing, f"join {i} {n} " * 8, f"sim-{i}") > 0, 0.3
-                )
+                await wait_until(arrived, 0.3)
             except AssertionError:
                 assert n < 50, "no events arrived"
     return ds, ing, sub

@@ -19,6 +19,7 @@ import yaml
 from e2e_support import MODEL, completion, post, running_stack, wait_until
 
 from endpoint_picker.runner.stack import Stack
+from endpoint_picker.scheduling import Scheduler
 from endpoint_picker.scheduling.plugins.precise import PrecisePrefixCacheProducer
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -42,7 +43,9 @@ def words(tag: str, n: int) -> str:
 
 def producer(stack: Stack) -> PrecisePrefixCacheProducer:
     assert stack.epp.director is not None
-    for p in stack.epp.director.scheduler.producers:
+    scheduler = stack.epp.director.scheduler
+    assert isinstance(scheduler, Scheduler)
+    for p in scheduler.producers:
         if isinstance(p, PrecisePrefixCacheProducer):
             return p
     raise AssertionError("no precise producer in the scheduler")

@@ -54,7 +54,7 @@ def test_quick_run_reports_every_arm(client_ready: None, tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     shared = results["workloads"]["shared_prefix"]["arms"]
-    assert set(shared) == {"round-robin", "default"}
+    assert set(shared) == {"round-robin", "shipped"}
     for res in shared.values():
         summary = res["tenants"][0]["summary"]
         assert summary["successes"]["count"] == summary["load_summary"]["count"] > 0
@@ -62,7 +62,7 @@ def test_quick_run_reports_every_arm(client_ready: None, tmp_path: Path) -> None
     spread = shared["round-robin"]["pool"]["requests_per_endpoint"]
     assert len(spread) == 4 and max(spread) - min(spread) <= 2  # round robin (+1 warm-up)
     assert (
-        shared["default"]["pool"]["prefix_hit_rate"]
+        shared["shipped"]["pool"]["prefix_hit_rate"]
         > shared["round-robin"]["pool"]["prefix_hit_rate"]
     )
 
@@ -75,7 +75,7 @@ def test_quick_run_reports_every_arm(client_ready: None, tmp_path: Path) -> None
     assert outcomes == sent  # every request the clients sent ended with one EPP outcome
 
     text = report.read_text()
-    assert "## Targets and measurements" in text and "EPP default" in text
+    assert "## Targets and measurements" in text and "EPP as shipped" in text
     for png in ("routing_shared_prefix_vs_load.png", "routing_priority_ttft.png"):
         assert (tmp_path / png).stat().st_size > 5000
         assert png in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2_grpc
 
 from endpoint_picker.extproc import health
 from endpoint_picker.runner.app import Epp, EppOptions
@@ -14,12 +15,8 @@ pytestmark = pytest.mark.integration
 
 async def _check(port: int, service: str) -> int:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-        call = ch.unary_unary(
-            "/grpc.health.v1.Health/Check",
-            request_serializer=health.HealthCheckRequest.SerializeToString,
-            response_deserializer=health.HealthCheckResponse.FromString,
-        )
-        return int((await call(health.HealthCheckRequest(service=service), timeout=5)).status)
+        stub = health_pb2_grpc.HealthStub(ch)
+        return int((await stub.Check(health.HealthCheckRequest(service=service), timeout=5)).status)
 
 
 @pytest.mark.parametrize("front", ["extproc", "fast"])

@@ -68,8 +68,8 @@ def test_explicit_picker_is_used_and_legacy_metrics_drop_data_layer() -> None:
         + "- type: queue-scorer\nschedulingProfiles:\n- name: p\n  plugins: [{pluginRef: queue-scorer}]\n"  # noqa: E501
     )
     assert [r.plugin_ref for r in cfg.profiles[0].refs] == ["queue-scorer", "random-picker"]
-    assert "max-score-picker" not in cfg.plugins and cfg.data_layer is None
-    assert cfg.flow_control_enabled  # the upstream gate is accepted; flow control is on anyway
+    assert "max-score-picker" not in cfg.plugins and cfg.data_sources is None
+    assert cfg.flow_control_enabled  # upstream's gate turns flow control on
 
 
 def test_flow_control_switch_off() -> None:
@@ -87,7 +87,8 @@ def test_scorer_params_reach_auto_created_producer() -> None:
         + "plugins:\n- type: prefix-cache-scorer\n  parameters: {blockSizeTokens: 32, lruCapacityPerServer: 99}\n"  # noqa: E501
     )
     producer = cfg.plugins["approx-prefix-cache-producer"]
-    assert producer.parameters == {"blockSizeTokens": 32, "lruCapacityPerServer": 99}
+    assert producer.parameters["blockSizeTokens"] == 32
+    assert producer.parameters["lruCapacityPerServer"] == 99
     sched = build_scheduler(cfg)
     assert sched.producers[0].config.block_size_tokens == 32  # type: ignore[attr-defined]
 
@@ -101,7 +102,7 @@ def test_scorer_params_reach_auto_created_producer() -> None:
             "plugins[0].paramters",
             "unknown field",
         ),
-        (HEAD + "plugins:\n- type: no-such-scorer\n", "plugins[0].type", "not registered"),
+        (HEAD + "plugins:\n- type: no-such-scorer\n", "plugins[0].type", "unknown plugin type"),
         (
             HEAD + "plugins:\n- type: queue-scorer\n- type: queue-scorer\n",
             "plugins[1].name",
@@ -110,7 +111,7 @@ def test_scorer_params_reach_auto_created_producer() -> None:
         (
             HEAD + "plugins:\n- type: max-score-picker\n  parameters: {maxNumOfEndpoint: 2}\n",
             "plugins[0].parameters.maxNumOfEndpoint",
-            "unknown parameter",
+            "unknown field; did you mean 'maxNumOfEndpoints'?",
         ),
         (
             HEAD
@@ -156,7 +157,11 @@ def test_scorer_params_reach_auto_created_producer() -> None:
             "saturationDetector.pluginRef",
             "not a saturation-detector",
         ),
-        (HEAD + "plugins: []\ndataLayer: {sources: []}\n", "dataLayer.sources", "no data sources"),
+        (
+            HEAD + "plugins: []\ndataLayer: {sources: [{pluginRef: nope}]}\n",
+            "dataLayer.sources[0].pluginRef",
+            "not defined",
+        ),
         (HEAD + "plugins: []\nflowControl: {maxRequests: -1}\n", "flowControl.maxRequests", ""),
         (HEAD + "plugins: []\nplugins: []\n", None, "duplicate key"),
         (HEAD + "plugins: [\n", None, "invalid YAML"),
@@ -187,11 +192,6 @@ def test_cli_invalid_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["config", "--show", "--config-file", str(bad)]) == 1
     assert f"{bad}: plugins[0].weight: unknown field" in capsys.readouterr().err
     assert main(["config", "--config-file", str(tmp_path / "missing.yaml")]) == 1
-
-
-@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
-def test_examples_load_and_build(path: Path) -> None:
-    build_scheduler(load_config(str(path)))
 
 
 def test_detector_as_filter_uses_flow_controls_detector() -> None:
@@ -225,3 +225,98 @@ def test_detector_parameters_validated_with_path() -> None:
         HEAD + "plugins:\n- type: utilization-detector\n  parameters: {queueDepthThreshold: 0}\n"
     )
     assert err.path == "plugins[0].parameters.queueDepthThreshold"
+
+
+@pytest.mark.parametrize(
+    ("body", "on"),
+    [
+        ("plugins: []\n", False),  # a config file without the switch: upstream's legacy path
+        ("featureGates: [flowControl]\nplugins: []\n", True),
+        ("featureGates: ['flowControl=false']\nplugins: []\n", False),
+        ("plugins: []\nflowControl: {maxRequests: 100}\n", True),  # a section with settings
+        (
+            "plugins: []\nflowControl: {saturationDetector: {pluginRef: utilization-detector}}\n",
+            False,
+        ),
+        ("featureGates: [flowControl]\nplugins: []\nflowControl: {enabled: false}\n", False),
+        ("featureGates: ['flowControl=false']\nplugins: []\nflowControl: {enabled: true}\n", True),
+    ],
+)
+def test_flow_control_switch_with_a_config_file(body: str, on: bool) -> None:
+    from endpoint_picker.config import build
+    from endpoint_picker.flowcontrol import FlowController, LegacyAdmission, build_admission
+
+    built = build(load_config_text(HEAD + body, "cfg.yaml"))
+    assert built.flow_control.enabled is on
+    admission = build_admission(built.flow_control, built.detector, lambda: [])
+    assert isinstance(admission, FlowController if on else LegacyAdmission)
+
+
+def test_embedded_default_runs_flow_control() -> None:
+    assert load_config(None).flow_control_enabled
+    assert load_config_text("   \n").flow_control_enabled
+
+
+def test_llm_d_api_version_and_fields() -> None:
+    cfg = load_config_text(
+        "apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n"
+        "plugins:\n- type: concurrency-detector\n- {name: pt, type: passthrough-parser}\n"
+        "- type: queue-scorer\n"
+        "requestHandler: {parsers: [{pluginRef: pt}]}\n"
+        "saturationDetector: {pluginRef: utilization-detector}\n"
+        "flowControl: {saturationDetector: {pluginRef: concurrency-detector}}\n",
+        "llmd.yaml",
+    )
+    assert cfg.saturation_detector == "concurrency-detector"  # flowControl's place wins
+    assert cfg.parsers == ["pt"] and cfg.parser_plugin.type_name == "passthrough-parser"
+    assert not cfg.flow_control_enabled  # the section holds no flow-control settings
+    shown = cfg.to_dict()
+    assert shown["apiVersion"] == "llm-d.ai/v1alpha1"
+    assert shown["requestHandler"] == {"parsers": [{"pluginRef": "pt"}]}
+
+
+def test_show_prints_effective_parameters(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "--show"]) == 0
+    doc = yaml.safe_load(capsys.readouterr().out)
+    params = {p["name"]: p.get("parameters") for p in doc["plugins"]}
+    assert params["utilization-detector"] == {
+        "queueDepthThreshold": 5,
+        "kvCacheUtilThreshold": 0.8,
+        "metricsStalenessThreshold": "200ms",
+        "headroom": 0.0,
+    }
+    assert params["max-score-picker"] == {"maxNumOfEndpoints": 1}
+    assert params["static-usage-limit-policy"] == {"threshold": 1.0}
+    assert params["queue-scorer"] is None  # takes no parameters
+
+
+def test_docs_quote_the_registry() -> None:
+    from endpoint_picker.config.registry import plugin_tables
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    start = doc.index("<!-- plugin-tables")
+    block = doc[doc.index("\n", start) + 1 : doc.index("<!-- /plugin-tables -->")]
+    assert block == plugin_tables(), "regenerate with: epp config --plugins"
+
+
+def test_cli_lists_plugins(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "--plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "| `utilization-detector` |" in out and "| `pd-profile-handler` |" in out
+
+
+def test_negative_priority_band_template() -> None:
+    cfg = load_config_text(
+        HEAD + "featureGates: [flowControl]\nplugins: []\nflowControl:\n"
+        "  defaultPriorityBand: {maxRequests: 50}\n"
+        "  defaultNegativePriorityBand: {maxRequests: 5}\n",
+        "cfg.yaml",
+    )
+    assert cfg.flow_control.band(-10).max_requests == 5
+    assert cfg.flow_control.band(-10).priority == -10
+    assert cfg.flow_control.band(3).max_requests == 50
+
+
+def test_empty_top_level_keys_read_as_absent() -> None:
+    cfg = load_config_text(HEAD + "plugins:\n- type: queue-scorer\nschedulingProfiles:\n", "c.yaml")
+    assert [r.plugin_ref for r in cfg.profiles[0].refs] == ["queue-scorer", "max-score-picker"]

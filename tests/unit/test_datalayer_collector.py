@@ -214,7 +214,11 @@ async def test_follows_datastore_endpoints(server: Server) -> None:
         await dl.stop()
     assert dl.scraping == frozenset()
     n = len(seen)
-    await asyncio.sleep(0.05)
+    # A fence instead of a pause: a second data layer on the same endpoints scrapes 5 times at
+    # the same interval; the stopped one, were it still running, would have scraped meanwhile.
+    fence: list[str] = []
+    async with DataLayer(ds, refresh_interval=0.005, on_update=lambda ep: fence.append(ep.name)):
+        await wait_for(lambda: len(fence) >= 5)
     assert len(seen) == n  # nothing runs after stop
     await dl.stop()  # idempotent
 

@@ -267,7 +267,13 @@ def test_metric_spec_disabled_and_invalid() -> None:
 
 
 def test_builtins_are_upstreams_four() -> None:
-    assert set(BUILTIN_ENGINES) == {"vllm", "sglang", "trtllm-serve", "triton-tensorrt-llm"}
+    assert set(BUILTIN_ENGINES) == {
+        "vllm",
+        "sglang",
+        "trtllm-serve",
+        "triton-tensorrt-llm",
+        "triton",
+    }
     assert VLLM.lora is not None and SGLANG.lora is None
     assert (SGLANG.cache_block_size_label, SGLANG.cache_num_blocks_label) == (
         "page_size",
@@ -330,18 +336,26 @@ def test_engine_configs_replace_builtin_by_name_and_add_new() -> None:
     [
         ({"defaultEngine": "nope"}, "parameters.defaultEngine", "not a configured engine"),
         ({"engineConfigs": [{"name": "default"}]}, "parameters.engineConfigs[0]", "reserved"),
-        ({"engineConfigs": [{"queuedRequestsSpec": "q"}]}, "parameters.engineConfigs[0]", "name"),
+        (
+            {"engineConfigs": [{"queuedRequestsSpec": "q"}]},
+            "parameters.engineConfigs[0].name",
+            "required",
+        ),
         (
             {"engineConfigs": [{"name": "x"}, {"name": "y", "kvUsageSpec": "m{a"}]},
             "parameters.engineConfigs[1]",
             "kvUsageSpec",
         ),
-        ({"engineConfigs": [{"name": "x", "bogus": 1}]}, "parameters.engineConfigs[0]", "bogus"),
-        ({"engineConfigs": [{"name": "x"}, {"name": "x"}]}, "parameters.engineConfigs[1]", "dup"),
+        (
+            {"engineConfigs": [{"name": "x", "bogus": 1}]},
+            "parameters.engineConfigs[0].bogus",
+            "unknown field",
+        ),
+        ({"engineConfigs": [{"name": "x"}, {"name": "x"}]}, "parameters.engineConfigs", "dup"),
         ({"engineConfigs": {"name": "x"}}, "parameters.engineConfigs", "list"),
-        ({"engineLabel": "x"}, "parameters", "unknown"),
-        ({"scheme": "ftp"}, "parameters.scheme", "http or https"),
-        ({"insecureSkipVerify": "yes"}, "parameters.insecureSkipVerify", "boolean"),
+        ({"engineLabel": "x"}, "parameters.engineLabel", "did you mean 'engineLabelKey'"),
+        ({"scheme": "ftp"}, "parameters.scheme", "'http' or 'https'"),
+        ({"insecureSkipVerify": "yes"}, "parameters.insecureSkipVerify", "true or false"),
     ],
 )
 def test_bad_params_name_their_path(params: dict[str, object], path: str, reason: str) -> None:

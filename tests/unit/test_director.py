@@ -7,24 +7,26 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pytest
 
 from endpoint_picker.api import InferenceObjective
 from endpoint_picker.clock import FakeClock
-from endpoint_picker.config import build_detector, build_scheduler, load_config
+from endpoint_picker.config import build, load_config
 from endpoint_picker.datastore import Datastore, Endpoint
 from endpoint_picker.director import Director, RequestContext
 from endpoint_picker.errors import BadRequest, Internal, ServiceUnavailable
 from endpoint_picker.flowcontrol import FlowController, Outcome, build_admission
 from endpoint_picker.metrics import REGISTRY
-from endpoint_picker.requests import PARSERS
+from endpoint_picker.requests.types import Usage
 
 OBJECTIVE = "x-gateway-inference-objective"
 REWRITE = "x-gateway-model-name-rewrite"
 SERVED = "x-gateway-destination-endpoint-served"
+T = TypeVar("T")
 ADDRESSES = {"a": ("10.0.0.1", 8000), "b": ("10.0.0.2", 8000), "c": ("10.0.0.3", 8000)}
 
 
@@ -67,18 +69,15 @@ async def _world(*, disable_subset_filter: bool = False) -> World:
     datastore.set_objective(_objective("critical", 10))
     datastore.set_objective(_objective("sheddable", -10))
     datastore.set_objective(_objective("unset", None))
-    cfg = load_config(None)
-    plugin = cfg.saturation_detector_plugin
-    detector = build_detector(plugin)
-    admission = build_admission(cfg.flow_control, detector, datastore.endpoints, clock)
+    built = build(load_config(None), clock=clock)
+    admission = build_admission(built.flow_control, built.detector, datastore.endpoints, clock)
     assert isinstance(admission, FlowController)
     await admission.start()
-    scheduler = build_scheduler(cfg, clock=clock, detectors={plugin.name: detector})
     director = Director(
         datastore,
-        PARSERS[cfg.parser_plugin.type_name],
+        built.parser,
         admission,
-        scheduler,
+        built.scheduler,
         clock=clock,
         disable_subset_filter=disable_subset_filter,
     )
@@ -281,6 +280,53 @@ async def test_sse_usage_is_recorded(world: World) -> None:
     labels = {"model_name": model, "target_model_name": model}
     assert _sample("inference_objective_output_tokens_sum", **labels) == 7
     assert _sample("inference_objective_input_tokens_sum", **labels) == 4
+
+
+async def test_a_front_without_the_body_records_what_its_proxy_measured(world: World) -> None:
+    model = f"est-{uuid.uuid4().hex[:8]}"
+    ctx = await world.director.handle_request(_headers(), _body(model))
+    world.clock.advance(5.0)  # the access log came late; the proxy measured 0.5 s
+    world.director.handle_response_headers(ctx, {":status": "200"})
+    estimate = Usage(prompt_tokens=3, completion_tokens=6, estimated=True)
+    world.director.record_response(ctx, response_bytes=321, duration_s=0.5, usage=estimate)
+    world.director.finish(ctx)
+    labels = {"model_name": model, "target_model_name": model}
+    assert _sample("inference_objective_request_duration_seconds_sum", **labels) == 0.5
+    assert _sample("inference_objective_response_sizes_sum", **labels) == 321
+    assert _sample("inference_objective_output_tokens_sum", **labels) == 6
+    assert ctx.usage is estimate
+    # After the books are closed, a late report changes nothing.
+    world.director.record_response(ctx, response_bytes=999, duration_s=9.0)
+    assert ctx.response_bytes == 321
+
+
+# -- admission and in-flight accounting ----------------------------------------------------------
+class _CheckingAdmission:
+    """A FAKE admission that records the pool's in-flight count right after ``dispatch()``
+    returns, i.e. before ``admit`` itself returns to the director."""
+
+    def __init__(self, datastore: Datastore) -> None:
+        self.datastore = datastore
+        self.inflight_after_dispatch: list[int] = []
+
+    async def admit(self, request: object, dispatch: Callable[[], T]) -> T:
+        ctx = dispatch()
+        self.inflight_after_dispatch.append(
+            sum(ep.inflight_requests for ep in self.datastore.endpoints())
+        )
+        return ctx
+
+
+async def test_requests_are_counted_in_flight_inside_admission(world: World) -> None:
+    # Flow control measures saturation right after a dispatch's caller resumes; the count must
+    # already be there, so it happens in the callback admission runs, not after admit returns.
+    checking = _CheckingAdmission(world.datastore)
+    world.director.admission = checking
+    first = await world.director.handle_request(_headers(), _body())
+    second = await world.director.handle_request(_headers(), _body())
+    assert checking.inflight_after_dispatch == [1, 2]
+    world.director.finish(first)
+    world.director.finish(second)
 
 
 # -- header-only requests ------------------------------------------------------------------------

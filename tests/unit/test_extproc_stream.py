@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 import pytest
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+from tests.fakes.director import FakeDirector
 
 from endpoint_picker.errors import Code, InferenceError, ServiceUnavailable
 from endpoint_picker.extproc.stream import (
@@ -19,63 +19,22 @@ from endpoint_picker.extproc.stream import (
     StreamFailed,
     handle_stream,
 )
-from endpoint_picker.requests.types import InferenceRequest
 
 
-@dataclass(eq=False)
-class Ctx:
-    request: InferenceRequest
-    destination: str
-    body: bytes
-    headers_to_set: dict[str, str] = field(default_factory=dict)
-
-
-class FakeDirector:
-    """A FAKE director that routes everything to one address and records calls."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-        self.finished: list[BaseException | None] = []
-        self.error: BaseException | None = None
-        self.body_out: bytes | None = None
-        self.upper_response = False
-
-    async def handle_request(
-        self,
-        headers: dict[str, str],
-        body: bytes,
-        *,
-        has_body: bool = True,
-        subset_hint: list[str] | None = None,
-    ) -> Ctx:
-        self.calls.append(("request", headers, body, has_body, subset_hint))
-        if self.error is not None:
-            raise self.error
-        rid = headers.get("x-request-id", "generated-id")
-        return Ctx(
-            InferenceRequest(request_id=rid, headers=headers),
-            "10.0.0.1:8000",
-            self.body_out or body,
-        )
-
-    def handle_response_headers(self, ctx: Ctx, headers: dict[str, str]) -> dict[str, str]:
-        self.calls.append(("response_headers", headers))
-        return {"x-extra": "1"}
-
-    def handle_response_body(self, ctx: Ctx, chunk: bytes, end_of_stream: bool) -> bytes:
-        self.calls.append(("response_body", chunk, end_of_stream))
-        return chunk.upper() if self.upper_response else chunk
-
-    def finish(self, ctx: Ctx, *, error: BaseException | None = None) -> None:
-        self.finished.append(error)
+def errors(d: FakeDirector) -> list[BaseException | None]:
+    """The error each ``finish`` call carried, in order."""
+    return [error for _, error in d.finished]
 
 
 def headers_msg(
-    eos: bool = False, mode: int | None = DUPLEX, resp_mode: int = DUPLEX, **extra: str
+    eos: bool = False,
+    mode: int | None = DUPLEX,
+    resp_mode: int = DUPLEX,
+    headers: dict[str, str] | None = None,
 ) -> pb.ProcessingRequest:
     msg = pb.ProcessingRequest()
     msg.request_headers.end_of_stream = eos
-    for k, v in {":path": "/v1/completions", ":method": "POST", **extra}.items():
+    for k, v in {":path": "/v1/completions", ":method": "POST", **(headers or {})}.items():
         msg.request_headers.headers.headers.add(key=k, raw_value=v.encode())
     if mode is not None:
         msg.protocol_config.request_body_mode = mode
@@ -122,10 +81,11 @@ def set_headers(common: Any) -> dict[str, str]:
 
 async def test_duplex_request_is_answered_after_the_whole_body() -> None:
     d = FakeDirector()
+    d.response_headers_to_set = {"x-extra": "1"}
     out = await run(
         d,
         [
-            headers_msg(**{"x-request-id": "r1"}),
+            headers_msg(headers={"x-request-id": "r1"}),
             body_msg(b'{"model":', False),
             body_msg(b'"m"}', True),
             response_headers_msg(),
@@ -154,7 +114,7 @@ async def test_duplex_request_is_answered_after_the_whole_body() -> None:
         ("response_body", b"part1", False),
         ("response_body", b"part2", True),
     ]
-    assert d.finished == [None]
+    assert errors(d) == [None]
 
 
 async def test_generated_request_id_is_set_upstream() -> None:
@@ -162,26 +122,27 @@ async def test_generated_request_id_is_set_upstream() -> None:
     out = await run(d, [headers_msg(eos=True)])
     assert set_headers(out[0].request_headers.response)["x-request-id"] == "generated-id"
     assert d.calls[0][3] is False  # header-only: has_body False
-    assert d.finished and isinstance(d.finished[0], ResponseIncomplete)
+    assert d.finished and isinstance(errors(d)[0], ResponseIncomplete)
 
 
 async def test_buffered_mode_answers_headers_first_and_routes_on_the_body() -> None:
     d = FakeDirector()
-    d.body_out = b'{"model":"target"}'
+    body_out = b'{"model":"target"}'
+    d.rewrite_body = lambda _: body_out
     out = await run(d, [headers_msg(mode=BUFFERED), body_msg(b'{"model":"m"}', True)])
     assert out[0].WhichOneof("response") == "request_headers"
     assert not out[0].request_headers.HasField("response")  # plain continue
     common = out[1].request_body.response
     assert set_headers(common)["x-gateway-destination-endpoint"] == "10.0.0.1:8000"
-    assert set_headers(common)["content-length"] == str(len(d.body_out))
-    assert common.body_mutation.body == d.body_out
+    assert set_headers(common)["content-length"] == str(len(body_out))
+    assert common.body_mutation.body == body_out
     md = out[1].dynamic_metadata.fields["envoy.lb"].struct_value.fields
     assert md["x-gateway-destination-endpoint"].string_value == "10.0.0.1:8000"
 
 
 async def test_streamed_response_mode_replaces_changed_chunks_only() -> None:
     d = FakeDirector()
-    d.upper_response = True
+    d.rewrite_response = bytes.upper
     out = await run(
         d,
         [
@@ -191,7 +152,7 @@ async def test_streamed_response_mode_replaces_changed_chunks_only() -> None:
         ],
     )
     assert out[-1].response_body.response.body_mutation.body == b"ABC"
-    assert d.finished == [None]
+    assert errors(d) == [None]
 
 
 async def test_request_trailers_end_the_body_and_are_answered() -> None:
@@ -253,7 +214,7 @@ async def test_cancellation_mid_response_finishes_once_with_the_error() -> None:
                 asyncio.CancelledError(),
             ],
         )
-    assert len(d.finished) == 1 and isinstance(d.finished[0], asyncio.CancelledError)
+    assert len(d.finished) == 1 and isinstance(errors(d)[0], asyncio.CancelledError)
 
 
 async def test_cancellation_after_the_response_end_is_a_success() -> None:
@@ -263,7 +224,7 @@ async def test_cancellation_after_the_response_end_is_a_success() -> None:
             d,
             [headers_msg(eos=True), response_headers_msg(eos=True), asyncio.CancelledError()],
         )
-    assert d.finished == [None]
+    assert errors(d) == [None]
 
 
 async def test_eof_before_the_body_ends_calls_nothing() -> None:

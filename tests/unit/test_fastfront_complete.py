@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import pytest
 from envoy.data.accesslog.v3 import accesslog_pb2
+from tests.fakes.director import FakeContext, FakeDirector
 
 from endpoint_picker.clock import FakeClock
-from endpoint_picker.director import RequestContext
 from endpoint_picker.envoy.fast import TICKET_HEADER
 from endpoint_picker.fastfront.als import entry_of
 from endpoint_picker.fastfront.complete import (
@@ -21,30 +18,9 @@ from endpoint_picker.fastfront.complete import (
 from endpoint_picker.requests.types import DESTINATION_SERVED_HEADER, InferenceRequest
 
 
-class FakeDirector:
-    """A FAKE director that records the response-path calls the registry makes."""
-
-    def __init__(self) -> None:
-        self.headers: list[tuple[Any, dict[str, str]]] = []
-        self.finished: list[tuple[Any, BaseException | None]] = []
-
-    async def handle_request(self, *a: Any, **k: Any) -> Any:  # pragma: no cover - unused
-        raise NotImplementedError
-
-    def handle_response_headers(self, ctx: Any, headers: dict[str, str]) -> dict[str, str]:
-        self.headers.append((ctx, headers))
-        return {}
-
-    def handle_response_body(self, ctx: Any, chunk: bytes, eos: bool) -> bytes:  # pragma: no cover
-        return chunk
-
-    def finish(self, ctx: Any, *, error: BaseException | None = None) -> None:
-        self.finished.append((ctx, error))
-
-
-def _ctx(prompt: str = "x" * 40, max_tokens: int | None = 5) -> RequestContext:
+def _ctx(prompt: str = "x" * 40, max_tokens: int | None = 5) -> FakeContext:
     req = InferenceRequest(request_id="r", headers={}, prompt_text=prompt, max_tokens=max_tokens)
-    return RequestContext(request=req, destination="10.0.0.1:8000", body=b"{}")
+    return FakeContext(request=req, destination="10.0.0.1:8000", body=b"{}")
 
 
 def _entry(ticket: str, status: int = 200, nbytes: int = 100) -> Entry:
@@ -58,13 +34,12 @@ def test_an_entry_finishes_its_request_once_with_what_envoy_saw() -> None:
     ticket = reg.add(ctx)
     assert len(reg) == 1
     assert reg.complete(_entry(ticket, nbytes=1000))
-    assert director.headers == [
-        (ctx, {":status": "200", DESTINATION_SERVED_HEADER: "10.0.0.2:8000"})
+    assert director.calls == [
+        ("response_headers", {":status": "200", DESTINATION_SERVED_HEADER: "10.0.0.2:8000"})
     ]
     assert director.finished == [(ctx, None)]
-    assert ctx.response_bytes == 1000
-    assert ctx.received_at == pytest.approx(clock.now() - 0.25)  # Envoy's duration, not ours
-    usage = ctx._tracker.usage if ctx._tracker else None
+    [(recorded, nbytes, duration, usage)] = director.recorded
+    assert (recorded, nbytes, duration) == (ctx, 1000, 0.25)  # Envoy's duration, not ours
     assert usage is not None and usage.estimated
     assert (usage.prompt_tokens, usage.completion_tokens) == (10, 5)  # 40 chars / 4; capped
     assert not reg.complete(_entry(ticket))  # a second entry for the same ticket is unknown
@@ -86,7 +61,7 @@ def test_no_response_is_finished_as_an_error() -> None:
     reg = Completions(director)
     ctx = _ctx()
     reg.complete(Entry(reg.add(ctx), 0, None, 0, 0.1, "DC"))
-    assert director.headers == []
+    assert director.calls == []
     [(finished, error)] = director.finished
     assert finished is ctx and isinstance(error, NoResponse) and "DC" in str(error)
 

@@ -9,56 +9,18 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from tests.fakes.director import FakeDirector
 
-from endpoint_picker.director import RequestContext
 from endpoint_picker.envoy import validate
 from endpoint_picker.envoy.fast import STRIPPED_HEADERS, TICKET_HEADER, fast_bootstrap
 from endpoint_picker.errors import ConfigError, InferenceError, ResourceExhausted
 from endpoint_picker.errors import ServiceUnavailable as Unavailable
 from endpoint_picker.fastfront import FastFront
-from endpoint_picker.requests.types import InferenceRequest
-
-
-class FakeDirector:
-    """A FAKE director: answers with ``destination`` or raises ``error``; may wait on ``hold``."""
-
-    def __init__(self) -> None:
-        self.error: BaseException | None = None
-        self.hold: asyncio.Event | None = None
-        self.seen: list[tuple[dict[str, str], bytes, bool]] = []
-        self.cancelled = 0
-        self.finished: list[Any] = []
-
-    async def handle_request(
-        self, headers: dict[str, str], body: bytes, *, has_body: bool = True, **_: Any
-    ) -> RequestContext:
-        self.seen.append((headers, body, has_body))
-        if self.hold is not None:
-            try:
-                await self.hold.wait()
-            except asyncio.CancelledError:
-                self.cancelled += 1
-                raise
-        if self.error is not None:
-            raise self.error
-        req = InferenceRequest(request_id=headers.get("x-request-id") or "made-up", headers={})
-        ctx = RequestContext(request=req, destination="10.0.0.1:8000,10.0.0.2:8000", body=body)
-        ctx.finished = not has_body
-        return ctx
-
-    def handle_response_headers(self, ctx: Any, headers: dict[str, str]) -> dict[str, str]:
-        return {}
-
-    def handle_response_body(self, ctx: Any, chunk: bytes, eos: bool) -> bytes:
-        return chunk
-
-    def finish(self, ctx: Any, *, error: BaseException | None = None) -> None:
-        self.finished.append((ctx, error))
 
 
 @pytest_asyncio.fixture
 async def front() -> AsyncIterator[FastFront]:
-    f = FastFront(FakeDirector(), "127.0.0.1", 0, 0)
+    f = FastFront(FakeDirector(["10.0.0.1:8000,10.0.0.2:8000"]), "127.0.0.1", 0, 0)
     await f.start()
     yield f
     await f.stop()
@@ -98,7 +60,7 @@ async def test_a_pick_answers_200_with_the_primary_destination_and_a_ticket(
     assert b"x-gateway-destination-endpoint: 10.0.0.1:8000\r\n" in reply
     assert f"{TICKET_HEADER}: ".encode() in reply
     assert b"x-request-id" not in reply  # the client's id is kept, not repeated
-    [(headers, body, has_body)] = director.seen
+    [(headers, body, has_body, _)] = director.requests
     assert headers[":path"] == "/v1/completions?x=1" and headers[":method"] == "POST"
     assert headers[":authority"] == "gw" and body == b'{"model":"m"}' and has_body
     assert front.pending == 1
@@ -107,7 +69,7 @@ async def test_a_pick_answers_200_with_the_primary_destination_and_a_ticket(
 async def test_header_only_picks_get_no_ticket(front: FastFront) -> None:
     reply = await _call(front, b"GET /pick/v1/models HTTP/1.1\r\nhost: gw\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 200 OK") and TICKET_HEADER.encode() not in reply
-    assert b"x-request-id: made-up\r\n" in reply  # the director's id goes upstream
+    assert b"x-request-id: generated-id\r\n" in reply  # the director's id goes upstream
     assert front.pending == 0
 
 
@@ -141,7 +103,7 @@ async def test_a_disconnect_while_queued_cancels_the_pick(front: FastFront) -> N
     writer.write(_post("/v1/completions", b"{}"))
     await writer.drain()
     for _ in range(200):
-        if director.seen:
+        if director.requests:
             break
         await asyncio.sleep(0.01)
     writer.close()
@@ -180,7 +142,7 @@ async def test_pipelined_requests_are_answered_in_order(front: FastFront) -> Non
     assert [r[:3] for r in replies] == [b"200"] * 4
     assert [r.endswith(b"ok") for r in replies] == [False, True, False, True]
     director: FakeDirector = front.director  # type: ignore[assignment]
-    assert [h[":path"] for h, _, _ in director.seen] == ["/a", "/b"]
+    assert [h[":path"] for h, *_ in director.requests] == ["/a", "/b"]
 
 
 async def test_stop_finishes_what_is_still_open() -> None:

@@ -113,7 +113,7 @@ def test_upstream_example_parses() -> None:
 
 
 def test_plugin_refs_resolve_and_threshold_is_read() -> None:
-    plugins = [
+    plugins: list[dict[str, Any]] = [
         {"name": "rr", "type": "round-robin-fairness-policy"},
         {"name": "limit", "type": "static-usage-limit-policy", "parameters": {"threshold": 0.9}},
     ]

@@ -51,23 +51,29 @@ async def steps(n: int = 10) -> None:
 
 
 class Director:
-    """Plays the director's part: after admit returns, count in flight synchronously; release on
-    completion and notify. This is the accounting the concurrency detector must see."""
+    """Plays the director's part: count in flight in the ``dispatch`` callback admission runs;
+    release on completion and notify. This is the accounting the concurrency detector must see.
+    ``steps_after_admit`` makes the caller await after admit returns, as a careless edit of the
+    real director could."""
 
     def __init__(self, fc: FlowController | LegacyAdmission, ep: Endpoint) -> None:
         self.fc, self.ep = fc, ep
         self.dispatched: list[InferenceRequest] = []
         self.errors: list[Exception] = []
         self.done: dict[str, asyncio.Event] = {}
+        self.steps_after_admit = 0
+
+    def _count(self, r: InferenceRequest) -> None:
+        self.ep.inflight_requests += 1
+        self.dispatched.append(r)
 
     async def handle(self, r: InferenceRequest) -> None:
         try:
-            await self.fc.admit(r)
+            await self.fc.admit(r, lambda: self._count(r))
         except (ResourceExhausted, ServiceUnavailable, Internal) as exc:
             self.errors.append(exc)
             return
-        self.ep.inflight_requests += 1  # same loop step as admit's return
-        self.dispatched.append(r)
+        await steps(self.steps_after_admit)
         ev = self.done.setdefault(r.request_id, asyncio.Event())
         await ev.wait()
         self.ep.inflight_requests -= 1
@@ -109,6 +115,43 @@ async def test_inflight_accounting_is_seen_by_admission() -> None:
     await asyncio.wait_for(asyncio.gather(*tasks), 5)
     assert [r.request_id for r in d.dispatched] == [r.request_id for r in rs]  # FCFS
     assert fc.outcomes == {Outcome.DISPATCHED: 20}
+    await fc.stop()
+
+
+async def test_a_caller_that_awaits_after_admit_cannot_break_accounting() -> None:
+    # The director counts in flight inside admit's dispatch callback, so awaiting after admit
+    # returns (here: 5 loop steps per request) cannot let a dispatch cycle see a stale count.
+    fc, ep, _, d = await make(max_concurrency=2)
+    d.steps_after_admit = 5
+    rs = [req() for _ in range(10)]
+    tasks = [asyncio.create_task(d.handle(r)) for r in rs]
+    await steps(40)
+    assert len(d.dispatched) == 2 and ep.inflight_requests == 2
+    d.complete(d.dispatched[0])
+    await steps(40)
+    assert len(d.dispatched) == 3 and ep.inflight_requests == 2
+    for r in rs:
+        d.complete(r)
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert fc.outcomes == {Outcome.DISPATCHED: 10}
+    await fc.stop()
+
+
+async def test_an_error_in_dispatch_reaches_the_caller_and_frees_the_next_dispatch() -> None:
+    fc, _, _, d = await make(max_concurrency=5)
+
+    def broken() -> None:
+        raise Internal("scheduler returned no endpoints")
+
+    with pytest.raises(Internal):
+        await fc.admit(req(), broken)
+    # The controller is not left waiting for the failed request's caller to account for it.
+    r = req()
+    task = asyncio.create_task(d.handle(r))
+    await steps()
+    assert d.dispatched == [r]
+    d.complete(r)
+    await asyncio.wait_for(task, 5)
     await fc.stop()
 
 

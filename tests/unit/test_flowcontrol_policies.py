@@ -22,10 +22,10 @@ def item(
     size: int = 1,
     now: float = 0.0,
     ttl: float = math.inf,
-    **headers: str,
+    headers: dict[str, str] | None = None,
 ) -> Item:
     r = InferenceRequest(
-        request_id=f"r{next(_seq)}", headers=headers, priority=priority, fairness_id=flow
+        request_id=f"r{next(_seq)}", headers=headers or {}, priority=priority, fairness_id=flow
     )
     it = Item(r, FlowKey(flow, priority), next(_seq), now, now + ttl, None)
     it.size = size  # as if the body had ``size`` bytes, without allocating them
@@ -156,9 +156,9 @@ def test_edf_orders_by_ttl_deadline_then_arrival() -> None:
 def test_slo_deadline_ordering_across_flows() -> None:
     reg = FlowRegistry(band_cfg(ordering_policy="slo-deadline-ordering-policy"))
     missing = item(flow="a", now=0.0)
-    loose = item(flow="b", now=0.0, **{"x-slo-ttft-ms": "5000"})
-    tight = item(flow="a", now=1.0, **{"x-slo-ttft-ms": " 100 "})
-    bad = item(flow="c", now=0.0, **{"x-slo-ttft-ms": "-3"})
+    loose = item(flow="b", now=0.0, headers={"x-slo-ttft-ms": "5000"})
+    tight = item(flow="a", now=1.0, headers={"x-slo-ttft-ms": " 100 "})
+    bad = item(flow="c", now=0.0, headers={"x-slo-ttft-ms": "-3"})
     for i in (missing, loose, tight, bad):
         reg.enqueue(i, 0.0)
     got = drain(reg)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from endpoint_picker.datastore import Endpoint, Metrics
-from endpoint_picker.flowcontrol import ConcurrencyDetector, UtilizationDetector, estimate_tokens
+from endpoint_picker.flowcontrol import ConcurrencyDetector, UtilizationDetector
 
 NOW = 1000.0
 
@@ -72,9 +72,3 @@ def test_concurrency_requests_and_tokens() -> None:
     assert t.filter([a, b], NOW) == [a, b]
     a.inflight_tokens = 1000
     assert t.filter([a, b], NOW) == [b]
-
-
-def test_token_estimate_as_upstream() -> None:
-    assert estimate_tokens(400) == 100 + 150
-    assert estimate_tokens(2) == 1 + 2  # input at least 1; output round(1.5) = 2
-    assert estimate_tokens(0, "x" * 40) == 10 + 15

@@ -18,7 +18,10 @@ from endpoint_picker.api import InferenceObjective, InferencePool
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S_VERSION = kubernetes_validate.latest_version()
-CUSTOM = {"InferencePool": InferencePool, "InferenceObjective": InferenceObjective}
+CUSTOM: dict[str, type[InferencePool] | type[InferenceObjective]] = {
+    "InferencePool": InferencePool,
+    "InferenceObjective": InferenceObjective,
+}
 
 
 def docs(path: Path) -> list[dict[str, Any]]:

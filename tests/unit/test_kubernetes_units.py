@@ -120,7 +120,7 @@ def test_lease_name_and_timing_rules_are_upstreams() -> None:
         "epp-default-vllm-llama3-8b-instruct.gateway-api-inference-extension.sigs.k8s.io"
     )
     with pytest.raises(ValueError):
-        LeaderElector(None, name="x", namespace="y", identity="z", renew_deadline=20)  # type: ignore[arg-type]
+        LeaderElector(None, name="x", namespace="y", identity="z", renew_deadline=20)
 
 
 # -- objective status -----------------------------------------------------------------------------

@@ -156,3 +156,15 @@ def test_llmd_precise_configs_load_unchanged(name: str) -> None:
     types = {p.type_name for p in cfg.plugins.values()}
     assert "precise-prefix-cache-producer" in types
     assert "approx-prefix-cache-producer" not in types  # the scorer names its producer
+
+
+def test_scorer_naming_the_approximate_producer_still_tunes_the_auto_created_one() -> None:
+    cfg = load_config_text(
+        "apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n"
+        "plugins:\n- type: prefix-cache-scorer\n  parameters:\n"
+        "    prefixMatchInfoProducerName: approx-prefix-cache-producer\n"
+        "    blockSizeTokens: 32\n"
+    )
+    producer = cfg.plugins["approx-prefix-cache-producer"]
+    assert producer.parameters["blockSizeTokens"] == 32
+    assert "prefixMatchInfoProducerName" not in producer.parameters  # the scorer's own

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -215,7 +215,7 @@ def test_chat_prompt_renders_messages_in_order_with_text_parts() -> None:
     assert req.prompt_text == "You are terse. What is in this picture?  Thanks "
     assert req.max_tokens == 12
     # Same conversation, different order: different text (prefix hashing depends on order).
-    body2 = {**body, "messages": list(reversed(body["messages"]))}
+    body2 = {**body, "messages": list(reversed(cast(list[Any], body["messages"])))}
     assert parse(body2, "/v1/chat/completions").prompt_text != req.prompt_text
 
 

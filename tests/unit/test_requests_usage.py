@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from endpoint_picker.requests import UsageTracker, rewrite_model_name, usage_from_object
-from endpoint_picker.requests import usage as usage_mod
 from endpoint_picker.requests.types import Usage
 
 
@@ -161,13 +160,13 @@ def test_responses_api_stream_completed_event() -> None:
 
 def test_null_usage_events_are_not_parsed(monkeypatch: Any) -> None:
     calls: list[bytes] = []
-    real = usage_mod.json.loads
+    real = json.loads
 
     def counting(data: Any) -> Any:
         calls.append(data)
         return real(data)
 
-    monkeypatch.setattr(usage_mod.json, "loads", counting)
+    monkeypatch.setattr(json, "loads", counting)  # the module the parser calls
     feed_all([STREAM], "text/event-stream")
     assert len(calls) == 1  # only the final event with a real usage object
 

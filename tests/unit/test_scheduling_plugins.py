@@ -22,7 +22,6 @@ from endpoint_picker.scheduling.plugins import (
     TokenLoadScorer,
     WeightedRandomPicker,
 )
-from endpoint_picker.scheduling.plugins.base import parse_duration
 
 
 def ep(name: str, ip: str = "10.0.0.1", port: int = 8000, **metrics: object) -> Endpoint:
@@ -178,10 +177,3 @@ def test_destination_endpoint_served_verifier() -> None:
     served = {DESTINATION_NAMESPACE: {"x-gateway-destination-endpoint-served": "10.0.0.1:3000"}}
     v.process_response_headers(req(), headers, served)
     assert headers["x-conformance-test-served-endpoint"] == "10.0.0.1:3000"
-
-
-def test_parse_duration() -> None:
-    assert parse_duration("200ms") == pytest.approx(0.2)
-    assert parse_duration("1m30s") == 90.0
-    with pytest.raises(ValueError):
-        parse_duration("fast")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import xxhash
 
@@ -15,10 +16,10 @@ from endpoint_picker.scheduling.plugins.prefix import STATE_KEY, PrefixConfig, P
 from endpoint_picker.scheduling.plugins.prefix_index import PrefixIndex, block_hashes
 
 
-def ep(name: str, **metrics: object) -> Endpoint:
+def ep(name: str, **metrics: Any) -> Endpoint:
     return Endpoint(
         name=name, pod_name=name, address="10.0.0.1", port=8000, metrics=Metrics(**metrics)
-    )  # type: ignore[arg-type]
+    )
 
 
 def req(prompt: str, model: str = "m", salt: str = "") -> InferenceRequest:

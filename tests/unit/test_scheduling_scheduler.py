@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from prometheus_client import generate_latest
 
@@ -31,14 +33,14 @@ plugins:
 """
 
 
-def ep(name: str, **metrics: object) -> Endpoint:
+def ep(name: str, **metrics: Any) -> Endpoint:
     return Endpoint(
         name=name,
         pod_name=name,
         address=f"10.0.0.{len(name)}",
         port=8000,
         metrics=Metrics(**metrics),
-    )  # type: ignore[arg-type]
+    )
 
 
 def req(model: str = "my-model", prompt: str = "hello", rid: str = "r") -> InferenceRequest:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from endpoint_picker.config import registry as r
 from endpoint_picker.errors import ConfigError
 from endpoint_picker.requests.tokenize import HFTokenizer, SimTokenizer, find_tokenizer
 from endpoint_picker.requests.tokenize_cache import ChunkedTokenizer
@@ -80,8 +79,7 @@ def test_the_simulators_tokenizer_matches_what_the_simulator_stores() -> None:
 
 
 def test_llmd_parameters_are_accepted_and_typos_are_errors() -> None:
-    factory = r.PLUGIN_TYPES["token-producer"].factory
-    assert factory is not None
+    factory = TokenProducer.from_params  # validates raw parameters, then the registry's factory
     factory("tp", {"modelName": "m", "vllm": {"url": "http://localhost:8000", "timeout": "5s"}})
     with pytest.raises(ConfigError) as err:
         factory("tp", {"modelname": "m"})

@@ -11,6 +11,8 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from endpoint_picker.validation import field_path
+
 _TYPES = {
     "int_type": "an integer",
     "int_from_float": "an integer",
@@ -23,21 +25,6 @@ _TYPES = {
     "datetime_type": "an RFC 3339 date-time",
     "datetime_parsing": "an RFC 3339 date-time",
 }
-
-
-def field_path(loc: tuple[int | str, ...]) -> str:
-    """``('spec', 'targetPorts', 1, 'number')`` -> ``spec.targetPorts[1].number``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part == "[key]":
-            out += "(key)"
-        elif "." in part or "/" in part:
-            out += f"[{part!r}]"  # a map key such as a label name
-        else:
-            out += f".{part}" if out else part
-    return out
 
 
 def _got(value: Any) -> str:

@@ -97,11 +97,6 @@ class ManifestSet:
     def objectives(self) -> list[InferenceObjective]:
         return [d.obj for d in self.documents if isinstance(d.obj, InferenceObjective)]
 
-    def raise_for_errors(self) -> None:
-        """Raise one :class:`InvalidObject` carrying every error, if there were any."""
-        if self.errors:
-            raise InvalidObject(self.errors)
-
 
 def parse_object(
     data: Any, *, file: str = "<input>", index: int = 1

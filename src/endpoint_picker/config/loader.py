@@ -1,30 +1,47 @@
-"""Load an ``EndpointPickerConfig``: parse strictly, apply upstream's defaulting, validate.
+"""Load an ``EndpointPickerConfig``: parse strictly, validate every plugin, apply upstream's
+defaulting, cross-check. One pass over the whole file, collecting every error it can.
 
-Follows upstream's loader (spec 5.3): static defaults (plugin name := type), instantiate
-plugins in order, system defaults (default profile, profile handler, picker, flow-control
-policies, parser, saturation detector, data layer, the prefix producer), then cross-checks.
-Every failure is a :class:`ConfigError` with the file, the field path and the reason.
+Follows upstream's loader (spec 5.3, llm-d-router ``pkg/epp/config/loader``): static defaults
+(plugin name := type), each plugin's parameters against its registered model, system defaults
+(default profile, profile handler, picker, flow-control policies, parsers, saturation
+detector, data layer, the prefix producer), then cross-checks. Nothing is built here (see
+:mod:`endpoint_picker.config.build`). Every failure names the file, the field path and the
+reason with its fix; several failures raise one :class:`ConfigErrors` listing them all.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import logging
+from dataclasses import replace
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
 from endpoint_picker.config import registry as r
-from endpoint_picker.config.model import EppConfig, PluginInstance, ProfileConfig, ProfileRef
+from endpoint_picker.config.defaults import apply_system_defaults
+from endpoint_picker.config.model import (
+    ConfigErrors,
+    DataSource,
+    EppConfig,
+    PluginInstance,
+    ProfileConfig,
+    ProfileRef,
+)
 from endpoint_picker.config.schema import (
-    API_VERSION,
+    API_VERSIONS,
     DEFAULT_CONFIG,
     FEATURE_GATES,
     KIND,
     EndpointPickerConfigDoc,
 )
 from endpoint_picker.errors import ConfigError
+from endpoint_picker.flowcontrol.config import SETTINGS_KEYS, FlowControlConfig
+from endpoint_picker.params import check_params, param_errors
+from endpoint_picker.validation import did_you_mean
+
+log = logging.getLogger(__name__)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -45,13 +62,6 @@ def _mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def _parse(text: str, source: str) -> dict[str, Any]:
     try:
         raw = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
@@ -63,11 +73,12 @@ def _parse(text: str, source: str) -> dict[str, Any]:
         return copy.deepcopy(DEFAULT_CONFIG)
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a mapping", file=source)
-    return raw
+    # An empty top-level key (``schedulingProfiles:``) is absent, as Go decodes null.
+    return {k: v for k, v in raw.items() if v is not None}
 
 
 def load_config(path: str | None) -> EppConfig:
-    """Load the config file at ``path``; ``None`` means upstream's built-in default."""
+    """Load the config file at ``path``; ``None`` means the built-in default."""
     if path is None:
         return load_config_text(None, "<default>")
     try:
@@ -79,235 +90,259 @@ def load_config(path: str | None) -> EppConfig:
 
 
 def load_config_text(text: str | None, source: str = "<config-text>") -> EppConfig:
-    """Load config from text (upstream's ``--config-text``); empty or ``None`` = default."""
-    raw = copy.deepcopy(DEFAULT_CONFIG) if not (text or "").strip() else _parse(text or "", source)
+    """Load config from text (upstream's ``--config-text``); empty or ``None`` = the default,
+    which (unlike a given file) runs flow control."""
+    embedded = not (text or "").strip()
+    raw = copy.deepcopy(DEFAULT_CONFIG) if embedded else _parse(text or "", source)
+    errors: list[ConfigError] = []
+    cfg = _load(raw, source, embedded, errors)
+    if errors or cfg is None:
+        raise ConfigErrors(errors, file=source)
+    return cfg
+
+
+def _load(
+    raw: dict[str, Any], source: str, embedded: bool, errors: list[ConfigError]
+) -> EppConfig | None:
     try:
-        doc = EndpointPickerConfigDoc.model_validate(raw)
-    except ValidationError as err:
-        first = err.errors()[0]
-        reason = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
-        raise ConfigError(reason, file=source, path=_loc(tuple(first["loc"]))) from None
-    try:
-        return _build(doc, source)
-    except ConfigError as err:
-        if err.file is None:
-            err.file = source
-        raise ConfigError(err.reason, file=err.file, path=err.path) from None
-
-
-def _build(doc: EndpointPickerConfigDoc, source: str) -> EppConfig:
-    if doc.api_version not in (API_VERSION, "llm-d.ai/v1alpha1"):  # llm-d's group too
-        hint = (
-            " (upstream's decoder rejects it too)"
-            if doc.api_version.endswith("x-k8s.io/v1alpha1")
-            else ""
-        )
-        raise ConfigError(f"apiVersion must be {API_VERSION}{hint}", path="apiVersion")
-    if doc.kind != KIND:
-        raise ConfigError(f"kind must be {KIND}", path="kind")
-    for i, gate in enumerate(doc.feature_gates):
-        if gate not in FEATURE_GATES:
-            known = ", ".join(FEATURE_GATES)
-            raise ConfigError(
-                f"unknown feature gate {gate!r} (known: {known})", path=f"featureGates[{i}]"
-            )
-
-    plugins: dict[str, PluginInstance] = {}
-    for i, spec in enumerate(doc.plugins):
-        where = f"plugins[{i}]"
-        if not spec.type:
-            raise ConfigError("plugin type is required", path=f"{where}.type")
-        name = spec.name or spec.type
-        if name in plugins:
-            raise ConfigError(f"duplicate plugin name {name!r}", path=f"{where}.name")
-        plugins[name] = _instance(name, spec.type, spec.parameters, where)
+        doc: EndpointPickerConfigDoc | None = EndpointPickerConfigDoc.model_validate(raw)
+    except ValidationError as exc:
+        doc = None
+        errors.extend(param_errors(exc, EndpointPickerConfigDoc, ""))
+    _check_header(raw, errors)
+    plugins = _plugins(raw.get("plugins"), errors)
+    if doc is None or errors:
+        return None
 
     profiles = [
         ProfileConfig(p.name, [ProfileRef(ref.plugin_ref, ref.weight) for ref in p.plugins])
         for p in doc.scheduling_profiles
     ]
-    _system_defaults(plugins, profiles)
-
-    parser = doc.parser.plugin_ref if doc.parser and doc.parser.plugin_ref else "openai-parser"
-    if parser not in plugins and parser == "openai-parser":
-        plugins[parser] = _instance(parser, parser, None, "parser")
+    gates = _gates(doc.feature_gates)
+    fc_raw = dict(doc.flow_control) if doc.flow_control is not None else None
     detector = "utilization-detector"
-    if doc.saturation_detector and doc.saturation_detector.plugin_ref:
+    fc_detector = (fc_raw or {}).get("saturationDetector")
+    if isinstance(fc_detector, dict) and fc_detector.get("pluginRef"):
+        detector = str(fc_detector["pluginRef"])  # llm-d-router's place wins
+    elif doc.saturation_detector and doc.saturation_detector.plugin_ref:
         detector = doc.saturation_detector.plugin_ref
-    if detector not in plugins and detector == "utilization-detector":
-        plugins[detector] = _instance(detector, detector, None, "saturationDetector")
-
-    legacy_metrics = "enableLegacyMetrics" in doc.feature_gates
-    data_layer: dict[str, Any] | None = None
-    if not legacy_metrics:
-        if doc.data_layer is None:
-            for t in ("metrics-data-source", "core-metrics-extractor"):
-                plugins.setdefault(t, _instance(t, t, None, "dataLayer"))
-            data_layer = copy.deepcopy(DEFAULT_CONFIG["dataLayer"])
-        else:
-            data_layer = doc.data_layer.model_dump(by_alias=True)
-
+    parsers = [p.plugin_ref for p in (doc.request_handler.parsers if doc.request_handler else [])]
+    parsers_given = bool(parsers)
+    if not parsers and doc.parser and doc.parser.plugin_ref:
+        parsers = [doc.parser.plugin_ref]
+    sources: list[DataSource] | None = None
+    if not gates.get("enableLegacyMetrics", False):
+        layer = doc.data_layer
+        sources = [
+            DataSource(s.plugin_ref, [e.plugin_ref for e in s.extractors])
+            for s in (layer.sources if layer else [])
+        ]
+        inject = layer is None or layer.inject_defaults is not False
+        if inject and not any(
+            plugins.get(s.plugin_ref, None) is not None
+            and plugins[s.plugin_ref].type_name == "metrics-data-source"
+            for s in sources
+        ):
+            sources.append(DataSource("metrics-data-source", ["core-metrics-extractor"]))
     cfg = EppConfig(
         source=source,
+        api_version=doc.api_version,
         feature_gates=tuple(doc.feature_gates),
         plugins=plugins,
         profiles=profiles,
         saturation_detector=detector,
-        parser=parser,
-        data_layer=data_layer,
-        flow_control_raw=doc.flow_control,
+        parsers=parsers or ["openai-parser"],
+        data_sources=sources,
+        discovery=doc.data_layer.discovery.plugin_ref
+        if doc.data_layer and doc.data_layer.discovery
+        else None,
+        flow_control_raw=fc_raw,
     )
-    _validate(cfg)
-    cfg.flow_control = _flow_control(doc.flow_control, doc)
+    try:
+        apply_system_defaults(cfg)
+    except ConfigError as err:
+        errors.append(err)
+        return None
+    _validate(cfg, errors, "requestHandler.parsers" if parsers_given else "parser")
+    _not_implemented_fields(doc, errors)
+    try:
+        fc = FlowControlConfig.from_dict(fc_raw, plugins=_policy_refs(cfg))
+    except ConfigError as err:
+        errors.append(err)
+        return None
+    cfg.flow_control = replace(fc, enabled=_flow_control_on(embedded, gates, fc_raw))
+    if fc_raw and not cfg.flow_control.enabled and SETTINGS_KEYS & set(fc_raw):
+        log.warning("%s: flowControl settings are ignored: flow control is off", source)
     return cfg
 
 
-def _instance(
-    name: str, type_name: str, params: Mapping[str, Any] | None, where: str
-) -> PluginInstance:
-    ptype = r.PLUGIN_TYPES.get(type_name)
-    if ptype is None:
-        raise ConfigError(f"plugin type {type_name!r} is not registered", path=f"{where}.type")
-    obj = None
-    if ptype.factory is not None:
-        try:
-            obj = ptype.factory(name, params)
-        except ConfigError as err:
-            sub = f".{err.path}" if err.path else ""
-            raise ConfigError(err.reason, path=f"{where}.parameters{sub}") from None
-    inst = PluginInstance(name, type_name, ptype.kinds, dict(params) if params else None, obj)
-    if r.SATURATION_DETECTOR in ptype.kinds:
-        from endpoint_picker.config.build import build_detector
-
-        try:  # validate its parameters now, with their path
-            build_detector(inst)
-        except ConfigError as err:
-            sub = err.path.rsplit(".", 1)[-1] if err.path else ""
-            sub = "" if sub == "parameters" else sub
-            raise ConfigError(err.reason, path=f"{where}.parameters.{sub}".rstrip(".")) from None
-    return inst
-
-
-def _system_defaults(plugins: dict[str, PluginInstance], profiles: list[ProfileConfig]) -> None:
-    """Upstream's ``applySystemDefaults`` for scheduling (a)-(c), plus the prefix producer."""
-    sched_kinds = {r.FILTER, r.SCORER, r.PICKER}
-    if not profiles:  # (a) one profile with every filter, scorer and picker
-        refs = [ProfileRef(p.name, None) for p in plugins.values() if p.kinds & sched_kinds]
-        profiles.append(ProfileConfig("default", refs))
-    handlers = [p for p in plugins.values() if r.PROFILE_HANDLER in p.kinds]
-    if len(profiles) == 1 and not handlers:  # (b)
-        plugins["single-profile-handler"] = _instance(
-            "single-profile-handler", "single-profile-handler", None, "schedulingProfiles"
+def _check_header(raw: dict[str, Any], errors: list[ConfigError]) -> None:
+    api = raw.get("apiVersion")
+    if isinstance(api, str) and api not in API_VERSIONS:
+        errors.append(
+            ConfigError(
+                f"apiVersion must be one of {', '.join(API_VERSIONS)}, got {api!r}",
+                path="apiVersion",
+            )
         )
-    pickers = [p for p in plugins.values() if r.PICKER in p.kinds]
-    if not pickers:  # (c) a picker for every profile that lacks one
-        pickers = [_instance("max-score-picker", "max-score-picker", None, "schedulingProfiles")]
-        plugins[pickers[0].name] = pickers[0]
-    for profile in profiles:
-        kinds = [plugins[ref.plugin_ref].kinds for ref in profile.refs if ref.plugin_ref in plugins]
-        if not any(r.PICKER in k for k in kinds):
-            profile.refs.append(ProfileRef(pickers[0].name, None))
-        for ref in profile.refs:
-            p = plugins.get(ref.plugin_ref)
-            if p is not None and r.SCORER in p.kinds and ref.weight is None:
-                ref.weight = 1.0
-    for t in ("fcfs-ordering-policy", "global-strict-fairness-policy", "static-usage-limit-policy"):
-        if t in r.PLUGIN_TYPES and t not in plugins:  # (d)
-            plugins[t] = _instance(t, t, None, "flowControl")
-    uses_prefix = any(  # a scorer naming another producer (llm-d's precise one) needs none
-        plugins[ref.plugin_ref].type_name == "prefix-cache-scorer"
-        and getattr(plugins[ref.plugin_ref].obj, "producer_name", "")
-        in ("", "approx-prefix-cache-producer")
-        for profile in profiles
-        for ref in profile.refs
-        if ref.plugin_ref in plugins
-    )
-    has_producer = any(p.type_name == "approx-prefix-cache-producer" for p in plugins.values())
-    if uses_prefix and not has_producer:
-        # Auto-created, as upstream's CreateMissingDataProducers; tuning written on the scorer
-        # (upstream's docs) is honoured here instead of being ignored.
-        legacy = next(
-            (
-                p.obj.producer_params
-                for p in plugins.values()
-                if p.type_name == "prefix-cache-scorer" and p.obj.producer_params
-            ),
-            None,
+    kind = raw.get("kind")
+    if isinstance(kind, str) and kind != KIND:
+        errors.append(ConfigError(f"kind must be {KIND}, got {kind!r}", path="kind"))
+    gates = raw.get("featureGates")
+    for i, gate in enumerate(gates if isinstance(gates, list) else []):
+        if not isinstance(gate, str):
+            continue
+        name, _, value = gate.partition("=")
+        where = f"featureGates[{i}]"
+        if name.strip() not in FEATURE_GATES:
+            hint = did_you_mean(name, FEATURE_GATES) or f" (known: {', '.join(FEATURE_GATES)})"
+            errors.append(ConfigError(f"unknown feature gate {name!r}{hint}", path=where))
+        elif value and value.strip().lower() not in ("true", "false", "1", "0", "t", "f"):
+            errors.append(ConfigError(f"{value!r} is not true or false", path=where))
+
+
+def _gates(gates: list[str]) -> dict[str, bool]:
+    """Feature gate name -> on/off (``name`` or ``name=bool``, as llm-d-router reads them)."""
+    out: dict[str, bool] = {}
+    for gate in gates:
+        name, _, value = gate.partition("=")
+        out[name.strip()] = value.strip().lower() not in ("false", "0", "f")
+    return out
+
+
+def _flow_control_on(embedded: bool, gates: dict[str, bool], fc: dict[str, Any] | None) -> bool:
+    """The switch (docs/configuration.md): the embedded default runs flow control; a given
+    config follows ``flowControl.enabled`` if written, else the ``flowControl`` gate, else
+    whether the ``flowControl`` section holds flow-control settings."""
+    if embedded:
+        return True
+    if fc is not None and isinstance(fc.get("enabled"), bool):
+        return bool(fc["enabled"])
+    if "flowControl" in gates:
+        return gates["flowControl"]
+    return bool(fc and SETTINGS_KEYS & set(fc))
+
+
+def _plugins(raw: Any, errors: list[ConfigError]) -> dict[str, PluginInstance]:
+    """Every ``plugins[]`` entry validated against its type's model (all errors collected)."""
+    out: dict[str, PluginInstance] = {}
+    for i, spec in enumerate(raw if isinstance(raw, list) else []):
+        where = f"plugins[{i}]"
+        if not isinstance(spec, dict):
+            continue  # the document schema reports it
+        type_name = spec.get("type")
+        if not isinstance(type_name, str) or not type_name:
+            if type_name is None or type_name == "":
+                errors.append(ConfigError("plugin type is required", path=f"{where}.type"))
+            continue
+        name = spec.get("name") or type_name
+        if not isinstance(name, str):
+            continue
+        if name in out:
+            errors.append(ConfigError(f"duplicate plugin name {name!r}", path=f"{where}.name"))
+            continue
+        ptype = r.PLUGIN_TYPES.get(type_name)
+        if ptype is None:
+            errors.append(ConfigError(r.unknown_type_reason(type_name), path=f"{where}.type"))
+            continue
+        params, errs = check_params(
+            ptype.params, spec.get("parameters"), path=f"{where}.parameters"
         )
-        t = "approx-prefix-cache-producer"
-        plugins[t] = _instance(t, t, legacy, "plugins")
+        errors.extend(errs)
+        if params is not None:
+            out[name] = PluginInstance(name, type_name, ptype.kinds, params)
+    return out
 
 
-def _validate(cfg: EppConfig) -> None:
+def _validate(cfg: EppConfig, errors: list[ConfigError], parser_path: str) -> None:
+    def err(reason: str, path: str) -> None:
+        errors.append(ConfigError(reason, path=path))
+
     names: set[str] = set()
+    sched_kinds = {r.FILTER, r.SCORER, r.PICKER}
     for i, profile in enumerate(cfg.profiles):
         where = f"schedulingProfiles[{i}]"
         if not profile.name:
-            raise ConfigError("profile name is required", path=f"{where}.name")
-        if profile.name in names:
-            raise ConfigError(f"duplicate profile name {profile.name!r}", path=f"{where}.name")
+            err("profile name is required", f"{where}.name")
+        elif profile.name in names:
+            err(f"duplicate profile name {profile.name!r}", f"{where}.name")
         names.add(profile.name)
         pickers = 0
         for j, ref in enumerate(profile.refs):
             p = cfg.plugins.get(ref.plugin_ref)
             rpath = f"{where}.plugins[{j}].pluginRef"
             if p is None:
-                raise ConfigError(
-                    f"plugin {ref.plugin_ref!r} is not defined in plugins", path=rpath
-                )
-            if not p.kinds & {r.FILTER, r.SCORER, r.PICKER}:
-                raise ConfigError(
-                    f"plugin {p.name!r} ({p.type_name}) is not a filter, scorer or picker",
-                    path=rpath,
-                )
+                err(_undefined(cfg, ref.plugin_ref), rpath)
+                continue
+            if not p.kinds & sched_kinds:
+                err(f"plugin {p.name!r} ({p.type_name}) is not a filter, scorer or picker", rpath)
             if ref.weight is not None and r.SCORER not in p.kinds:
-                raise ConfigError(
-                    "weight is only valid for scorers", path=f"{where}.plugins[{j}].weight"
-                )
+                err("weight is only valid for scorers", f"{where}.plugins[{j}].weight")
             pickers += r.PICKER in p.kinds
         if pickers > 1:
-            raise ConfigError("a profile may have only one picker", path=f"{where}.plugins")
+            err("a profile may have only one picker", f"{where}.plugins")
     handlers = [p for p in cfg.plugins.values() if r.PROFILE_HANDLER in p.kinds]
     if len(handlers) > 1:
-        raise ConfigError("multiple profile handlers found", path="plugins")
-    if not handlers:
-        raise ConfigError("no profile handler configured", path="plugins")
-    if handlers[0].type_name == "single-profile-handler" and len(cfg.profiles) > 1:
-        raise ConfigError(
-            "single-profile-handler supports exactly one profile", path="schedulingProfiles"
+        err("multiple profile handlers found; only one is allowed", "plugins")
+    elif not handlers:
+        err("no profile handler configured (add one to plugins)", "plugins")
+    elif handlers[0].type_name == "single-profile-handler" and len(cfg.profiles) > 1:
+        err("single-profile-handler supports exactly one profile", "schedulingProfiles")
+    for i, name in enumerate(cfg.parsers):
+        where = parser_path if parser_path == "parser" else f"{parser_path}[{i}]"
+        _check_ref(cfg, name, r.PARSER, f"{where}.pluginRef", errors)
+    det_path = (
+        "flowControl.saturationDetector.pluginRef"
+        if (cfg.flow_control_raw or {}).get("saturationDetector")
+        else "saturationDetector.pluginRef"
+    )
+    _check_ref(cfg, cfg.saturation_detector, r.SATURATION_DETECTOR, det_path, errors)
+    for i, src in enumerate(cfg.data_sources or []):
+        spath = f"dataLayer.sources[{i}]"
+        _check_ref(cfg, src.plugin_ref, r.DATA_SOURCE, f"{spath}.pluginRef", errors)
+        for j, ex in enumerate(src.extractors):
+            _check_ref(cfg, ex, r.EXTRACTOR, f"{spath}.extractors[{j}].pluginRef", errors)
+    if cfg.discovery is not None:
+        p = cfg.plugins.get(cfg.discovery)
+        reason = (
+            _undefined(cfg, cfg.discovery)
+            if p is None
+            else f"plugin {p.name!r} ({p.type_name}) is not an endpoint discovery plugin"
         )
-    _check_ref(cfg, cfg.parser, r.PARSER, "parser.pluginRef")
-    _check_ref(cfg, cfg.saturation_detector, r.SATURATION_DETECTOR, "saturationDetector.pluginRef")
-    if cfg.data_layer is not None:
-        sources = cfg.data_layer.get("sources") or []
-        if not sources:
-            raise ConfigError(
-                "data layer enabled but no data sources configured", path="dataLayer.sources"
-            )
-        for i, src in enumerate(sources):
-            _check_ref(cfg, src["pluginRef"], r.DATA_SOURCE, f"dataLayer.sources[{i}].pluginRef")
-            for j, ex in enumerate(src.get("extractors") or []):
-                _check_ref(
-                    cfg,
-                    ex["pluginRef"],
-                    r.EXTRACTOR,
-                    f"dataLayer.sources[{i}].extractors[{j}].pluginRef",
-                )
+        err(reason, "dataLayer.discovery.pluginRef")
 
 
-def _check_ref(cfg: EppConfig, name: str, kind: str, path: str) -> None:
+def _not_implemented_fields(doc: EndpointPickerConfigDoc, errors: list[ConfigError]) -> None:
+    """llm-d-router's multi-replica data-layer fields: known, but nothing here runs them."""
+    layer = doc.data_layer
+    if layer is None:
+        return
+    given = {
+        "peerDiscovery": layer.peer_discovery,
+        "crossReplicaSyncerPluginRef": layer.cross_replica_syncer_plugin_ref,
+        "crossReplicaSyncInterval": layer.cross_replica_sync_interval,
+    }
+    for key, value in given.items():
+        if value is not None:
+            reason = f"llm-d-router's {key} (cross-replica sync) is not implemented here"
+            errors.append(ConfigError(reason, path=f"dataLayer.{key}"))
+
+
+def _undefined(cfg: EppConfig, name: str) -> str:
+    hint = did_you_mean(name, cfg.plugins)
+    return f"plugin {name!r} is not defined in plugins{hint}"
+
+
+def _check_ref(cfg: EppConfig, name: str, kind: str, path: str, errors: list[ConfigError]) -> None:
     p = cfg.plugins.get(name)
     if p is None:
-        raise ConfigError(f"plugin {name!r} is not defined in plugins", path=path)
-    if kind not in p.kinds:
-        raise ConfigError(f"plugin {name!r} ({p.type_name}) is not a {kind}", path=path)
+        errors.append(ConfigError(_undefined(cfg, name), path=path))
+    elif kind not in p.kinds:
+        errors.append(ConfigError(f"plugin {name!r} ({p.type_name}) is not a {kind}", path=path))
 
 
-def _flow_control(raw: dict[str, Any] | None, doc: EndpointPickerConfigDoc) -> Any:
-    """Flow control's typed config when ``endpoint_picker.flowcontrol`` is there, else the dict."""
-    try:
-        from endpoint_picker.flowcontrol.config import FlowControlConfig
-    except ImportError:  # pragma: no cover - flow control not installed
-        return dict(raw or {})
-    plugins = [p.model_dump(by_alias=True) for p in doc.plugins]
-    return FlowControlConfig.from_dict(raw, plugins=plugins)
+def _policy_refs(cfg: EppConfig) -> list[dict[str, Any]]:
+    """Flow control resolves policy references by plugin name -> type (and validated params)."""
+    return [
+        {"name": p.name, "type": p.type_name, "parameters": p.params} for p in cfg.plugins.values()
+    ]

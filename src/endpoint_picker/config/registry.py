@@ -1,20 +1,31 @@
-"""The plugin registry: type name -> what the plugin is (its kinds) and how to build it.
+"""The plugin registry: type name -> its kinds, its parameter model, and how to build it.
 
-Scheduling plugins are built here. Plugins owned by other parts (parsers, data sources,
-flow-control policies, saturation detectors) are registered by type so that configs naming
-them validate; their raw parameters travel on :class:`~endpoint_picker.config.EppConfig`
-to the part that builds them.
+Every plugin type a config may name is registered here, whoever owns it (scheduling, flow
+control, data layer, parsers): the loader validates a plugin's ``parameters`` against the
+registered model (see :mod:`endpoint_picker.params`) and the builder calls the factory once per
+configured plugin with the validated model. A new plugin type is one :func:`register_plugin`
+call. ``UPSTREAM_NOT_IMPLEMENTED`` lists upstream's types that are not built here yet, so a
+config naming one fails with a message that says so rather than "unknown type".
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from endpoint_picker.datalayer.params import MetricsExtractorParams, MetricsSourceParams
+from endpoint_picker.flowcontrol.config import StaticUsageLimitParams
+from endpoint_picker.flowcontrol.fairness import FAIRNESS_POLICIES
+from endpoint_picker.flowcontrol.ordering import ORDERING_POLICIES
+from endpoint_picker.flowcontrol.saturation import SATURATION_DETECTORS
+from endpoint_picker.params import NoParams, PluginParams
+from endpoint_picker.requests import PARSERS
 from endpoint_picker.scheduling.plugins import PLUGIN_CLASSES
+from endpoint_picker.validation import did_you_mean
 
-Factory = Callable[[str, Mapping[str, Any] | None], Any]
+Factory = Callable[[str, Any], Any]
+"""``factory(name, params)``: the plugin object, from its validated parameter model."""
 
 # Kinds (upstream's extension points, by the interfaces a plugin implements).
 FILTER = "filter"
@@ -36,15 +47,26 @@ SATURATION_DETECTOR = "saturation-detector"
 class PluginType:
     type_name: str
     kinds: frozenset[str]
-    factory: Factory | None = None  # None: built by its owner from the raw parameters
+    params: type[PluginParams]
+    factory: Factory
 
 
 PLUGIN_TYPES: dict[str, PluginType] = {}
 
 
-def register_plugin(type_name: str, kinds: set[str], factory: Factory | None = None) -> None:
-    """Make ``type_name`` usable in configs (later registrations replace earlier ones)."""
-    PLUGIN_TYPES[type_name] = PluginType(type_name, frozenset(kinds), factory)
+def register_plugin(
+    type_name: str,
+    kinds: set[str],
+    params: type[PluginParams],
+    factory: Factory,
+) -> None:
+    """Make ``type_name`` usable in configs (a later registration replaces an earlier one)."""
+    PLUGIN_TYPES[type_name] = PluginType(type_name, frozenset(kinds), params, factory)
+
+
+def _params_only(name: str, params: Any) -> Any:
+    """For plugins whose owner reads the validated parameters (policies, data layer)."""
+    return params
 
 
 _SCHEDULING_KINDS = {
@@ -70,28 +92,161 @@ _SCHEDULING_KINDS = {
     "decode-filter": {FILTER},
 }
 for _type, _kinds in _SCHEDULING_KINDS.items():
-    register_plugin(_type, _kinds, PLUGIN_CLASSES[_type].from_params)
-register_plugin("tokenizer", {PRODUCER}, PLUGIN_CLASSES["token-producer"].from_params)
+    _cls = PLUGIN_CLASSES[_type]
+    register_plugin(_type, _kinds, _cls.params_model, _cls.from_config)
+_tokens = PLUGIN_CLASSES["token-producer"]  # llm-d's older name for the same plugin
+register_plugin("tokenizer", {PRODUCER}, _tokens.params_model, _tokens.from_config)
 
-for _type in ("openai-parser", "passthrough-parser"):
-    register_plugin(_type, {PARSER})
-register_plugin("metrics-data-source", {DATA_SOURCE})
-register_plugin("core-metrics-extractor", {EXTRACTOR})
-# Saturation detectors are also filters (upstream: they implement Filter); the scheduler
-# builder wraps flow control's detector objects in a SaturationFilter.
-for _type in ("utilization-detector", "concurrency-detector"):
-    register_plugin(_type, {SATURATION_DETECTOR, FILTER})
-register_plugin("static-usage-limit-policy", {USAGE_LIMIT_POLICY})
-_ORDERING = ["fcfs-ordering-policy", "edf-ordering-policy", "slo-deadline-ordering-policy"]
-_FAIRNESS = ["global-strict-fairness-policy", "round-robin-fairness-policy"]
-try:  # take flow control's own lists when it is there
-    from endpoint_picker.flowcontrol.fairness import FAIRNESS_POLICIES
-    from endpoint_picker.flowcontrol.ordering import ORDERING_POLICIES
 
-    _ORDERING, _FAIRNESS = list(ORDERING_POLICIES), list(FAIRNESS_POLICIES)
-except ImportError:  # pragma: no cover - flow control not installed
-    pass
-for _type in _ORDERING:
-    register_plugin(_type, {ORDERING_POLICY})
-for _type in _FAIRNESS:
-    register_plugin(_type, {FAIRNESS_POLICY})
+def _shared(obj: Any) -> Factory:
+    """A factory returning ``obj`` (stateless plugins such as parsers)."""
+    return lambda name, params: obj
+
+
+def _detector(cls: Any) -> Factory:
+    return lambda name, params: cls.from_config(params)
+
+
+for _type, _parser in PARSERS.items():
+    register_plugin(_type, {PARSER}, NoParams, _shared(_parser))
+register_plugin("metrics-data-source", {DATA_SOURCE}, MetricsSourceParams, _params_only)
+register_plugin("core-metrics-extractor", {EXTRACTOR}, MetricsExtractorParams, _params_only)
+# Saturation detectors are also filters (upstream: they implement Filter); the builder wraps
+# the one detector object in a SaturationFilter where a profile lists it.
+for _type, _det in SATURATION_DETECTORS.items():
+    register_plugin(
+        _type,
+        {SATURATION_DETECTOR, FILTER},
+        _det.params_model,
+        _detector(_det),
+    )
+register_plugin(
+    "static-usage-limit-policy", {USAGE_LIMIT_POLICY}, StaticUsageLimitParams, _params_only
+)
+for _type in ORDERING_POLICIES:
+    register_plugin(_type, {ORDERING_POLICY}, NoParams, _params_only)
+for _type in FAIRNESS_POLICIES:
+    register_plugin(_type, {FAIRNESS_POLICY}, NoParams, _params_only)
+
+
+UPSTREAM_NOT_IMPLEMENTED: dict[str, str] = {
+    # parsers
+    "anthropic-parser": "parser",
+    "vllmhttp-parser": "parser",
+    "vllmgrpc-parser": "parser",
+    "sglanghttp-parser": "parser",
+    "vertexai-parser": "parser",
+    # scheduling: filters, scorers, profile handlers, producers
+    "label-selector-filter": "filter",
+    "encode-filter": "filter",
+    "prefill-filter": "filter",
+    "session-affinity-filter": "filter",
+    "endpoint-attribute-filter": "filter",
+    "prefix-cache-affinity-filter": "filter",
+    "slo-headroom-tier-filter": "filter",
+    "utilization-filter": "filter",
+    "topology-affinity-filter": "filter",
+    "multicluster-session-affinity-filter": "filter",
+    "load-aware-scorer": "scorer",
+    "context-length-aware": "scorer",
+    "session-affinity-scorer": "scorer",
+    "precise-prefix-cache-scorer": "scorer",
+    "mm-embeddings-cache-scorer": "scorer",
+    "endpoint-attribute-scorer": "scorer",
+    "latency-scorer": "scorer",
+    "header-label-affinity-scorer": "scorer",
+    "topology-affinity-scorer": "scorer",
+    "predicted-latency-scorer": "scorer",
+    "multicluster-queue-scorer": "scorer",
+    "multicluster-kv-cache-utilization-scorer": "scorer",
+    "multicluster-prefix-cache-scorer": "scorer",
+    "pd-profile-handler": "profile handler",
+    "disagg-profile-handler": "profile handler",
+    "data-parallel-profile-handler": "profile handler",
+    "header-profile-handler": "profile handler",
+    "always-disagg-pd-decider": "P/D decider",
+    "prefix-based-pd-decider": "P/D decider",
+    "always-disagg-multimodal-decider": "P/D decider",
+    "prefill-header-handler": "request control",
+    "disagg-headers-handler": "request control",
+    "burst-prefix-cache-producer": "data producer",
+    "mm-embeddings-cache-producer": "data producer",
+    "inflight-load-producer": "data producer",
+    "predicted-latency-producer": "data producer",
+    "session-id-producer": "data producer",
+    "p2p-source-producer": "data producer",
+    "multicluster-approx-prefix-cache-producer": "data producer",
+    # request control and admission
+    "request-attribute-reporter": "request control",
+    "agent-identity": "request control",
+    "probabilistic-admitter": "admission",
+    "latency-slo-admitter": "admission",
+    "disaggregatedset-rollout-screener": "request control",
+    # flow control
+    "priority-holdback-policy": "usage limit policy",
+    "soft-reflective-ceiling-policy": "usage limit policy",
+    "program-aware-fairness": "fairness policy",
+    "sheddable-eviction-filter": "eviction",
+    "priority-then-time-eviction-order-policy": "eviction",
+    # data layer
+    "models-data-source": "data source",
+    "models-data-extractor": "extractor",
+    "dcgm-data-source": "data source",
+    "dcgm-extractor": "extractor",
+    "topology-extractor": "extractor",
+    "disaggregatedset-rollout-pod-extractor": "extractor",
+    "k8s-notification-source": "data source",
+    "multicluster-metrics-data-source": "data source",
+    "multicluster-metrics-extractor": "extractor",
+    "file-discovery": "endpoint discovery",
+    "multicluster-file-discovery": "endpoint discovery",
+}
+"""Upstream plugin types (GIE v1.5.0, llm-d-router) with no implementation here yet: type ->
+what it is. A config naming one fails with "not implemented here", distinct from a typo.
+Remove a type from this table when its implementation is registered above."""
+
+
+def unknown_type_reason(type_name: str) -> str:
+    """Why ``type_name`` cannot be used, with the fix: not implemented, or a likely typo."""
+    what = UPSTREAM_NOT_IMPLEMENTED.get(type_name)
+    if what is not None:
+        return (
+            f"plugin type {type_name!r} (upstream {what}) is not implemented here "
+            "(see docs/configuration.md)"
+        )
+    hint = did_you_mean(type_name, PLUGIN_TYPES)
+    if hint:
+        return f"unknown plugin type {type_name!r}{hint}"
+    return f"unknown plugin type {type_name!r} (known: {', '.join(sorted(PLUGIN_TYPES))})"
+
+
+def plugin_tables() -> str:
+    """Markdown: every registered type with its parameters and defaults, then upstream's types
+    not implemented here (``epp config --plugins``; docs/configuration.md quotes it)."""
+    lines = ["| type | kinds | parameters (default) |", "|---|---|---|"]
+    for name in sorted(PLUGIN_TYPES):
+        pt = PLUGIN_TYPES[name]
+        params = ", ".join(f"`{k}` ({v})" for k, v in _defaults(pt.params).items())
+        lines.append(f"| `{name}` | {', '.join(sorted(pt.kinds))} | {params or '-'} |")
+    lines += ["", "| upstream type not implemented here | what it is |", "|---|---|"]
+    for name in sorted(UPSTREAM_NOT_IMPLEMENTED):
+        lines.append(f"| `{name}` | {UPSTREAM_NOT_IMPLEMENTED[name]} |")
+    return "\n".join(lines) + "\n"
+
+
+def _defaults(model: type[PluginParams]) -> dict[str, str]:
+    """Parameter name -> its default as a config would write it (every model has defaults)."""
+    return _flat(model().model_dump(by_alias=True, mode="json"), "")
+
+
+def _flat(values: dict[str, Any], prefix: str) -> dict[str, str]:
+    """Nested parameter groups (llm-d's ``kvEventsConfig``) as dotted names, one per leaf."""
+    out: dict[str, str] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        elif isinstance(value, bool):
+            out[prefix + key] = str(value).lower()
+        else:
+            out[prefix + key] = "none" if value in (None, [], {}) else str(value)
+    return out

@@ -185,8 +185,14 @@ TRITON_TENSORRT_LLM = EngineMap.build(
     cache_block_size=_s("nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=tokens_per}"),
     cache_num_blocks=_s("nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=max}"),
 )
+# llm-d-router's: Triton Inference Server's generic metrics (non-LLM models, no KV cache).
+TRITON = EngineMap.build(
+    "triton",
+    queued=_s("nv_inference_pending_request_count"),
+    running=_s("nv_inference_exec_count"),
+)
 BUILTIN_ENGINES: dict[str, EngineMap] = {
-    e.name: e for e in (VLLM, SGLANG, TRTLLM_SERVE, TRITON_TENSORRT_LLM)
+    e.name: e for e in (VLLM, SGLANG, TRTLLM_SERVE, TRITON_TENSORRT_LLM, TRITON)
 }
 
 

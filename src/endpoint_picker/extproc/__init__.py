@@ -1,13 +1,10 @@
 """The Envoy ext_proc front: protocol translation only, every decision is the director's."""
 
-from endpoint_picker.extproc.protocol import DirectorLike, RoutingContext
 from endpoint_picker.extproc.server import EXT_PROC_SERVICE, ExtProcServer
 from endpoint_picker.extproc.stream import ResponseIncomplete
 
 __all__ = [
     "EXT_PROC_SERVICE",
-    "DirectorLike",
     "ExtProcServer",
     "ResponseIncomplete",
-    "RoutingContext",
 ]

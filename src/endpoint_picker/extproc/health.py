@@ -1,95 +1,61 @@
-"""The gRPC Health Checking Protocol (``grpc.health.v1.Health``) without grpcio-health-checking.
+"""The gRPC Health Checking Protocol (``grpc.health.v1.Health``), from grpcio-health-checking.
 
-Its two messages are built here from a hand-written descriptor, and the service is a generic
-handler, so the EPP needs no extra package for what Kubernetes probes and Envoy health checks call.
+The package brings the messages and the service registration; the servicer is subclassed only
+because readiness is a live answer (``ready()``), not a status someone must remember to set.
 Semantics follow upstream's health server with leader election off: ``liveness`` is SERVING
 while the process runs; every other name (``readiness``, ``""``, the ext_proc service name,
-``inference-extension``) is SERVING when ``ready()`` says so. ``Watch`` is unimplemented.
+``inference-extension``) is SERVING when ``ready()`` says so. ``Watch`` is unimplemented, as
+upstream's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
-from google.protobuf import (
-    descriptor_pb2,
-    descriptor_pool,
-    message_factory,
-)
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
 
 from endpoint_picker.errors import ConfigError
 
 SERVICE = "grpc.health.v1.Health"
 EXT_PROC_SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
-UNKNOWN, SERVING, NOT_SERVING, SERVICE_UNKNOWN = 0, 1, 2, 3
-
-
-def _messages() -> tuple[type[Any], type[Any]]:
-    fdp = descriptor_pb2.FileDescriptorProto(
-        name="endpoint_picker/grpc_health_v1.proto", package="grpc.health.v1", syntax="proto3"
-    )
-    req = fdp.message_type.add(name="HealthCheckRequest")
-    req.field.add(name="service", number=1, type=9, label=1)  # string
-    resp = fdp.message_type.add(name="HealthCheckResponse")
-    enum = resp.enum_type.add(name="ServingStatus")
-    for name, number in (
-        ("UNKNOWN", UNKNOWN),
-        ("SERVING", SERVING),
-        ("NOT_SERVING", NOT_SERVING),
-        ("SERVICE_UNKNOWN", SERVICE_UNKNOWN),
-    ):
-        enum.value.add(name=name, number=number)
-    resp.field.add(
-        name="status",
-        number=1,
-        type=14,  # enum
-        label=1,
-        type_name=".grpc.health.v1.HealthCheckResponse.ServingStatus",
-    )
-    pool = descriptor_pool.DescriptorPool()
-    fd = pool.Add(fdp)
-    return (
-        message_factory.GetMessageClass(fd.message_types_by_name["HealthCheckRequest"]),
-        message_factory.GetMessageClass(fd.message_types_by_name["HealthCheckResponse"]),
-    )
-
-
-HealthCheckRequest, HealthCheckResponse = _messages()
+HealthCheckRequest = health_pb2.HealthCheckRequest
+HealthCheckResponse = health_pb2.HealthCheckResponse
+UNKNOWN = HealthCheckResponse.UNKNOWN
+SERVING = HealthCheckResponse.SERVING
+NOT_SERVING = HealthCheckResponse.NOT_SERVING
+SERVICE_UNKNOWN = HealthCheckResponse.SERVICE_UNKNOWN
 
 
 def status_for(service: str, ready: Callable[[], bool]) -> int:
     """The serving status reported for ``service``."""
     if service == "liveness":
-        return SERVING
-    return SERVING if ready() else NOT_SERVING
+        return int(SERVING)
+    return int(SERVING if ready() else NOT_SERVING)
 
 
-def handler(ready: Callable[[], bool]) -> grpc.GenericRpcHandler:
-    """A generic handler serving ``grpc.health.v1.Health/Check`` for grpc.aio servers."""
+class ReadinessServicer(health_aio.HealthServicer):  # type: ignore[misc]
+    """``Check`` answers from ``ready()`` at call time; ``Watch`` is unimplemented."""
 
-    async def check(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        return HealthCheckResponse(status=status_for(request.service, ready))
+    def __init__(self, ready: Callable[[], bool]) -> None:
+        super().__init__()
+        self.ready = ready
 
-    async def watch(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    async def Check(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        return HealthCheckResponse(status=status_for(request.service, self.ready))
+
+    async def Watch(
+        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Watch is not implemented")
+        yield  # pragma: no cover - abort raises; the yield makes this a streaming handler
 
-    return grpc.method_handlers_generic_handler(
-        SERVICE,
-        {
-            "Check": grpc.unary_unary_rpc_method_handler(
-                check,
-                request_deserializer=HealthCheckRequest.FromString,
-                response_serializer=HealthCheckResponse.SerializeToString,
-            ),
-            "Watch": grpc.unary_stream_rpc_method_handler(
-                watch,
-                request_deserializer=HealthCheckRequest.FromString,
-                response_serializer=HealthCheckResponse.SerializeToString,
-            ),
-        },
-    )
+
+def add_to_server(server: grpc.aio.Server, ready: Callable[[], bool]) -> None:
+    """Serve ``grpc.health.v1.Health`` on ``server``, answering readiness from ``ready``."""
+    health_pb2_grpc.add_HealthServicer_to_server(ReadinessServicer(ready), server)
 
 
 def bind(server: grpc.aio.Server, address: str, creds: grpc.ServerCredentials | None) -> int:
@@ -123,7 +89,7 @@ class HealthServer:
     def bind(self) -> None:
         """Create the server and bind its port (``port`` 0 picks one; read ``.port`` after)."""
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        server.add_generic_rpc_handlers((handler(self.ready),))
+        add_to_server(server, self.ready)
         self.port = bind(server, f"{self.host}:{self.port}", None)
         self._server = server
 

@@ -57,7 +57,6 @@ def _ser(msg: pb.ProcessingResponse) -> bytes:
 # Constant answers, serialized once. "Continue" = an empty CommonResponse: pass unchanged.
 REQUEST_HEADERS_CONTINUE = _ser(pb.ProcessingResponse(request_headers=pb.HeadersResponse()))
 RESPONSE_HEADERS_CONTINUE = _ser(pb.ProcessingResponse(response_headers=pb.HeadersResponse()))
-REQUEST_BODY_CONTINUE = _ser(pb.ProcessingResponse(request_body=pb.BodyResponse()))
 RESPONSE_BODY_CONTINUE = _ser(pb.ProcessingResponse(response_body=pb.BodyResponse()))
 REQUEST_TRAILERS_CONTINUE = _ser(pb.ProcessingResponse(request_trailers=pb.TrailersResponse()))
 RESPONSE_TRAILERS_CONTINUE = _ser(pb.ProcessingResponse(response_trailers=pb.TrailersResponse()))

@@ -16,9 +16,9 @@ from typing import Any
 
 import grpc
 
+from endpoint_picker.director_api import DirectorLike
 from endpoint_picker.extproc import health, tls
 from endpoint_picker.extproc.messages import ProcessingRequest
-from endpoint_picker.extproc.protocol import DirectorLike
 from endpoint_picker.extproc.stream import StreamFailed, handle_stream
 
 log = logging.getLogger(__name__)

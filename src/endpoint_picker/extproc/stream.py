@@ -21,9 +21,9 @@ from typing import Any
 import grpc
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 
+from endpoint_picker.director_api import DirectorLike, RoutingContext
 from endpoint_picker.errors import InferenceError
 from endpoint_picker.extproc import messages as m
-from endpoint_picker.extproc.protocol import DirectorLike, RoutingContext
 from endpoint_picker.requests.types import DESTINATION_SERVED_HEADER, REQUEST_ID_HEADER
 
 log = logging.getLogger(__name__)

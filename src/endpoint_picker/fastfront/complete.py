@@ -21,10 +21,9 @@ from typing import Any
 
 from endpoint_picker import metrics as m
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
-from endpoint_picker.director import CHARS_PER_TOKEN, RequestContext
-from endpoint_picker.extproc.protocol import DirectorLike
+from endpoint_picker.director_api import DirectorLike, RoutingContext
 from endpoint_picker.fastfront import metrics as fm
-from endpoint_picker.requests.types import DESTINATION_SERVED_HEADER, Usage
+from endpoint_picker.requests.types import CHARS_PER_TOKEN, DESTINATION_SERVED_HEADER, Usage
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +49,7 @@ class Entry:
     request_id: str = ""  # x-request-id, to match an entry that carries no ticket
 
 
-class _EstimatedUsage:
-    """A usage sink that was never fed: it only holds the front's estimate."""
-
-    def __init__(self, usage: Usage) -> None:
-        self._usage = usage
-
-    def feed(self, chunk: bytes) -> None:  # pragma: no cover - never fed
-        pass
-
-    @property
-    def usage(self) -> Usage:
-        return self._usage
-
-
-def estimate_usage(ctx: RequestContext, response_bytes: int) -> Usage:
+def estimate_usage(ctx: RoutingContext, response_bytes: int) -> Usage:
     req = ctx.request
     prompt = -(-len(req.prompt_text) // CHARS_PER_TOKEN)
     completion = response_bytes // CHARS_PER_TOKEN
@@ -87,7 +72,7 @@ class Completions:
         self.clock = clock
         self.sweep_after_s = sweep_after_s
         # Insertion order is deadline order (one timeout for all), so the sweeper stops early.
-        self._pending: dict[str, tuple[Any, float]] = {}
+        self._pending: dict[str, tuple[RoutingContext, float]] = {}
         # A client that leaves while the side-call's answer is on its way: Envoy drops the
         # answer, so the request is logged without the ticket. Its x-request-id (Envoy's, sent
         # to the pick) still names it.
@@ -102,20 +87,20 @@ class Completions:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, ctx: Any) -> str:
+    def add(self, ctx: RoutingContext) -> str:
         """Hold ``ctx`` until its entry arrives; returns the ticket Envoy must log."""
         ticket = f"{self._boot}-{next(self._seq):x}"
         self._pending[ticket] = (ctx, self.clock.now() + self.sweep_after_s)
-        request_id = getattr(getattr(ctx, "request", None), "request_id", "")
+        request_id = ctx.request.request_id
         if request_id:
             self._tickets[request_id] = ticket
         fm.PENDING.inc()
         return ticket
 
-    def _pop(self, ticket: str) -> tuple[Any, float] | None:
+    def _pop(self, ticket: str) -> tuple[RoutingContext, float] | None:
         held = self._pending.pop(ticket, None)
         if held is not None:
-            request_id = getattr(getattr(held[0], "request", None), "request_id", "")
+            request_id = held[0].request.request_id
             if self._tickets.get(request_id) == ticket:
                 del self._tickets[request_id]
         return held
@@ -146,16 +131,16 @@ class Completions:
                 self.director.handle_response_headers(ctx, headers)
             else:
                 error = NoResponse(f"no response sent (flags {entry.flags or '-'})")
-            if isinstance(ctx, RequestContext):
-                ctx.response_bytes = entry.response_bytes
-                if entry.duration_s is not None:
-                    # Envoy's own duration (client's first byte to last byte sent), without the
-                    # access-log flush delay the director's clock would add.
-                    ctx.received_at = self.clock.now() - entry.duration_s
-                if not ctx.finished and ctx._tracker is None:
-                    # The director's usage hook: this front cannot see the body, so it guesses.
-                    ctx._tracker = _EstimatedUsage(estimate_usage(ctx, entry.response_bytes))
-                    self._estimated(ctx.request).inc()
+            if not ctx.finished:
+                # Envoy's own duration (client's first byte to last byte sent), without the
+                # access-log flush delay; this front cannot see the body, so usage is a guess.
+                self.director.record_response(
+                    ctx,
+                    response_bytes=entry.response_bytes,
+                    duration_s=entry.duration_s,
+                    usage=estimate_usage(ctx, entry.response_bytes),
+                )
+                self._estimated(ctx.request).inc()
         finally:
             self.director.finish(ctx, error=error)
         self.completed += 1
@@ -175,7 +160,7 @@ class Completions:
     def sweep(self) -> int:
         """Finish contexts whose deadline passed; returns how many."""
         now = self.clock.now()
-        expired: list[tuple[str, Any]] = []
+        expired: list[tuple[str, RoutingContext]] = []
         for ticket, (ctx, deadline) in self._pending.items():
             if deadline > now:
                 break

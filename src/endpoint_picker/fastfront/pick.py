@@ -25,9 +25,9 @@ from typing import Any, cast
 
 import httptools
 
+from endpoint_picker.director_api import DirectorLike
 from endpoint_picker.envoy.fast import PICK_PATH_PREFIX, STATUS_STANDINS, TICKET_HEADER
 from endpoint_picker.errors import InferenceError
-from endpoint_picker.extproc.protocol import DirectorLike
 from endpoint_picker.fastfront.complete import Completions
 from endpoint_picker.requests.types import DESTINATION_HEADER, REQUEST_ID_HEADER
 
@@ -211,8 +211,8 @@ class PickProtocol(asyncio.Protocol):
             log.exception("director failed on request %s", headers.get(REQUEST_ID_HEADER))
             self._abort()
             return
-        finished = getattr(ctx, "finished", False)  # header-only picks have nothing to complete
-        ticket = None if finished else self.completions.add(ctx)
+        # A header-only pick is finished at once: nothing to complete.
+        ticket = None if ctx.finished else self.completions.add(ctx)
         rid = ctx.request.request_id
         if self.transport is None or self.transport.is_closing():
             if ticket is not None:

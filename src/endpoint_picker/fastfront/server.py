@@ -9,8 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
+from endpoint_picker.director_api import DirectorLike
 from endpoint_picker.errors import ConfigError
-from endpoint_picker.extproc.protocol import DirectorLike
 from endpoint_picker.fastfront.als import AccessLogServer
 from endpoint_picker.fastfront.complete import Completions
 from endpoint_picker.fastfront.pick import PickProtocol

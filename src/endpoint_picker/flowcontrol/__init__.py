@@ -21,7 +21,6 @@ from .saturation import (
     SaturationDetector,
     UtilizationDetector,
     detector_from_config,
-    estimate_tokens,
 )
 from .types import FlowKey, Outcome
 
@@ -40,7 +39,6 @@ __all__ = [
     "UtilizationDetector",
     "build_admission",
     "detector_from_config",
-    "estimate_tokens",
     "outcome_error",
 ]
 

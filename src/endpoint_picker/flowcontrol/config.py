@@ -2,8 +2,11 @@
 
 Upstream fields (``apix/config/v1alpha1`` ``FlowControlConfig``): ``maxBytes``, ``maxRequests``,
 ``defaultRequestTTL``, ``defaultPriorityBand``, ``priorityBands``, ``usageLimitPolicyPluginRef``.
-This project's extensions (documented in docs/flow-control.md): ``enabled`` (flow control is on
-by default here; ``false`` falls back to legacy admission), ``flowGCTimeout`` and
+llm-d-router's additions: ``defaultNegativePriorityBand`` (the template for bands below 0),
+``noEndpointRequestTTL`` and ``enableEviction`` (accepted, recorded), ``saturationDetector``
+(read by the config loader, which owns plugin references).
+This project's extensions (documented in docs/flow-control.md): ``enabled`` (turns flow control
+on or off whatever the feature gate says; see docs/configuration.md), ``flowGCTimeout`` and
 ``priorityBandGCTimeout`` (upstream's fixed 5m / 10m), and per-band ``usageLimit`` (a saturation
 ceiling per band, for priority-based holdback).
 """
@@ -14,7 +17,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from pydantic import Field
+
 from endpoint_picker.errors import ConfigError
+from endpoint_picker.params import PluginParams, validate_params
 from endpoint_picker.units import parse_duration, parse_quantity
 
 from .fairness import FAIRNESS_POLICIES
@@ -28,6 +34,27 @@ FLOW_GC_TIMEOUT = 300.0
 BAND_GC_TIMEOUT = 600.0
 
 T = TypeVar("T")
+
+# Keys that are flow-control settings (upstream's ``flowControlSettingsConfigured``): a section
+# holding only ``saturationDetector`` / ``enableEviction`` does not ask for flow control.
+SETTINGS_KEYS = frozenset(
+    {
+        "maxBytes",
+        "maxRequests",
+        "defaultRequestTTL",
+        "noEndpointRequestTTL",
+        "defaultPriorityBand",
+        "defaultNegativePriorityBand",
+        "priorityBands",
+        "usageLimitPolicyPluginRef",
+    }
+)
+
+
+class StaticUsageLimitParams(PluginParams):
+    """``static-usage-limit-policy``: dispatch while pool saturation is below ``threshold``."""
+
+    threshold: float = Field(1.0, gt=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +78,9 @@ class FlowControlConfig:
     max_requests: int = 0  # 0 = unlimited
     default_request_ttl: float = 0.0  # 0 = no TTL
     default_priority_band: PriorityBandConfig = field(default_factory=PriorityBandConfig)
+    default_negative_priority_band: PriorityBandConfig | None = None
+    no_endpoint_request_ttl: float = 0.0  # accepted from llm-d-router; not applied here
+    enable_eviction: bool = False  # accepted from llm-d-router; no eviction here
     priority_bands: tuple[PriorityBandConfig, ...] = ()
     usage_limit_policy: str = STATIC_USAGE_LIMIT_POLICY
     usage_limit_threshold: float = 1.0  # static-usage-limit-policy `threshold`
@@ -58,11 +88,15 @@ class FlowControlConfig:
     band_gc_timeout: float = BAND_GC_TIMEOUT
 
     def band(self, priority: int) -> PriorityBandConfig:
-        """The configured band for ``priority``, or the template stamped with it."""
+        """The configured band for ``priority``, or the template stamped with it (the negative
+        template for priorities below 0 when one is configured)."""
         for b in self.priority_bands:
             if b.priority == priority:
                 return b
-        return replace(self.default_priority_band, priority=priority)
+        template = self.default_priority_band
+        if priority < 0 and self.default_negative_priority_band is not None:
+            template = self.default_negative_priority_band
+        return replace(template, priority=priority)
 
     def ceiling(self, band: PriorityBandConfig) -> float:
         """The saturation at or above which ``band`` stops dispatching."""
@@ -77,7 +111,8 @@ class FlowControlConfig:
         path: str = "flowControl",
     ) -> FlowControlConfig:
         """Parse the ``flowControl:`` mapping. ``plugins`` is the config's ``plugins:`` list, used
-        to resolve ``*PolicyRef`` names to plugin types and the usage-limit ``threshold``."""
+        to resolve ``*PolicyRef`` names to plugin types and the usage-limit ``threshold`` (its
+        ``parameters`` raw, or already a validated :class:`StaticUsageLimitParams`)."""
         if d is None:
             return cls()
         r = _Reader(d, path)
@@ -88,6 +123,15 @@ class FlowControlConfig:
             refs,
             template=True,
         )
+        negative = None
+        if r.get("defaultNegativePriorityBand", _mapping, None) is not None:
+            negative = _band(
+                r.get("defaultNegativePriorityBand", _mapping, {}),
+                f"{path}.defaultNegativePriorityBand",
+                refs,
+                template=True,
+            )
+        r.get("saturationDetector", _mapping, None)  # the loader resolves this reference
         bands: list[PriorityBandConfig] = []
         seen: set[int] = set()
         no_bands: Sequence[Any] = ()
@@ -105,15 +149,20 @@ class FlowControlConfig:
                 f"unknown usage limit policy {ulp!r} (known: {STATIC_USAGE_LIMIT_POLICY})",
                 path=f"{path}.usageLimitPolicyPluginRef",
             )
-        threshold = _Reader(ulp_params, f"plugins[{ulp}].parameters").get(
-            "threshold", _positive_float, 1.0
-        )
+        if isinstance(ulp_params, StaticUsageLimitParams):
+            threshold = ulp_params.threshold
+        else:
+            where = f"plugins[{ulp}].parameters"
+            threshold = validate_params(StaticUsageLimitParams, ulp_params, path=where).threshold
         cfg = cls(
             enabled=r.get("enabled", _bool, True),
             max_bytes=r.get("maxBytes", parse_quantity, 0),
-            max_requests=r.get("maxRequests", _non_negative_int, 0),
+            max_requests=r.get("maxRequests", parse_quantity, 0),
             default_request_ttl=r.get("defaultRequestTTL", _non_negative_duration, 0.0),
             default_priority_band=template,
+            default_negative_priority_band=negative,
+            no_endpoint_request_ttl=r.get("noEndpointRequestTTL", _non_negative_duration, 0.0),
+            enable_eviction=r.get("enableEviction", _bool, False),
             priority_bands=tuple(bands),
             usage_limit_policy=ulp_type,
             usage_limit_threshold=threshold,
@@ -129,7 +178,7 @@ class FlowControlConfig:
 def _band(
     d: Mapping[str, Any],
     path: str,
-    refs: Mapping[str, tuple[str, Mapping[str, Any]]],
+    refs: Mapping[str, tuple[str, Any]],
     *,
     template: bool,
 ) -> PriorityBandConfig:
@@ -141,7 +190,7 @@ def _band(
     band = PriorityBandConfig(
         priority=0 if template else priority,  # the template's priority is ignored, as upstream
         max_bytes=max_bytes,
-        max_requests=r.get("maxRequests", _non_negative_int, 0),
+        max_requests=r.get("maxRequests", parse_quantity, 0),
         ordering_policy=ordering,
         fairness_policy=fairness,
         usage_limit=r.get("usageLimit", _positive_float, None),
@@ -155,7 +204,7 @@ def _policy(
     key: str,
     default: str,
     known: Mapping[str, object],
-    refs: Mapping[str, tuple[str, Mapping[str, Any]]],
+    refs: Mapping[str, tuple[str, Any]],
 ) -> str:
     ref = r.get(key, _string, default)
     kind = refs.get(ref, (ref, {}))[0]
@@ -167,12 +216,12 @@ def _policy(
     return kind
 
 
-def _plugin_types(plugins: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, Mapping[str, Any]]]:
-    out: dict[str, tuple[str, Mapping[str, Any]]] = {}
+def _plugin_types(plugins: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, Any]]:
+    out: dict[str, tuple[str, Any]] = {}
     for p in plugins:
         kind = str(p.get("type", ""))
         params = p.get("parameters") or {}
-        out[str(p.get("name") or kind)] = (kind, params if isinstance(params, Mapping) else {})
+        out[str(p.get("name") or kind)] = (kind, params)
     return out
 
 

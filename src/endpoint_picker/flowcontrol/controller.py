@@ -4,10 +4,12 @@
 its outcome. Dispatch is event-driven: on arrival, on ``notify()`` (request completion, metrics
 scrape), on TTL expiry, and on a short re-check timer while a held backlog waits.
 
-One dispatch at a time, and the next one only after the previous caller has run: a dispatched
-request's task resumes in the next loop step and its caller (the director) schedules it and
-counts it in flight in that same step. Only then does the next dispatch cycle measure
-saturation, so in-flight accounting is always seen by admission (upstream's section 4.9 bug).
+One dispatch at a time, and the next one only after the previous one is accounted for: a
+dispatched request's task resumes and runs the caller's synchronous ``dispatch`` callback (the
+director schedules the request and counts it in flight there) before ``admit`` lets the next
+dispatch cycle go. Saturation is therefore never measured between a dispatch and its in-flight
+accounting (upstream's section 4.9 bug), and this holds structurally: the callback cannot await,
+and nothing the caller does after ``admit`` returns can reorder it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar, overload
 
 from prometheus_client import Histogram
 from prometheus_client.metrics import MetricWrapperBase
@@ -46,6 +48,7 @@ from .types import (
 )
 
 CAPACITY_MESSAGE = f"{ERR_REJECTED}: queue at capacity"
+T = TypeVar("T")
 
 
 def outcome_error(outcome: Outcome) -> InferenceError | None:
@@ -123,11 +126,22 @@ class FlowController:
         return self._running
 
     # -- admission ---------------------------------------------------------------------------
-    async def admit(self, request: InferenceRequest) -> None:
-        """Wait until ``request`` is dispatched; raise its outcome's error otherwise.
+    @overload
+    async def admit(self, request: InferenceRequest) -> None: ...
 
-        On cancellation (client disconnect) the request leaves the queue at once, the outcome
-        ``EvictedContextCancelled`` is recorded and ``CancelledError`` propagates.
+    @overload
+    async def admit(self, request: InferenceRequest, dispatch: Callable[[], T]) -> T: ...
+
+    async def admit(
+        self, request: InferenceRequest, dispatch: Callable[[], T] | None = None
+    ) -> T | None:
+        """Wait until ``request`` is dispatched, then return ``dispatch()``; raise its outcome's
+        error otherwise.
+
+        ``dispatch`` runs before the next dispatch cycle can measure saturation: it is where the
+        caller counts the request in flight. On cancellation (client disconnect) the request
+        leaves the queue at once, the outcome ``EvictedContextCancelled`` is recorded and
+        ``CancelledError`` propagates.
         """
         key = FlowKey(request.fairness_id or DEFAULT_FAIRNESS_ID, request.priority)
         size_gauge, bytes_gauge = self._flow_gauges(key, request)
@@ -139,8 +153,13 @@ class FlowController:
         finally:
             size_gauge.dec()
             bytes_gauge.dec(size)
+        try:
+            return None if dispatch is None else dispatch()
+        finally:
+            self._resumed()
 
     async def _admit(self, request: InferenceRequest, key: FlowKey) -> None:
+        """Return once dispatched (``_resumed`` is then the caller's to call); raise otherwise."""
         t0 = time.perf_counter()
         now = self.clock.now()
         loop = self._loop
@@ -177,7 +196,6 @@ class FlowController:
                 self._resumed()
             raise
         if item.outcome is Outcome.DISPATCHED:
-            self._resumed()
             return
         self._raise(item)
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Protocol, Self
+from typing import Any, ClassVar, Literal, Protocol, Self
+
+from pydantic import Field
 
 from endpoint_picker.datastore import Endpoint
 from endpoint_picker.errors import ConfigError
-from endpoint_picker.units import parse_duration
+from endpoint_picker.params import Duration, PluginParams, validate_params
 
 log = logging.getLogger(__name__)
 
@@ -29,45 +31,22 @@ class SaturationDetector(Protocol):
     def filter(self, endpoints: Sequence[Endpoint], now: float) -> list[Endpoint]: ...
 
 
-class _Params:
-    """Strict reading of a plugin's ``parameters`` with ConfigError naming the field."""
+class UtilizationParams(PluginParams):
+    """``utilization-detector`` parameters (upstream's names and defaults)."""
 
-    def __init__(self, type_name: str, params: Mapping[str, Any] | None) -> None:
-        self.type_name, self.params, self.seen = type_name, dict(params or {}), set[str]()
-        if params is not None and not isinstance(params, Mapping):
-            raise ConfigError("parameters must be a mapping", path=f"{type_name}.parameters")
+    queue_depth_threshold: int = Field(5, gt=0)
+    kv_cache_util_threshold: float = Field(0.8, gt=0, le=1)
+    metrics_staleness_threshold: Duration = Field(0.2, gt=0)
+    headroom: float = Field(0.0, ge=0)
 
-    def error(self, key: str, reason: str) -> ConfigError:
-        return ConfigError(reason, path=f"{self.type_name}.parameters.{key}")
 
-    def number(self, key: str, default: float, *, integer: bool = False) -> float:
-        self.seen.add(key)
-        v = self.params.get(key, default)
-        ok = isinstance(v, int) if integer else isinstance(v, int | float)
-        if isinstance(v, bool) or not ok:
-            raise self.error(key, f"expected {'an integer' if integer else 'a number'}, got {v!r}")
-        return float(v)
+class ConcurrencyParams(PluginParams):
+    """``concurrency-detector`` parameters (upstream's names and defaults)."""
 
-    def duration(self, key: str, default: float) -> float:
-        self.seen.add(key)
-        if key not in self.params:
-            return default
-        try:
-            return parse_duration(self.params[key])
-        except ValueError as exc:
-            raise self.error(key, str(exc)) from None
-
-    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
-        self.seen.add(key)
-        v = self.params.get(key, default)
-        if v not in choices:
-            raise self.error(key, f"must be one of {', '.join(choices)}, got {v!r}")
-        return str(v)
-
-    def finish(self) -> None:
-        for key in self.params:
-            if key not in self.seen:
-                raise self.error(key, "unknown parameter")
+    concurrency_mode: Literal["requests", "tokens"] = "requests"
+    max_concurrency: int = Field(100, gt=0)
+    max_token_concurrency: int = Field(1_000_000, gt=0)
+    headroom: float = Field(0.0, ge=0)
 
 
 class UtilizationDetector:
@@ -96,27 +75,25 @@ class UtilizationDetector:
         self.metrics_staleness_threshold = metrics_staleness_threshold
         self.headroom = headroom
 
+    params_model: ClassVar[type[UtilizationParams]] = UtilizationParams
+
+    @classmethod
+    def from_config(cls, p: UtilizationParams) -> Self:
+        if p.headroom > 1:
+            log.warning(
+                "utilization-detector headroom %.2f > 1.0 allows over 2x the thresholds", p.headroom
+            )
+        return cls(
+            p.queue_depth_threshold,
+            float(p.kv_cache_util_threshold),
+            p.metrics_staleness_threshold,
+            float(p.headroom),
+        )
+
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None = None) -> Self:
-        p = _Params(cls.type_name, params)
-        q = int(p.number("queueDepthThreshold", 5, integer=True))
-        kv = p.number("kvCacheUtilThreshold", 0.8)
-        stale = p.duration("metricsStalenessThreshold", 0.2)
-        headroom = p.number("headroom", 0.0)
-        p.finish()
-        if q <= 0:
-            raise p.error("queueDepthThreshold", f"must be > 0, got {q}")
-        if not 0 < kv <= 1:
-            raise p.error("kvCacheUtilThreshold", f"must be in (0, 1], got {kv}")
-        if stale <= 0:
-            raise p.error("metricsStalenessThreshold", "must be > 0")
-        if headroom < 0:
-            raise p.error("headroom", f"must be >= 0, got {headroom}")
-        if headroom > 1:
-            log.warning(
-                "utilization-detector headroom %.2f > 1.0 allows over 2x the thresholds", headroom
-            )
-        return cls(q, float(kv), stale, float(headroom))
+        path = f"{cls.type_name}.parameters"
+        return cls.from_config(validate_params(cls.params_model, params, path=path))
 
     def _fresh(self, ep: Endpoint, now: float) -> bool:
         return ep.metrics.age(now) <= self.metrics_staleness_threshold
@@ -170,21 +147,18 @@ class ConcurrencyDetector:
         self.max_token_concurrency = max_token_concurrency
         self.headroom = headroom
 
+    params_model: ClassVar[type[ConcurrencyParams]] = ConcurrencyParams
+
+    @classmethod
+    def from_config(cls, p: ConcurrencyParams) -> Self:
+        return cls(
+            p.concurrency_mode, p.max_concurrency, p.max_token_concurrency, float(p.headroom)
+        )
+
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None = None) -> Self:
-        p = _Params(cls.type_name, params)
-        mode = p.choice("concurrencyMode", "requests", ("requests", "tokens"))
-        max_c = int(p.number("maxConcurrency", 100, integer=True))
-        max_t = int(p.number("maxTokenConcurrency", 1_000_000, integer=True))
-        headroom = p.number("headroom", 0.0)
-        p.finish()
-        if max_c <= 0:
-            raise p.error("maxConcurrency", f"must be > 0, got {max_c}")
-        if max_t <= 0:
-            raise p.error("maxTokenConcurrency", f"must be > 0, got {max_t}")
-        if headroom < 0:
-            raise p.error("headroom", f"must be >= 0, got {headroom}")
-        return cls(mode, max_c, max_t, float(headroom))
+        path = f"{cls.type_name}.parameters"
+        return cls.from_config(validate_params(cls.params_model, params, path=path))
 
     @property
     def capacity(self) -> int:
@@ -224,9 +198,3 @@ def detector_from_config(
             path="saturationDetector",
         )
     return cls.from_params(params)
-
-
-def estimate_tokens(size_bytes: int, prompt_text: str = "") -> int:
-    """Upstream's in-flight token estimate: input (bytes/4, or prompt chars/4) plus 1.5x output."""
-    tokens_in = max(size_bytes // 4, 1) if size_bytes > 0 else max(1, round(len(prompt_text) / 4))
-    return tokens_in + round(tokens_in * 1.5)

@@ -30,10 +30,6 @@ class FlowKey(NamedTuple):
     def __str__(self) -> str:
         return f"{self.fairness_id}:{self.priority}"
 
-    def sort_key(self) -> tuple[int, str]:
-        """Upstream's ``Compare``: higher priority first, then fairness id ascending."""
-        return (-self.priority, self.fairness_id)
-
 
 class Outcome(StrEnum):
     """How a request left flow control (upstream's ``QueueOutcome`` names)."""

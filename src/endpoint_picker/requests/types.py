@@ -22,6 +22,10 @@ SUBSET_KEY = "x-gateway-destination-endpoint-subset"
 DESTINATION_NAMESPACE = "envoy.lb"
 DEFAULT_FAIRNESS_ID = "default-flow"
 
+# Characters per token when only text is known (upstream's averageCharactersPerToken): prefix
+# blocks are sized with it, and in-flight load and the fast front's usage are estimated with it.
+CHARS_PER_TOKEN = 4
+
 
 @dataclass(slots=True)
 class InferenceRequest:

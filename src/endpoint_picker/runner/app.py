@@ -68,13 +68,10 @@ class Epp:
         self.source: Any = None
 
     async def start(self) -> None:
-        from endpoint_picker.config import build_detector, build_scheduler, load_config
-        from endpoint_picker.config.loader import load_config_text
+        from endpoint_picker.config import build, load_config, load_config_text
         from endpoint_picker.datalayer import DataLayer
-        from endpoint_picker.datalayer.params import from_params
         from endpoint_picker.extproc import ExtProcServer
         from endpoint_picker.flowcontrol import build_admission
-        from endpoint_picker.requests import PARSERS
         from endpoint_picker.runner.observability import MetricsServer
 
         o = self.options
@@ -83,46 +80,44 @@ class Epp:
         if o.config_file and o.config_text:
             raise ConfigError("--config-file and --config-text are mutually exclusive")
         cfg = load_config_text(o.config_text) if o.config_text else load_config(o.config_file)
+        built = build(cfg, clock=self.clock)  # every plugin, once
         await self._start_source()
 
-        plugin = cfg.saturation_detector_plugin
-        detector = build_detector(plugin)
         pool = self.datastore.pool
         self.admission = build_admission(
-            cfg.flow_control,
-            detector,
+            built.flow_control,
+            built.detector,
             self.datastore.endpoints,
             self.clock,
             pool_name=pool.metadata.name if pool else "",
         )
         await self._start_part(self.admission)
-        scheduler = build_scheduler(cfg, clock=self.clock, detectors={plugin.name: detector})
+        scheduler = built.scheduler
         self.datastore.subscribe(
             lambda event, obj: (
                 scheduler.remove_endpoint(obj) if event == Event.ENDPOINT_REMOVED else None
             )
         )
-        for producer in scheduler.producers:  # e.g. the precise producer's KV-event streams
-            attach = getattr(producer, "attach", None)
+        for plugin in built.plugins.values():  # e.g. the precise producer's KV-event streams
+            attach = getattr(plugin, "attach", None)
             if attach is not None:
                 attach(self.datastore, o.kv_events_addresses, o.host)
-                await self._start_part(producer)
+                await self._start_part(plugin)
         self.director = Director(
             self.datastore,
-            PARSERS[cfg.parser_plugin.type_name],
+            built.parser,
             self.admission,
             scheduler,
             clock=self.clock,
             disable_subset_filter=o.disable_endpoint_subset_filter,
         )
         notify = getattr(self.admission, "notify", None)
-        layer_kwargs = from_params(_data_layer_params(cfg))
         datalayer = DataLayer(
             self.datastore,
             clock=self.clock,
             refresh_interval=o.refresh_metrics_interval,
             on_update=(lambda _ep: notify()) if notify else None,
-            **layer_kwargs,
+            **(built.data_layer or {}),
         )
         await self._start_part(datalayer)
 
@@ -211,16 +206,3 @@ class Epp:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-
-
-def _data_layer_params(cfg: Any) -> dict[str, Any]:
-    """Merge the parameters of the configured metrics source and its extractors (upstream wires
-    them as ``dataLayer.sources[].pluginRef`` / ``extractors[].pluginRef``)."""
-    merged: dict[str, Any] = {}
-    for src in (cfg.data_layer or {}).get("sources") or []:
-        if cfg.plugins[src["pluginRef"]].type_name != "metrics-data-source":
-            continue  # e.g. endpoint-notification-source: its extractors start themselves
-        names = [src["pluginRef"], *(ex["pluginRef"] for ex in src.get("extractors") or [])]
-        for name in names:
-            merged.update(cfg.plugins[name].parameters or {})
-    return merged

@@ -122,10 +122,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="What Envoy does when the EPP is down (FailOpen falls back within the pool only).",
     )
     env.add_argument("--envoy-admin-port", type=int, default=None, help="Envoy admin port.")
-    try:
-        from endpoint_picker.sources.k8s_args import add_arguments
-    except ImportError:  # pragma: no cover
-        return
+    from endpoint_picker.sources.k8s_args import add_arguments
+
     add_arguments(p)
 
 

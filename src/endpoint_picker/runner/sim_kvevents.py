@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from endpoint_picker.runner.app import EppOptions
+from endpoint_picker.scheduling.plugins.precise_params import PreciseProducerParams
 
 
 def sim_kv_event_overrides(options: EppOptions) -> dict[str, Any]:
@@ -30,8 +31,9 @@ def sim_kv_event_overrides(options: EppOptions) -> dict[str, Any]:
     for plugin in cfg.plugins.values():
         if plugin.type_name != "precise-prefix-cache-producer":
             continue
-        params = plugin.obj.params if plugin.obj is not None else None
-        central = params.kv_events_config.zmq_endpoint if params is not None else ""
+        params = plugin.params
+        assert isinstance(params, PreciseProducerParams)
+        central = params.kv_events_config.zmq_endpoint
         if central:
             host = options.host if options.host not in ("", "0.0.0.0") else "127.0.0.1"
             for wildcard in ("0.0.0.0", "*"):

@@ -93,11 +93,6 @@ def render_chat(messages: Sequence[Any]) -> str:
     return "".join(parts)
 
 
-def output_token(index: int) -> str:
-    """The text of the ``index``-th generated token (with its leading space)."""
-    return " " + _VOCAB[index % len(_VOCAB)]
-
-
 def output_text(start: int, stop: int) -> str:
     """Generated text of tokens ``start`` (inclusive) to ``stop`` (exclusive)."""
     return "".join(" " + _VOCAB[i % len(_VOCAB)] for i in range(start, stop))

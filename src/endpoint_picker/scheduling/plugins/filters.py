@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.datastore import Endpoint
@@ -97,7 +96,3 @@ class HeaderBasedTestingFilter(PluginBase):
                 seen.add(hit.address)
                 out.append(hit)
         return out
-
-    @classmethod
-    def from_params(cls, name: str, params: Mapping[str, Any] | None) -> HeaderBasedTestingFilter:
-        return cls(name)  # upstream ignores parameters here

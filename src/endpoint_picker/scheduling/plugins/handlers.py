@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from endpoint_picker.requests.types import (
     DESTINATION_NAMESPACE,
@@ -16,7 +15,7 @@ from endpoint_picker.scheduling.framework import (
     SchedulingError,
     SchedulingResult,
 )
-from endpoint_picker.scheduling.plugins.base import Params, PluginBase
+from endpoint_picker.scheduling.plugins.base import PluginBase
 
 
 class SingleProfileHandler(PluginBase):
@@ -43,11 +42,6 @@ class SingleProfileHandler(PluginBase):
         if result is None:
             raise SchedulingError(f"failed to run scheduler profile '{name}'")
         return SchedulingResult({name: result}, name, list(result.endpoints))
-
-    @classmethod
-    def from_params(cls, name: str, params: Mapping[str, Any] | None) -> SingleProfileHandler:
-        Params(params).done()
-        return cls(name)
 
 
 CONFORMANCE_SERVED_HEADER = "x-conformance-test-served-endpoint"
@@ -77,9 +71,3 @@ class DestinationEndpointServedVerifier(PluginBase):
             )
             return
         headers[CONFORMANCE_SERVED_HEADER] = served
-
-    @classmethod
-    def from_params(
-        cls, name: str, params: Mapping[str, Any] | None
-    ) -> DestinationEndpointServedVerifier:
-        return cls(name)

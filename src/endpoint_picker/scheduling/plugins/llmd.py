@@ -6,19 +6,13 @@ source whose extractors hear of endpoints coming and going).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
 from typing import Any
 
 from endpoint_picker.datastore import Endpoint
 from endpoint_picker.requests.types import InferenceRequest
 from endpoint_picker.scheduling.framework import SchedulingResult
 from endpoint_picker.scheduling.plugins.base import PluginBase
-from endpoint_picker.scheduling.plugins.precise_params import (
-    ActiveRequestParams,
-    NoHitLruParams,
-    NoParams,
-    parse,
-)
+from endpoint_picker.scheduling.plugins.precise_params import ActiveRequestParams, NoHitLruParams
 from endpoint_picker.scheduling.plugins.prefix import PrefixMatch, match_state_key
 
 COLD_KEY = "no-hit-lru:cold"
@@ -37,6 +31,7 @@ class NoHitLruScorer(PluginBase):
     """
 
     type_name = "no-hit-lru-scorer"
+    params_model = NoHitLruParams
 
     def __init__(self, name: str | None = None, params: NoHitLruParams | None = None) -> None:
         super().__init__(name)
@@ -74,8 +69,8 @@ class NoHitLruScorer(PluginBase):
         self._lru.pop(endpoint.name, None)
 
     @classmethod
-    def from_params(cls, name: str, params: Mapping[str, Any] | None) -> NoHitLruScorer:
-        return cls(name, parse(NoHitLruParams, params))
+    def from_config(cls, name: str, params: Any) -> NoHitLruScorer:
+        return cls(name, params)
 
 
 class ActiveRequestScorer(PluginBase):
@@ -85,6 +80,7 @@ class ActiveRequestScorer(PluginBase):
     completion), which is what llm-d's ``inflight-load-producer`` tracks."""
 
     type_name = "active-request-scorer"
+    params_model = ActiveRequestParams
 
     def __init__(self, name: str | None = None, params: ActiveRequestParams | None = None) -> None:
         super().__init__(name)
@@ -103,8 +99,8 @@ class ActiveRequestScorer(PluginBase):
         return out
 
     @classmethod
-    def from_params(cls, name: str, params: Mapping[str, Any] | None) -> ActiveRequestScorer:
-        return cls(name, parse(ActiveRequestParams, params))
+    def from_config(cls, name: str, params: Any) -> ActiveRequestScorer:
+        return cls(name, params)
 
 
 class EndpointNotificationSource(PluginBase):
@@ -112,11 +108,6 @@ class EndpointNotificationSource(PluginBase):
     datastore already announces them to every subscriber, so this holds no state."""
 
     type_name = "endpoint-notification-source"
-
-    @classmethod
-    def from_params(cls, name: str, params: Mapping[str, Any] | None) -> EndpointNotificationSource:
-        parse(NoParams, params)
-        return cls(name)
 
 
 class DecodeFilter(PluginBase):
@@ -131,8 +122,3 @@ class DecodeFilter(PluginBase):
             for ep in endpoints
             if ROLE_LABEL not in ep.labels or ep.labels[ROLE_LABEL] in DECODE_ROLES
         ]
-
-    @classmethod
-    def from_params(cls, name: str, params: Mapping[str, Any] | None) -> DecodeFilter:
-        parse(NoParams, params)  # no parameters
-        return cls(name)

@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
 from endpoint_picker.datastore import Endpoint
+from endpoint_picker.params import PluginParams
 from endpoint_picker.requests.types import InferenceRequest
-from endpoint_picker.scheduling.plugins.base import Params, PluginBase
+from endpoint_picker.scheduling.plugins.base import PluginBase
+
+
+class PickerParams(PluginParams):
+    """Every picker: ``maxNumOfEndpoints`` (values <= 0 mean 1)."""
+
+    max_num_of_endpoints: int = 1
 
 
 class _PickerBase(PluginBase):
+    params_model = PickerParams
+
     def __init__(
         self, name: str | None = None, max_endpoints: int = 1, rng: random.Random | None = None
     ) -> None:
@@ -25,11 +33,8 @@ class _PickerBase(PluginBase):
         self.rng = rng or random.Random()
 
     @classmethod
-    def from_params(cls, name: str, params: Mapping[str, Any] | None) -> Any:
-        p = Params(params)
-        n = p.get_int("maxNumOfEndpoints", 1)
-        p.done()
-        return cls(name, n)
+    def from_config(cls, name: str, params: Any) -> Self:
+        return cls(name, params.max_num_of_endpoints)
 
 
 class MaxScorePicker(_PickerBase):

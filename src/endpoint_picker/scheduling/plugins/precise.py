@@ -27,7 +27,7 @@ from endpoint_picker.requests.types import InferenceRequest
 from endpoint_picker.scheduling.framework import SchedulingResult
 from endpoint_picker.scheduling.plugins.base import PluginBase
 from endpoint_picker.scheduling.plugins.precise_index import BlockIndex, block_keys, root_key
-from endpoint_picker.scheduling.plugins.precise_params import PreciseProducerParams, parse
+from endpoint_picker.scheduling.plugins.precise_params import PreciseProducerParams
 from endpoint_picker.scheduling.plugins.prefix import PREFILL_PROFILE, PrefixMatch, match_state_key
 from endpoint_picker.scheduling.plugins.token_producer import tokens_of
 
@@ -38,6 +38,7 @@ class PrecisePrefixCacheProducer(PluginBase):
     """The precise KV-block index, its event subscriptions and per-request match info."""
 
     type_name = "precise-prefix-cache-producer"
+    params_model = PreciseProducerParams
 
     def __init__(
         self,
@@ -155,15 +156,8 @@ class PrecisePrefixCacheProducer(PluginBase):
             self._collector = None
 
     @classmethod
-    def from_params(cls, name: str, params: Mapping[str, Any] | None) -> PrecisePrefixCacheProducer:
-        parsed = parse(PreciseProducerParams, params)
-        try:
-            parsed.token_processor_config.resolved_block_size()
-        except ValueError as err:
-            from endpoint_picker.errors import ConfigError
-
-            raise ConfigError(str(err), path="tokenProcessorConfig.blockSizeTokens") from None
-        return cls(name, parsed)
+    def from_config(cls, name: str, params: Any) -> PrecisePrefixCacheProducer:
+        return cls(name, params)
 
 
 def _bindable(endpoint: str, host: str) -> str:

@@ -1,24 +1,18 @@
 """Typed parameters of the precise-prefix plugins, with llm-d's names (camelCase, strict).
 
-Each model is self-contained (``extra="forbid"``, camelCase aliases) so the plugin registry can
-hold it next to the factory. :func:`parse` turns a validation error into a
-:class:`ConfigError` with the parameter's path.
+Each model is a :class:`~endpoint_picker.params.PluginParams` (strict, ``extra="forbid"``,
+camelCase aliases), registered with its plugin's factory in ``config/registry.py``; the config
+loader validates a plugin's ``parameters`` against it and reports every error with its path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import BeforeValidator, Field, PlainSerializer, ValidationInfo, field_validator
 
 from endpoint_picker import units
-from endpoint_picker.errors import ConfigError
-
-
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel)
+from endpoint_picker.params import PluginParams, format_duration
 
 
 def _duration(value: Any) -> float:
@@ -35,16 +29,23 @@ def _duration(value: Any) -> float:
     return seconds
 
 
+LlmdDuration = Annotated[
+    float, BeforeValidator(_duration), PlainSerializer(format_duration, return_type=str)
+]
+"""A duration as llm-d's configs write it: Go text (``2s``) or integer nanoseconds; held as
+float seconds and shown (``epp config --show``) as Go text, so the shown config reads back."""
+
+
 # -- token-producer --------------------------------------------------------------------------
 
 
-class VllmBackend(_Params):
+class VllmBackend(PluginParams):
     url: str = "http://localhost:8000"
     timeout: str = "5s"
     mm_timeout: str = "30s"
 
 
-class TokenProducerParams(_Params):
+class TokenProducerParams(PluginParams):
     """llm-d's ``token-producer`` parameters, plus ``tokenizerPath`` (ours: a local
     ``tokenizer.json`` or its folder). ``vllm``, ``estimate`` and ``udsTokenizerConfig`` are
     accepted so llm-d's configs load; see docs/precise-prefix.md for what each becomes here."""
@@ -59,10 +60,24 @@ class TokenProducerParams(_Params):
 # -- precise-prefix-cache-producer -----------------------------------------------------------
 
 
-class TokenProcessorConfig(_Params):
+class TokenProcessorConfig(PluginParams):
     block_size_tokens: int = 0
     block_size: int = 0  # deprecated alias of blockSizeTokens (llm-d keeps it)
     hash_seed: str = ""
+
+    @field_validator("block_size_tokens")
+    @classmethod
+    def _tokens(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"blockSizeTokens must be greater than 0, got {value}")
+        return value
+
+    @field_validator("block_size")
+    @classmethod
+    def _deprecated(cls, value: int, info: ValidationInfo) -> int:
+        if value < 0 and not info.data.get("block_size_tokens"):
+            raise ValueError(f"blockSizeTokens must be greater than 0, got {value}")
+        return value
 
     def resolved_block_size(self) -> int:
         """llm-d's rule: blockSizeTokens, else the deprecated blockSize, else 16."""
@@ -72,12 +87,12 @@ class TokenProcessorConfig(_Params):
         return size
 
 
-class InMemoryConfig(_Params):
+class InMemoryConfig(PluginParams):
     size: int = Field(100_000_000, ge=1)
     pod_cache_size: int = Field(10, ge=1)
 
 
-class KVBlockIndexConfig(_Params):
+class KVBlockIndexConfig(PluginParams):
     in_memory_config: InMemoryConfig = Field(default_factory=InMemoryConfig)
     enable_metrics: bool = False
     metrics_logging_interval: Any = None  # accepted; metrics go to /metrics, not to the log
@@ -92,20 +107,20 @@ class KVBlockIndexConfig(_Params):
         return value
 
 
-class IndexerConfig(_Params):
+class IndexerConfig(PluginParams):
     kv_block_index_config: KVBlockIndexConfig = Field(default_factory=KVBlockIndexConfig)
     tokenizers_pool_config: dict[str, Any] | None = None  # deprecated in llm-d; ignored
     kv_cache_backend_configs: list[dict[str, Any]] | None = None
 
 
-class PodDiscoveryConfig(_Params):
+class PodDiscoveryConfig(PluginParams):
     pod_label_selector: str = "llm-d.ai/inference-serving=true"
     pod_namespace: str = ""
     socket_port: int = Field(5557, ge=1, le=65535)
     replay_port: int = Field(0, ge=0, le=65535)  # ours: vLLM's replay ROUTER; 0 = no replay
 
 
-class KVEventsConfig(_Params):
+class KVEventsConfig(PluginParams):
     zmq_endpoint: str = ""
     topic_filter: str = "kv@"
     concurrency: int = Field(4, ge=1)  # accepted; one event loop serves every stream here
@@ -121,56 +136,25 @@ class KVEventsConfig(_Params):
         return value
 
 
-class PreciseProducerParams(_Params):
+class PreciseProducerParams(PluginParams):
     token_processor_config: TokenProcessorConfig = Field(default_factory=TokenProcessorConfig)
     indexer_config: IndexerConfig = Field(default_factory=IndexerConfig)
     kv_events_config: KVEventsConfig = Field(default_factory=KVEventsConfig)
     speculative_indexing: bool = False
-    speculative_ttl: float = Field(2.0, alias="speculativeTTL")
-
-    @field_validator("speculative_ttl", mode="before")
-    @classmethod
-    def _ttl(cls, value: Any) -> float:
-        return _duration(value)
+    speculative_ttl: LlmdDuration = Field(2.0, alias="speculativeTTL")
 
 
 # -- scorers ---------------------------------------------------------------------------------
 
 
-class NoHitLruParams(_Params):
+class NoHitLruParams(PluginParams):
     prefix_plugin_type: str = "prefix-cache-scorer"  # accepted; hits come from the producer
     prefix_plugin_name: str = "prefix-cache-scorer"
     prefix_match_info_producer_name: str = ""
     lru_size: int = Field(1024, ge=1)
 
 
-class ActiveRequestParams(_Params):
-    request_timeout: float = 0.0  # deprecated and ignored in llm-d too
+class ActiveRequestParams(PluginParams):
+    request_timeout: LlmdDuration = 0.0  # deprecated and ignored in llm-d too
     idle_threshold: int = Field(0, ge=0)
     max_busy_score: float = Field(1.0, ge=0.0, le=1.0)
-
-    @field_validator("request_timeout", mode="before")
-    @classmethod
-    def _timeout(cls, value: Any) -> float:
-        return _duration(value)
-
-
-class NoParams(_Params):
-    pass
-
-
-P = TypeVar("P", bound=BaseModel)
-
-
-def parse(model: type[P], params: Mapping[str, Any] | None) -> P:
-    """Validate ``params`` as ``model``; errors name the first bad field's path."""
-    if params is not None and not isinstance(params, Mapping):
-        raise ConfigError("parameters must be a mapping")
-    try:
-        return model.model_validate(dict(params or {}))
-    except ValidationError as err:
-        first = err.errors()[0]
-        path = ".".join(str(p) for p in first["loc"])
-        reason = "unknown parameter" if first["type"] == "extra_forbidden" else first["msg"]
-        reason = reason.removeprefix("Value error, ")
-        raise ConfigError(reason, path=path or None) from None

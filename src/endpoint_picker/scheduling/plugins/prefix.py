@@ -8,18 +8,19 @@ hashes as held by the chosen endpoint (and the ``prefill`` profile's, if any).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import Field, ValidationInfo, field_validator
+
 from endpoint_picker.datastore import Endpoint
-from endpoint_picker.errors import ConfigError
-from endpoint_picker.requests.types import InferenceRequest
+from endpoint_picker.params import PluginParams
+from endpoint_picker.requests.types import CHARS_PER_TOKEN, InferenceRequest
 from endpoint_picker.scheduling import metrics as m
 from endpoint_picker.scheduling.framework import SchedulingResult
-from endpoint_picker.scheduling.plugins.base import Params, PluginBase
+from endpoint_picker.scheduling.plugins.base import PluginBase
 from endpoint_picker.scheduling.plugins.prefix_index import (
-    AVERAGE_CHARS_PER_TOKEN,
     PrefixIndex,
     block_hashes,
 )
@@ -49,6 +50,45 @@ class PrefixMatch:
         return len(self.hashes)
 
 
+class PrefixParams(PluginParams):
+    """``approx-prefix-cache-producer`` tuning (also accepted on ``prefix-cache-scorer``, where
+    upstream's docs put it). ``blockSize`` is upstream's deprecated size in characters."""
+
+    auto_tune: bool = True
+    block_size_tokens: int = 16
+    block_size: int = 0
+    max_prefix_blocks_to_match: int = 256
+    max_prefix_tokens_to_match: int = 0
+    lru_capacity_per_server: int = Field(31250, gt=0)
+
+    @field_validator("block_size_tokens")
+    @classmethod
+    def _tokens(cls, v: int, info: ValidationInfo) -> int:
+        if v <= 0 and info.data.get("auto_tune") is False:
+            raise ValueError("must be > 0 when autoTune is false")
+        return v
+
+    @field_validator("block_size")
+    @classmethod
+    def _chars(cls, v: int, info: ValidationInfo) -> int:
+        tokens = info.data.get("block_size_tokens")
+        if v > 0 and tokens is not None and tokens <= 0:
+            raise ValueError("blockSize is deprecated; set blockSizeTokens > 0")
+        return v
+
+
+class PrefixScorerParams(PrefixParams):
+    """``prefix-cache-scorer``: the producer's tuning (see :class:`PrefixParams`) and llm-d's
+    ``prefixMatchInfoProducerName``, the producer whose match info the scorer reads."""
+
+    prefix_match_info_producer_name: str = ""
+
+    def producer_params(self) -> PrefixParams:
+        """The tuning alone, as the auto-created producer takes it (only the fields given)."""
+        tuning = self.model_dump(include=set(PrefixParams.model_fields) & self.model_fields_set)
+        return PrefixParams.model_validate(tuning)
+
+
 @dataclass(slots=True)
 class PrefixConfig:
     auto_tune: bool = True
@@ -58,38 +98,26 @@ class PrefixConfig:
     lru_capacity_per_server: int = 31250
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any] | None) -> PrefixConfig:
-        p = Params(params)
-        cfg = cls(
-            auto_tune=p.get_bool("autoTune", True),
-            max_prefix_blocks=p.get_int("maxPrefixBlocksToMatch", 256),
-            max_prefix_tokens=p.get_int("maxPrefixTokensToMatch", 0),
-            lru_capacity_per_server=p.get_int("lruCapacityPerServer", 31250),
+    def from_model(cls, p: PrefixParams) -> PrefixConfig:
+        """The effective settings: a deprecated ``blockSize`` (chars) counts when
+        ``blockSizeTokens`` is not given; a block size <= 0 means 16."""
+        tokens = p.block_size_tokens
+        if p.block_size > 0 and "block_size_tokens" not in p.model_fields_set:
+            tokens = max(1, p.block_size // CHARS_PER_TOKEN)
+        return cls(
+            auto_tune=p.auto_tune,
+            block_size_tokens=tokens if tokens > 0 else 16,
+            max_prefix_blocks=p.max_prefix_blocks_to_match,
+            max_prefix_tokens=p.max_prefix_tokens_to_match,
+            lru_capacity_per_server=p.lru_capacity_per_server,
         )
-        given_tokens = params is not None and "blockSizeTokens" in params
-        cfg.block_size_tokens = p.get_int("blockSizeTokens", 16)
-        block_chars = p.get_int("blockSize", 0)  # deprecated: characters per block
-        p.done()
-        if block_chars > 0:
-            if given_tokens and cfg.block_size_tokens <= 0:
-                raise ConfigError(
-                    "blockSize is deprecated; set blockSizeTokens > 0", path="blockSize"
-                )
-            if not given_tokens:
-                cfg.block_size_tokens = max(1, block_chars // AVERAGE_CHARS_PER_TOKEN)
-        if not cfg.auto_tune and cfg.block_size_tokens <= 0:
-            raise ConfigError("must be > 0 when autoTune is false", path="blockSizeTokens")
-        if cfg.block_size_tokens <= 0:
-            cfg.block_size_tokens = 16
-        if cfg.lru_capacity_per_server <= 0:
-            raise ConfigError("must be > 0", path="lruCapacityPerServer")
-        return cfg
 
 
 class ApproxPrefixCacheProducer(PluginBase):
     """``approx-prefix-cache-producer``: the per-EPP approximate prefix index (spec 5.4)."""
 
     type_name = "approx-prefix-cache-producer"
+    params_model = PrefixParams
 
     def __init__(self, name: str | None = None, config: PrefixConfig | None = None) -> None:
         super().__init__(name)
@@ -113,7 +141,7 @@ class ApproxPrefixCacheProducer(PluginBase):
                 max_blocks = max(1, self.config.max_prefix_tokens // block_tokens)
             hashes = block_hashes(
                 request.prompt_text.encode(),
-                block_tokens * AVERAGE_CHARS_PER_TOKEN,
+                block_tokens * CHARS_PER_TOKEN,
                 max_blocks,
                 request.target_model,
                 request.cache_salt,
@@ -138,9 +166,7 @@ class ApproxPrefixCacheProducer(PluginBase):
         if state.total:
             matched = state.matches.get(targets[0].name, 0)
             m.PREFIX_INDEXER_HIT_RATIO.observe(matched / state.total)
-            m.PREFIX_INDEXER_HIT_BYTES.observe(
-                matched * state.block_size_tokens * AVERAGE_CHARS_PER_TOKEN
-            )
+            m.PREFIX_INDEXER_HIT_BYTES.observe(matched * state.block_size_tokens * CHARS_PER_TOKEN)
         m.PREFIX_INDEXER_SIZE.set(self.index.size)
 
     def remove_endpoint(self, endpoint: Endpoint) -> None:
@@ -148,40 +174,25 @@ class ApproxPrefixCacheProducer(PluginBase):
         m.PREFIX_INDEXER_SIZE.set(self.index.size)
 
     @classmethod
-    def from_params(cls, name: str, params: Mapping[str, Any] | None) -> ApproxPrefixCacheProducer:
-        return cls(name, PrefixConfig.from_params(params))
-
-
-# Parameters upstream's docs put on the scorer (its code ignores them, spec section 10 (3)).
-LEGACY_SCORER_PARAMS = (
-    "autoTune",
-    "blockSize",
-    "blockSizeTokens",
-    "maxPrefixBlocksToMatch",
-    "maxPrefixTokensToMatch",
-    "lruCapacityPerServer",
-)
+    def from_config(cls, name: str, params: Any) -> ApproxPrefixCacheProducer:
+        return cls(name, PrefixConfig.from_model(params))
 
 
 class PrefixCacheScorer(PluginBase):
     """``prefix-cache-scorer``: ``matched blocks / total blocks`` (0 without prefix data).
 
-    Tuning parameters written on the scorer (as upstream's docs show) are kept in
-    ``producer_params``; the config loader hands them to the auto-created producer, so they
-    take effect instead of being silently ignored. ``prefixMatchInfoProducerName`` (llm-d)
-    names the producer whose match info it reads (default: the approximate producer).
+    Tuning parameters written on the scorer (as upstream's docs show; upstream's code ignores
+    them, spec section 10 (3)) are validated as the producer's; the config loader hands them to
+    the auto-created producer, so they take effect instead of being silently ignored.
+    ``prefixMatchInfoProducerName`` (llm-d) names the producer whose match info it reads
+    (default: the approximate producer).
     """
 
     type_name = "prefix-cache-scorer"
+    params_model = PrefixScorerParams
 
-    def __init__(
-        self,
-        name: str | None = None,
-        producer_params: Mapping[str, Any] | None = None,
-        producer_name: str = "",
-    ) -> None:
+    def __init__(self, name: str | None = None, producer_name: str = "") -> None:
         super().__init__(name)
-        self.producer_params = dict(producer_params or {})
         self.producer_name = producer_name
         self.state_key = match_state_key(producer_name)
 
@@ -194,11 +205,5 @@ class PrefixCacheScorer(PluginBase):
         return [get(ep.name, 0) / total for ep in endpoints]
 
     @classmethod
-    def from_params(cls, name: str, params: Mapping[str, Any] | None) -> PrefixCacheScorer:
-        p = Params(params)
-        legacy = p.ignore(*LEGACY_SCORER_PARAMS)
-        producer = p.get_str("prefixMatchInfoProducerName", "")
-        p.done()
-        if legacy:
-            PrefixConfig.from_params(legacy)  # validate now, with the scorer's path
-        return cls(name, legacy, producer)
+    def from_config(cls, name: str, params: Any) -> PrefixCacheScorer:
+        return cls(name, params.prefix_match_info_producer_name)

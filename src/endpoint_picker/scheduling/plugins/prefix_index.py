@@ -17,8 +17,6 @@ import xxhash
 _PACK_U64 = struct.Struct("<Q").pack
 _xxh64 = xxhash.xxh64_intdigest
 
-AVERAGE_CHARS_PER_TOKEN = 4
-
 
 def block_hashes(
     text: bytes, block_chars: int, max_blocks: int, model: str, cache_salt: str

@@ -6,12 +6,12 @@ default profile; a stale endpoint is the saturation detector's business (used as
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from endpoint_picker.datastore import Endpoint
+from endpoint_picker.params import PluginParams
 from endpoint_picker.requests.types import InferenceRequest
-from endpoint_picker.scheduling.plugins.base import Params, PluginBase
+from endpoint_picker.scheduling.plugins.base import PluginBase
 
 
 def _min_max_inverted(values: list[int]) -> list[float]:
@@ -37,11 +37,6 @@ class QueueScorer(PluginBase):
             return []
         return _min_max_inverted([ep.queue_depth for ep in endpoints])
 
-    @classmethod
-    def from_params(cls, name: str, params: Mapping[str, Any] | None) -> QueueScorer:
-        Params(params).done()
-        return cls(name)
-
 
 class RunningRequestsSizeScorer(PluginBase):
     """``running-requests-size-scorer``: min-max of running requests over the candidates."""
@@ -53,11 +48,6 @@ class RunningRequestsSizeScorer(PluginBase):
             return []
         return _min_max_inverted([ep.metrics.running_requests_size for ep in endpoints])
 
-    @classmethod
-    def from_params(cls, name: str, params: Mapping[str, Any] | None) -> RunningRequestsSizeScorer:
-        Params(params).done()
-        return cls(name)
-
 
 class KVCacheUtilizationScorer(PluginBase):
     """``kv-cache-utilization-scorer``: ``1 - KVCacheUsagePercent`` (a 0..1 fraction)."""
@@ -66,11 +56,6 @@ class KVCacheUtilizationScorer(PluginBase):
 
     def score(self, request: InferenceRequest, endpoints: list[Endpoint]) -> list[float]:
         return [1.0 - ep.metrics.kv_cache_usage_percent for ep in endpoints]
-
-    @classmethod
-    def from_params(cls, name: str, params: Mapping[str, Any] | None) -> KVCacheUtilizationScorer:
-        Params(params).done()
-        return cls(name)
 
 
 class LoraAffinityScorer(PluginBase):
@@ -93,19 +78,21 @@ class LoraAffinityScorer(PluginBase):
                 out.append(0.0)
         return out
 
-    @classmethod
-    def from_params(cls, name: str, params: Mapping[str, Any] | None) -> LoraAffinityScorer:
-        Params(params).done()
-        return cls(name)
-
 
 DEFAULT_QUEUE_THRESHOLD_TOKENS = 4_194_304
+
+
+class TokenLoadParams(PluginParams):
+    """``token-load-scorer``: ``queueThresholdTokens`` (<= 0 means the default, as upstream)."""
+
+    queue_threshold_tokens: int = DEFAULT_QUEUE_THRESHOLD_TOKENS
 
 
 class TokenLoadScorer(PluginBase):
     """``token-load-scorer``: ``1 - min(inflight_tokens, thr) / thr`` (1 when nothing in flight)."""
 
     type_name = "token-load-scorer"
+    params_model = TokenLoadParams
 
     def __init__(
         self, name: str | None = None, queue_threshold_tokens: int = DEFAULT_QUEUE_THRESHOLD_TOKENS
@@ -123,8 +110,5 @@ class TokenLoadScorer(PluginBase):
         ]
 
     @classmethod
-    def from_params(cls, name: str, params: Mapping[str, Any] | None) -> TokenLoadScorer:
-        p = Params(params)
-        thr = p.get_int("queueThresholdTokens", DEFAULT_QUEUE_THRESHOLD_TOKENS)
-        p.done()
-        return cls(name, thr)
+    def from_config(cls, name: str, params: Any) -> TokenLoadScorer:
+        return cls(name, params.queue_threshold_tokens)

@@ -12,7 +12,7 @@ local tokenizer avoids.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from endpoint_picker.requests.tokenize import (
 from endpoint_picker.requests.tokenize_cache import ChunkedTokenizer
 from endpoint_picker.requests.types import InferenceRequest
 from endpoint_picker.scheduling.plugins.base import PluginBase
-from endpoint_picker.scheduling.plugins.precise_params import TokenProducerParams, parse
+from endpoint_picker.scheduling.plugins.precise_params import TokenProducerParams
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class TokenProducer(PluginBase):
     """``token-producer`` (llm-d's type name; ``tokenizer`` is its legacy alias)."""
 
     type_name = "token-producer"
+    params_model = TokenProducerParams
 
     def __init__(self, name: str | None = None, backend: TokenizerBackend | None = None) -> None:
         super().__init__(name)
@@ -89,5 +90,5 @@ class TokenProducer(PluginBase):
         tokens_of(request, self.backend)
 
     @classmethod
-    def from_params(cls, name: str, params: Mapping[str, Any] | None) -> TokenProducer:
-        return cls(name, backend_for(parse(TokenProducerParams, params)))
+    def from_config(cls, name: str, params: Any) -> TokenProducer:
+        return cls(name, backend_for(params))

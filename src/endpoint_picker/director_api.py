@@ -1,25 +1,29 @@
-"""What the ext_proc front needs from the director: plain Python values, no protobuf.
+"""What a front needs from the director: plain Python values, no protobuf, no HTTP objects.
 
-The front is a translator. It turns Envoy's messages into these calls and the answers back into
-Envoy's messages; every decision (admission, scheduling, accounting) is behind this line, so the
-same director can serve other fronts (an in-process transport, a cheaper side-call) unchanged.
-``endpoint_picker.director.Director`` satisfies this protocol.
+A front is a translator. It turns its protocol's messages (Envoy's ext_proc stream, the fast
+front's ext_authz side-call and access log, an in-process transport) into these calls and the
+answers back into its own messages; every decision (admission, scheduling, accounting) is behind
+this line. The interface lives on the director's side, not in one front, so no front imports
+another, and a front never writes the director's private fields: what it measured itself goes
+through :meth:`DirectorLike.record_response`. ``endpoint_picker.director.Director`` satisfies
+this protocol.
 """
 
 from __future__ import annotations
 
 from typing import Protocol, TypeVar
 
-from endpoint_picker.requests.types import InferenceRequest
+from endpoint_picker.requests.types import InferenceRequest, Usage
 
 
 class RoutingContext(Protocol):
-    """One request's routing answer, as the front reads it."""
+    """One request's routing answer, as a front reads it."""
 
     request: InferenceRequest
     destination: str  # comma-joined "ip:port" list, primary first
     body: bytes  # the request body to forward (may differ from what came in)
     headers_to_set: dict[str, str]  # extra request headers beyond the destination
+    finished: bool  # True once its books are closed (at once for a header-only request)
 
 
 C = TypeVar("C", bound=RoutingContext)
@@ -45,6 +49,18 @@ class DirectorLike(Protocol[C]):
 
     def handle_response_body(self, ctx: C, chunk: bytes, end_of_stream: bool) -> bytes:
         """The chunk to send on (a model-name rewrite may change it)."""
+        ...
+
+    def record_response(
+        self,
+        ctx: C,
+        *,
+        response_bytes: int,
+        duration_s: float | None = None,
+        usage: Usage | None = None,
+    ) -> None:
+        """For a front that never sees the response body (the fast front): what its proxy
+        measured (bytes sent, its own duration) and a usage estimate. Call before ``finish``."""
         ...
 
     def finish(self, ctx: C, *, error: BaseException | None = None) -> None:
