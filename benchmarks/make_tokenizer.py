@@ -29,7 +29,7 @@ def corpus_path() -> Path:
 
 
 def build(out_dir: Path) -> None:
-    from tokenizers import (  # type: ignore[import-not-found]
+    from tokenizers import (
         Tokenizer,
         decoders,
         models,

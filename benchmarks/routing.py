@@ -45,7 +45,8 @@ async def run_arm(
     arm = ARMS[arm_name]
     workdir = logs / workload.name / arm_name
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-    pool = Pool(POOL_SIZE, PROFILE, POOL_OVERRIDES, workdir)
+    overrides = {**POOL_OVERRIDES, **dict(workload.pool_overrides), **dict(arm.pool_overrides)}
+    pool = Pool(POOL_SIZE, PROFILE, overrides, workdir)
     await pool.start()
     front: Front | None = None
     try:
@@ -137,6 +138,8 @@ async def run(args: argparse.Namespace) -> int:
             return 2
         entry: dict[str, Any] = results["workloads"].get(name) or {"arms": {}}
         entry["title"] = wl.title
+        if wl.pool_overrides:
+            entry["pool_overrides"] = dict(wl.pool_overrides)
         results["workloads"][name] = entry
         for arm in arms:
             print(f"[{time.strftime('%H:%M:%S')}] {name} / {arm} ...", flush=True)
@@ -155,7 +158,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run, under 3 minutes")
     parser.add_argument(
-        "--workloads", help="comma-separated subset (shared_prefix,priority,uniform)"
+        "--workloads",
+        help="comma-separated subset (shared_prefix,priority,uniform,kv_pressure)",
     )
     parser.add_argument(
         "--arms", help="comma-separated subset (round-robin,random,shipped,fc-off,...)"

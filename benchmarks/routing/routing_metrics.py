@@ -96,11 +96,15 @@ async def pool_counters(urls: list[str]) -> dict[str, Any]:
     per = [parse(t) for t in texts]
     hits = sum(_total(s, "vllm:prefix_cache_hits_total") for s in per)
     queries = sum(_total(s, "vllm:prefix_cache_queries_total") for s in per)
+    # What a router knowing every server's cache at each arrival would have hit (the simulator's
+    # fleet-wide oracle, sim/server.py).
+    oracle = sum(_total(s, "sim:oracle_prefix_cache_hits_total") for s in per)
     requests = [int(_total(s, "vllm:request_success_total")) for s in per]
     return {
         "prefix_hits": hits,
         "prefix_queries": queries,
         "prefix_hit_rate": hits / queries if queries else 0.0,
+        "oracle_hit_rate": oracle / queries if queries else 0.0,
         "requests_per_endpoint": requests,
     }
 

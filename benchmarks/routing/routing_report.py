@@ -33,14 +33,16 @@ def _pool_table(entry: dict[str, Any]) -> list[str]:
         "",
         "Server side (simulators' `/metrics`; gauges sampled every second while busy):",
         "",
-        "| arm | prefix hit rate | requests per endpoint | waiting max | waiting mean "
+        "| arm | prefix hit rate (oracle) | requests per endpoint | waiting max | waiting mean "
         "| running mean | KV use mean / max |",
         "|---|---|---|---|---|---|---|",
     ]
     for res in entry["arms"].values():
         p = res["pool"]
+        oracle = f" ({p['oracle_hit_rate']:.0%})" if "oracle_hit_rate" in p else ""
         lines.append(
-            f"| {res['title']} | {p['prefix_hit_rate']:.0%} | {p['requests_per_endpoint']} | "
+            f"| {res['title']} | {p['prefix_hit_rate']:.0%}{oracle} | "
+            f"{p['requests_per_endpoint']} | "
             f"{p['waiting_max']:.0f} | {p['waiting_mean']:.1f} | {p['running_mean']:.1f} | "
             f"{p['kv_mean']:.0%} / {p['kv_max']:.0%} |"
         )
@@ -152,6 +154,7 @@ def verdicts(results: dict[str, Any]) -> list[str]:
             f"| priority overload, {res['title']}: zero requests unaccounted | client "
             f"{sum(sent.values())} vs EPP outcomes {sum(outs.values())} | {_met(equal)} |"
         )
+    lines += _kv_pressure_verdicts(wl.get("kv_pressure", {}).get("arms", {}))
     un = wl.get("uniform", {}).get("arms", {})
     if "round-robin" in un:
         base = stages(un["round-robin"]["tenants"][0])
@@ -166,6 +169,31 @@ def verdicts(results: dict[str, Any]) -> list[str]:
                     f"round robin | {fmt(b['out_tps'])} vs {fmt(a['out_tps'])} tok/s = "
                     f"{fmt(t, 2)}x | {_met(ok)} |"
                 )
+    return lines
+
+
+def _kv_pressure_verdicts(kp: dict[str, Any]) -> list[str]:
+    """Issue 15's goals: precise p90 TTFT >= 2x lower than approximate at the highest load, and
+    precise's hit rate within 5 points of the simulators' oracle."""
+    lines: list[str] = []
+    if "fc-off" in kp and "precise" in kp:
+        (rate, a), (_, b) = (
+            stages(kp["fc-off"]["tenants"][0])[-1],
+            stages(kp["precise"]["tenants"][0])[-1],
+        )
+        x = ratio(a["ttft_p90"], b["ttft_p90"])
+        lines.append(
+            f"| KV pressure @ {rate:g} req/s: precise p90 TTFT >= 2x lower than approximate | "
+            f"{fmt(a['ttft_p90'])} ms vs {fmt(b['ttft_p90'])} ms = {fmt(x, 1)}x | "
+            f"{_met(x is not None and x >= 2)} |"
+        )
+    if "precise" in kp and "oracle_hit_rate" in kp["precise"]["pool"]:
+        p = kp["precise"]["pool"]
+        gap = p["oracle_hit_rate"] - p["prefix_hit_rate"]
+        lines.append(
+            f"| KV pressure: precise hit rate within 5 points of the oracle | "
+            f"{p['prefix_hit_rate']:.0%} vs {p['oracle_hit_rate']:.0%} | {_met(gap <= 0.05)} |"
+        )
     return lines
 
 

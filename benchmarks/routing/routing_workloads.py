@@ -20,6 +20,7 @@ from routing_numbers import compact
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 MODEL = "sim-model"
+PRECISE_EVENTS = "tcp://127.0.0.1:25557"  # benchmarks/configs/precise-prefix.yaml's zmqEndpoint
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Arm:
     title: str
     config: str | None  # EndpointPickerConfig under benchmarks/configs/, None = no file
     epp: bool = True  # False: Envoy alone (round robin), no EPP at all
+    pool_overrides: tuple[tuple[str, Any], ...] = ()  # simulator knobs this arm needs
 
 
 ARMS = {
@@ -49,6 +51,13 @@ ARMS = {
             "fc-holdback",
             "EPP + flow control, concurrency-detector, holdback 0.75",
             "flow-control-holdback.yaml",
+        ),
+        Arm(
+            "precise",
+            "EPP precise prefix (servers' KV events)",
+            "precise-prefix.yaml",
+            # The simulators publish to the EPP's central subscriber (the config's zmqEndpoint).
+            pool_overrides=(("kv_events_endpoint", PRECISE_EVENTS),),
         ),
     )
 }
@@ -71,15 +80,18 @@ class Workload:
     arms: tuple[str, ...]
     idle_probe: Tenant | None = None  # run alone first, on an idle pool, for a reference
     in_quick: bool = True  # part of the --quick smoke run
+    pool_overrides: tuple[tuple[str, Any], ...] = ()  # simulator knobs for every arm
 
 
-def _shared_prefix_data(prompts_per_group: int) -> dict[str, Any]:
+def _shared_prefix_data(
+    prompts_per_group: int, groups: int = 16, system_len: int = 6000
+) -> dict[str, Any]:
     return {
         "type": "shared_prefix",
         "shared_prefix": {
-            "num_groups": 16,
+            "num_groups": groups,
             "num_prompts_per_group": prompts_per_group,
-            "system_prompt_len": 6000,
+            "system_prompt_len": system_len,
             "question_len": 60,
             "output_len": 32,
             "seed": 7,
@@ -147,7 +159,19 @@ def workloads(quick: bool) -> dict[str, Workload]:
         ("round-robin", "shipped") if quick else five,
         in_quick=False,
     )
-    return {w.name: w for w in (shared, priority, uniform)}
+    # KV pressure: 48 system prompts of ~1000 tokens (48k tokens) on a pool that caches ~2/3 of
+    # that at most (4 x 500 blocks of 16), less what running requests pin: what each server
+    # holds keeps changing, which is where the approximate index's guess goes wrong.
+    kv_stages = ((10.0, 15),) if quick else ((6.0, 20), (10.0, 20), (14.0, 20))
+    kv_pressure = Workload(
+        "kv_pressure",
+        "KV pressure: 48 groups of ~1000-token system prompts, pool KV ~2/3 of the working set",
+        (Tenant("all", None, 0, _shared_prefix_data(16, groups=48, system_len=1000), kv_stages),),
+        ("round-robin", "fc-off", "precise"),
+        in_quick=False,
+        pool_overrides=(("num_gpu_blocks", 500),),
+    )
+    return {w.name: w for w in (shared, priority, uniform, kv_pressure)}
 
 
 def ip_config(tenant: Tenant, url: str, tokenizer: Path, out: Path) -> dict[str, Any]:

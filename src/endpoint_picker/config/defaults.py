@@ -6,7 +6,8 @@ added to every profile without one, and scorers without a weight get 1; (d) the 
 flow-control policies; the parsers, the ``utilization-detector`` and the metrics data source
 when referenced but not defined; and a profile that uses ``prefix-cache-scorer`` gets an
 ``approx-prefix-cache-producer`` (upstream's ``CreateMissingDataProducers``), tuned by any
-parameters written on the scorer.
+parameters written on the scorer, unless the scorer names another producer
+(``prefixMatchInfoProducerName``, llm-d's precise one).
 """
 
 from __future__ import annotations
@@ -75,16 +76,32 @@ def apply_system_defaults(cfg: EppConfig) -> None:
     _prefix_producer(cfg)
 
 
+def _reads_approx(p: PluginInstance) -> bool:
+    """A ``prefix-cache-scorer`` that reads the approximate producer's match info: one naming
+    another producer (``prefixMatchInfoProducerName``, llm-d's precise one) needs none."""
+    producer = getattr(p.params, "prefix_match_info_producer_name", "")
+    return p.type_name == PREFIX_SCORER and producer in ("", PREFIX_PRODUCER)
+
+
 def _prefix_producer(cfg: EppConfig) -> None:
     scorers = [
         cfg.plugins[ref.plugin_ref]
         for profile in cfg.profiles
         for ref in profile.refs
-        if ref.plugin_ref in cfg.plugins and cfg.plugins[ref.plugin_ref].type_name == PREFIX_SCORER
+        if ref.plugin_ref in cfg.plugins and _reads_approx(cfg.plugins[ref.plugin_ref])
     ]
     if not scorers or any(p.type_name == PREFIX_PRODUCER for p in cfg.plugins.values()):
         return
     # Tuning written on the scorer (upstream's docs put it there) tunes the auto-created
     # producer instead of being silently ignored.
-    tuned = next((s.params for s in scorers if s.params.model_fields_set), None)
+    tuned = next(
+        (t for t in (_tuning(s.params) for s in scorers) if t.model_fields_set),
+        None,
+    )
     _add(cfg, PREFIX_PRODUCER, tuned)
+
+
+def _tuning(params: Any) -> Any:
+    """The producer's parameters written on a scorer (its own ones left out)."""
+    split = getattr(params, "producer_params", None)
+    return split() if split is not None else params

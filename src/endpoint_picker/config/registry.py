@@ -83,10 +83,19 @@ _SCHEDULING_KINDS = {
     "single-profile-handler": {PROFILE_HANDLER},
     "header-based-testing-filter": {FILTER},
     "destination-endpoint-served-verifier": {RESPONSE_HEADER},
+    # Precise prefix-cache routing (llm-d): scheduling/plugins/{token_producer,precise}.py.
+    "token-producer": {PRODUCER},
+    "precise-prefix-cache-producer": {PRODUCER, EXTRACTOR},
+    "no-hit-lru-scorer": {SCORER},
+    "active-request-scorer": {SCORER},
+    "endpoint-notification-source": {DATA_SOURCE},
+    "decode-filter": {FILTER},
 }
 for _type, _kinds in _SCHEDULING_KINDS.items():
     _cls = PLUGIN_CLASSES[_type]
     register_plugin(_type, _kinds, _cls.params_model, _cls.from_config)
+_tokens = PLUGIN_CLASSES["token-producer"]  # llm-d's older name for the same plugin
+register_plugin("tokenizer", {PRODUCER}, _tokens.params_model, _tokens.from_config)
 
 
 def _shared(obj: Any) -> Factory:
@@ -131,7 +140,6 @@ UPSTREAM_NOT_IMPLEMENTED: dict[str, str] = {
     "label-selector-filter": "filter",
     "encode-filter": "filter",
     "prefill-filter": "filter",
-    "decode-filter": "filter",
     "session-affinity-filter": "filter",
     "endpoint-attribute-filter": "filter",
     "prefix-cache-affinity-filter": "filter",
@@ -139,11 +147,9 @@ UPSTREAM_NOT_IMPLEMENTED: dict[str, str] = {
     "utilization-filter": "filter",
     "topology-affinity-filter": "filter",
     "multicluster-session-affinity-filter": "filter",
-    "active-request-scorer": "scorer",
     "load-aware-scorer": "scorer",
     "context-length-aware": "scorer",
     "session-affinity-scorer": "scorer",
-    "no-hit-lru-scorer": "scorer",
     "precise-prefix-cache-scorer": "scorer",
     "mm-embeddings-cache-scorer": "scorer",
     "endpoint-attribute-scorer": "scorer",
@@ -165,14 +171,11 @@ UPSTREAM_NOT_IMPLEMENTED: dict[str, str] = {
     "disagg-headers-handler": "request control",
     "burst-prefix-cache-producer": "data producer",
     "mm-embeddings-cache-producer": "data producer",
-    "precise-prefix-cache-producer": "data producer",
     "inflight-load-producer": "data producer",
     "predicted-latency-producer": "data producer",
     "session-id-producer": "data producer",
-    "token-producer": "data producer",
     "p2p-source-producer": "data producer",
     "multicluster-approx-prefix-cache-producer": "data producer",
-    "tokenizer": "data producer",
     # request control and admission
     "request-attribute-reporter": "request control",
     "agent-identity": "request control",
@@ -193,7 +196,6 @@ UPSTREAM_NOT_IMPLEMENTED: dict[str, str] = {
     "topology-extractor": "extractor",
     "disaggregatedset-rollout-pod-extractor": "extractor",
     "k8s-notification-source": "data source",
-    "endpoint-notification-source": "data source",
     "multicluster-metrics-data-source": "data source",
     "multicluster-metrics-extractor": "extractor",
     "file-discovery": "endpoint discovery",
@@ -234,10 +236,17 @@ def plugin_tables() -> str:
 
 def _defaults(model: type[PluginParams]) -> dict[str, str]:
     """Parameter name -> its default as a config would write it (every model has defaults)."""
+    return _flat(model().model_dump(by_alias=True, mode="json"), "")
+
+
+def _flat(values: dict[str, Any], prefix: str) -> dict[str, str]:
+    """Nested parameter groups (llm-d's ``kvEventsConfig``) as dotted names, one per leaf."""
     out: dict[str, str] = {}
-    for key, value in model().model_dump(by_alias=True, mode="json").items():
-        if isinstance(value, bool):
-            out[key] = str(value).lower()
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        elif isinstance(value, bool):
+            out[prefix + key] = str(value).lower()
         else:
-            out[key] = "none" if value in (None, [], {}) else str(value)
+            out[prefix + key] = "none" if value in (None, [], {}) else str(value)
     return out

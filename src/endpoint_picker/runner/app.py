@@ -48,6 +48,8 @@ class EppOptions:
     pick_port: int = 9004  # fast front: ext_authz HTTP pick endpoint (+ /healthz)
     als_port: int = 9005  # fast front: Envoy gRPC access-log service
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)  # upstream's other flags
+    # KV-event address per endpoint name, for servers sharing one IP (``epp run --simulate``).
+    kv_events_addresses: dict[str, str] = field(default_factory=dict)
 
 
 class Epp:
@@ -118,6 +120,11 @@ class Epp:
                 tracer.shutdown()  # flushes the spans still batched
 
             self._stoppers.append(stop_tracing)
+        for plugin in built.plugins.values():  # e.g. the precise producer's KV-event streams
+            attach = getattr(plugin, "attach", None)
+            if attach is not None:
+                attach(self.datastore, o.kv_events_addresses, o.host)
+                await self._start_part(plugin)
         self.director = Director(
             self.datastore,
             built.parser,

@@ -51,11 +51,19 @@ class Stack:
         o = self.options
         try:
             if o.simulate:
+                from endpoint_picker.runner.sim_kvevents import sim_kv_event_overrides
                 from endpoint_picker.sim import start_fleet
 
+                kv_overrides = sim_kv_event_overrides(o.epp)
                 self.fleet = await start_fleet(
-                    o.simulate, o.sim_profile, base_port=o.sim_base_port, **o.sim_overrides
+                    o.simulate,
+                    o.sim_profile,
+                    base_port=o.sim_base_port,
+                    **{**kv_overrides, **o.sim_overrides},
                 )
+                for i, server in enumerate(self.fleet.servers):
+                    if server.kv_events is not None and "kv_events_port" in kv_overrides:
+                        o.epp.kv_events_addresses[f"sim-{i}"] = server.kv_events.endpoint
                 o.epp.endpoints = [
                     *o.epp.endpoints,
                     *(f"sim-{i}=127.0.0.1:{p}" for i, p in enumerate(self.fleet.ports)),

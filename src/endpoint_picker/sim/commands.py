@@ -22,6 +22,12 @@ _HELP = {
     "slow_metrics": "seconds /metrics waits before answering",
     "stale_metrics": "seconds a rendered /metrics body is served again unchanged",
     "time_factor_under_load": "latency multiplier at max-num-seqs running (1.0 at one)",
+    "kv_events_port": "publish vLLM KV events on a ZMQ PUB bound here (instance i: port+i; 0 off)",
+    "kv_events_endpoint": "or connect the KV-event PUB to this central subscriber (tcp://h:p)",
+    "kv_events_replay_port": "ZMQ ROUTER for KV-event replay requests (instance i: port+i)",
+    "kv_events_topic": "KV-event topic; {endpoint} and {model} are filled in",
+    "kv_events_engine": "KV-event dialect: vllm or sglang",
+    "hash_seed": "the engine's block-hash seed (as vLLM's PYTHONHASHSEED)",
 }
 
 

@@ -36,6 +36,13 @@ class SimConfig:
     block_size: int = 16
     num_gpu_blocks: int = 1024
     enable_prefix_caching: bool = True
+    # KV events (vLLM's --kv-events-config): 0 / "" = off. Instance i of a fleet gets port + i.
+    kv_events_port: int = 0  # bind a PUB socket on host:port (vLLM's tcp://*:5557); -1 any port
+    kv_events_endpoint: str = ""  # or connect the PUB to a central subscriber (tcp://host:port)
+    kv_events_replay_port: int = 0  # ROUTER answering replay requests (vLLM's replay_endpoint)
+    kv_events_topic: str = "kv@{endpoint}@{model}"  # llm-d's convention; {endpoint} = host:port
+    kv_events_engine: str = "vllm"  # or "sglang": its variant of the same wire format
+    hash_seed: str = ""  # the engine's block-hash seed (vLLM's PYTHONHASHSEED); the EPP ignores it
     # LoRA.
     max_loras: int = 1
     lora_load_time: float = 0.05
@@ -87,6 +94,15 @@ class SimConfig:
         if not self.model or self.model in self.lora:
             raise ConfigError(
                 "model must be non-empty and differ from every LoRA name", path="model"
+            )
+        if self.kv_events_port and self.kv_events_endpoint:
+            raise ConfigError(
+                "give kv_events_port (bind) or kv_events_endpoint (connect), not both",
+                path="kv_events_endpoint",
+            )
+        if self.kv_events_replay_port and not (self.kv_events_port or self.kv_events_endpoint):
+            raise ConfigError(
+                "needs kv_events_port or kv_events_endpoint", path="kv_events_replay_port"
             )
         for status in self.fail_statuses:
             if not 400 <= status <= 599:

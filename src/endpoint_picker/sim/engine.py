@@ -48,6 +48,7 @@ class SimRequest:
     output_len: int
     max_tokens: int
     hashes: list[int] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)  # for KV events only
     lora: str | None = None
     stream: bool = False
     id: int = field(default_factory=lambda: next(_ids))
@@ -221,7 +222,10 @@ class Engine:
                 blocked.append(req)  # skipped, not lost: others may go ahead of it
                 continue
             total = req.prompt_tokens + req.max_tokens
-            alloc = self.kv.allocate(req.hashes, req.prompt_tokens, total)
+            lora_ref = None
+            if req.lora is not None and req.lora in cfg.lora:
+                lora_ref = (cfg.lora.index(req.lora) + 1, req.lora)
+            alloc = self.kv.allocate(req.hashes, req.prompt_tokens, total, req.token_ids, lora_ref)
             if alloc is None:
                 self.waiting.appendleft(req)  # head-of-line: wait for blocks to free
                 break

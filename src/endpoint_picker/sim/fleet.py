@@ -57,7 +57,14 @@ async def start_fleet(
     ports: list[int] = []
     try:
         for i in range(count):
-            config = dataclasses.replace(base, seed=base.seed + i)
+            config = dataclasses.replace(
+                base,
+                seed=base.seed + i,
+                kv_events_port=base.kv_events_port + i * (base.kv_events_port > 0),
+                kv_events_replay_port=(
+                    base.kv_events_replay_port + i * (base.kv_events_replay_port > 0)
+                ),
+            )
             server = SimServer(config, host, base_port + i if base_port else 0)
             ports.append(await server.start())
             servers.append(server)
@@ -65,4 +72,6 @@ async def start_fleet(
         for server in servers:
             await server.stop()
         raise
+    for server in servers:
+        server.peers = servers
     return SimFleet(servers, ports)

@@ -11,13 +11,18 @@ A request is admitted only if every block it may need (prompt plus ``max_tokens`
 fits now: decode blocks are reserved at admission and taken as generation crosses block
 boundaries, so a running request never runs out and nothing is preempted. Usage is what vLLM
 reports: pinned blocks over all blocks (cached-but-unused blocks count as free).
+
+With a ``sink`` set, the cache reports what vLLM's KV-event publisher reports: ``BlockStored``
+for each run of newly cached prompt blocks (engine hashes, parent hash, their token ids),
+``BlockRemoved`` per evicted block, ``AllBlocksCleared`` on :meth:`reset` (see sim/kvevents.py).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import xxhash
 
@@ -64,6 +69,8 @@ class KVCache:
         self.evictions = 0
         self.queries = 0  # prompt tokens looked up (vllm:prefix_cache_queries)
         self.hits = 0  # of which found cached (vllm:prefix_cache_hits)
+        self.oracle_hits = 0  # tokens the best server of the fleet held at arrival (sim:...)
+        self.sink: Callable[[list[Any]], None] | None = None  # KV events, see the docstring
 
     @property
     def pinned(self) -> int:
@@ -91,11 +98,37 @@ class KVCache:
             n += 1
         return n
 
-    def allocate(self, hashes: Sequence[int], prompt_len: int, total_len: int) -> Allocation | None:
+    def hit_tokens(self, hashes: Sequence[int], prompt_len: int) -> int:
+        """Prompt tokens a request would find cached here now (the hit rule of allocate)."""
+        if not self.prefix_caching:
+            return 0
+        return min(self.match(hashes), (prompt_len - 1) // self.block_size) * self.block_size
+
+    def cached_hashes(self) -> list[int]:
+        """Every hashed block the cache holds now, pinned or not (the simulator's oracle)."""
+        return [*self._refs, *self._unused]
+
+    def reset(self) -> bool:
+        """Drop every cached block (vLLM's ``reset_prefix_cache``); False while any is pinned."""
+        if self._refs:
+            return False
+        self._unused.clear()
+        if self.sink is not None:
+            self.sink(["AllBlocksCleared"])
+        return True
+
+    def allocate(
+        self,
+        hashes: Sequence[int],
+        prompt_len: int,
+        total_len: int,
+        token_ids: Sequence[int] = (),
+        lora: tuple[int, str] | None = None,
+    ) -> Allocation | None:
         """Pin the prompt's blocks and reserve its decode blocks, or None if they do not fit.
 
         At least one prompt token is always computed (as in vLLM), so a full hit recomputes the
-        last block.
+        last block. ``token_ids`` and ``lora`` (id, name) only feed the ``BlockStored`` events.
         """
         bs = self.block_size
         if not self.prefix_caching:
@@ -106,7 +139,8 @@ class KVCache:
         shared = sum(1 for h in hashes if h in self._refs)
         if total_blocks - shared > self._available():
             return None
-        for h in hashes:
+        new: list[int] = []  # indexes of blocks cached by this request
+        for i, h in enumerate(hashes):
             if h in self._refs:
                 self._refs[h] += 1
                 continue
@@ -114,7 +148,10 @@ class KVCache:
                 del self._unused[h]
             else:
                 self._make_room()
+                new.append(i)
             self._refs[h] = 1
+        if new and self.sink is not None:
+            self._stored(hashes, new, token_ids, lora)
         alloc = Allocation(list(hashes), prompt_blocks - len(hashes), total_blocks - prompt_blocks)
         for _ in range(alloc.private):
             self._make_room()
@@ -124,6 +161,38 @@ class KVCache:
         self.queries += prompt_len
         self.hits += alloc.cached_tokens
         return alloc
+
+    def _stored(
+        self,
+        hashes: Sequence[int],
+        new: list[int],
+        token_ids: Sequence[int],
+        lora: tuple[int, str] | None,
+    ) -> None:
+        """One ``BlockStored`` per run of consecutive new blocks, chained to its parent."""
+        assert self.sink is not None
+        bs = self.block_size
+        lora_id, lora_name = lora if lora is not None else (None, None)
+        start = 0
+        while start < len(new):
+            end = start
+            while end + 1 < len(new) and new[end + 1] == new[end] + 1:
+                end += 1
+            first, last = new[start], new[end]
+            parent = hashes[first - 1] if first > 0 else None
+            tokens = list(token_ids[first * bs : (last + 1) * bs])
+            event = [
+                "BlockStored",
+                list(hashes[first : last + 1]),
+                parent,
+                tokens,
+                bs,
+                lora_id,
+                "GPU",
+                lora_name,
+            ]
+            self.sink(event)
+            start = end + 1
 
     def grow(self, alloc: Allocation) -> None:
         """Turn one reserved block into a used one (generation crossed a block boundary)."""
@@ -136,8 +205,9 @@ class KVCache:
         self._private += 1
 
     def release(self, alloc: Allocation) -> None:
-        """Unpin everything ``alloc`` holds; hashed blocks stay cached, most recent last."""
-        for h in alloc.hashes:
+        """Unpin everything ``alloc`` holds; hashed blocks stay cached. As vLLM, the tail is
+        freed first, so under pressure a prompt's last blocks go before its shared prefix."""
+        for h in reversed(alloc.hashes):
             left = self._refs[h] - 1
             if left:
                 self._refs[h] = left
@@ -151,5 +221,7 @@ class KVCache:
     def _make_room(self) -> None:
         """Ensure one empty block exists, evicting the least recently used cached block."""
         if self.pinned + len(self._unused) >= self.num_blocks and self._unused:
-            self._unused.popitem(last=False)
+            h, _ = self._unused.popitem(last=False)
             self.evictions += 1
+            if self.sink is not None:
+                self.sink(["BlockRemoved", [h], "GPU"])

@@ -96,6 +96,12 @@ class EngineCollector(Collector):
             "Prefix cache hits, in terms of number of cached tokens.",
             eng.kv.hits,
         )
+        yield counter(
+            "sim:oracle_prefix_cache_hits",
+            "Prompt tokens the best-placed server of the fleet held when each request arrived "
+            "(what a perfect router would have hit; not a vLLM metric).",
+            eng.kv.oracle_hits,
+        )
         yield counter("vllm:num_preemptions", "Cumulative number of preemption from the engine.", 0)
         yield counter("vllm:prompt_tokens", "Number of prefill tokens processed.", st.prompt_tokens)
         yield counter(

@@ -31,7 +31,7 @@ from endpoint_picker.sim.openai import (
     parse_json,
     resolve_model,
 )
-from endpoint_picker.sim.tokenizer import tokenize
+from endpoint_picker.sim.tokenizer import token_id, tokenize
 
 ENDPOINT_HEADER = "x-sim-endpoint"
 REQUEST_ID_HEADER = "x-request-id"
@@ -62,6 +62,10 @@ class SimServer:
         self._lengths = random.Random(config.seed + 104729)
         self._metrics_cache: tuple[float, bytes] | None = None
         self._runner: web.AppRunner | None = None
+        self.kv_events: Any = None  # a KVEventPublisher when KV events are on
+        # The fleet this server belongs to (start_fleet sets it): the oracle hit count asks
+        # every member what it holds when a request arrives.
+        self.peers: list[SimServer] = [self]
         self.app = self._build_app()
 
     @property
@@ -86,12 +90,53 @@ class SimServer:
             self._runner = None
             raise
         self.port = int(self._runner.addresses[0][1])
+        try:
+            self._start_kv_events()
+        except Exception:
+            await self._runner.cleanup()
+            self._runner = None
+            raise
         self.engine.start()
         return self.port
+
+    def _start_kv_events(self) -> None:
+        cfg = self.config
+        if not (cfg.kv_events_port or cfg.kv_events_endpoint):
+            return
+        import zmq
+
+        from endpoint_picker.sim.kvevents import KVEventPublisher
+
+        topic = cfg.kv_events_topic.format(endpoint=self.endpoint, model=cfg.model)
+        host = self.host if self.host not in ("", "0.0.0.0") else "*"
+
+        def port(p: int) -> str:
+            return "*" if p < 0 else str(p)
+
+        replay = None
+        if cfg.kv_events_replay_port:
+            replay = f"tcp://{host}:{port(cfg.kv_events_replay_port)}"
+        pub = KVEventPublisher(
+            topic,
+            bind=f"tcp://{host}:{port(cfg.kv_events_port)}" if cfg.kv_events_port else None,
+            connect=cfg.kv_events_endpoint or None,
+            replay_bind=replay,
+            engine=cfg.kv_events_engine,
+        )
+        try:
+            pub.start()
+        except zmq.ZMQError as err:
+            raise OSError(f"KV events: {err}") from None
+        self.kv_events = pub
+        self.engine.kv.sink = pub.add
 
     async def stop(self) -> None:
         """Fail unfinished requests, close connections, unbind."""
         await self.engine.stop()
+        if self.kv_events is not None:
+            self.engine.kv.sink = None
+            await self.kv_events.stop()
+            self.kv_events = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -110,6 +155,8 @@ class SimServer:
         app.router.add_get("/health", self._health)
         app.router.add_get("/health/ready", self._health)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_post("/reset_prefix_cache", self._reset_prefix_cache)
+        app.router.add_get("/debug/kv-blocks", self._kv_blocks)
         return app
 
     async def _stamp(self, request: web.Request, response: web.StreamResponse) -> None:
@@ -156,14 +203,18 @@ class SimServer:
         out = p.max_tokens
         if not p.ignore_eos:
             out = self._lengths.randint(1, p.max_tokens)
-        seed = p.lora or p.model
+        seed = self.config.hash_seed + (p.lora or p.model)
         req = SimRequest(
             prompt_tokens=len(p.tokens),
             output_len=out,
             max_tokens=p.max_tokens,
             hashes=block_hashes(p.tokens, self.config.block_size, seed),
+            token_ids=[token_id(t) for t in p.tokens] if self.kv_events is not None else [],
             lora=p.lora,
             stream=p.stream,
+        )
+        self.engine.kv.oracle_hits += max(
+            peer.engine.kv.hit_tokens(req.hashes, req.prompt_tokens) for peer in self.peers
         )
         try:
             self.engine.submit(req)
@@ -276,6 +327,26 @@ class SimServer:
 
         data = [card(cfg.model, None)] + [card(name, cfg.model) for name in cfg.lora]
         return web.json_response({"object": "list", "data": data})
+
+    async def _reset_prefix_cache(self, request: web.Request) -> web.StreamResponse:
+        """vLLM's ``POST /reset_prefix_cache``: drop cached blocks (``AllBlocksCleared``)."""
+        if not self.engine.kv.reset():
+            raise ApiError(409, "cannot reset the prefix cache while requests are running")
+        return web.Response(status=200)
+
+    async def _kv_blocks(self, request: web.Request) -> web.StreamResponse:
+        """The oracle: every block hash cached now, and how to recompute them from a prompt
+        (``sim.kvcache.block_hashes(tokens, block_size, hash_seed + model)``)."""
+        kv = self.engine.kv
+        return web.json_response(
+            {
+                "model": self.config.model,
+                "block_size": kv.block_size,
+                "hash_seed": self.config.hash_seed,
+                "num_gpu_blocks": kv.num_blocks,
+                "blocks": kv.cached_hashes(),
+            }
+        )
 
     async def _health(self, request: web.Request) -> web.StreamResponse:
         return web.Response(status=200)

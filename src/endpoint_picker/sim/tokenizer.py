@@ -12,6 +12,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import xxhash
+
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 # Words the simulator "generates"; cycled, so output text is deterministic.
@@ -46,6 +48,25 @@ _VOCAB = tuple(
 def tokenize(text: str) -> list[str]:
     """Split text into tokens (words and single punctuation characters)."""
     return _TOKEN.findall(text)
+
+
+_IDS: dict[str, int] = {}  # token -> id, a bounded memo (workloads reuse a small vocabulary)
+
+
+def token_id(token: str) -> int:
+    """The id a token has in KV events and for the EPP's ``token-producer`` (stable, 31-bit)."""
+    found = _IDS.get(token)
+    if found is None:
+        if len(_IDS) >= 1 << 18:
+            _IDS.clear()
+        found = _IDS[token] = xxhash.xxh32_intdigest(token.encode()) & 0x7FFFFFFF
+    return found
+
+
+def token_ids(text: str) -> list[int]:
+    """Token ids of ``text``: what the simulator's tokenizer gives, as ids."""
+    get = _IDS.get
+    return [get(t) or token_id(t) for t in _TOKEN.findall(text)]
 
 
 def render_chat(messages: Sequence[Any]) -> str:

@@ -5,11 +5,18 @@ from endpoint_picker.scheduling.plugins.handlers import (
     DestinationEndpointServedVerifier,
     SingleProfileHandler,
 )
+from endpoint_picker.scheduling.plugins.llmd import (
+    ActiveRequestScorer,
+    DecodeFilter,
+    EndpointNotificationSource,
+    NoHitLruScorer,
+)
 from endpoint_picker.scheduling.plugins.pickers import (
     MaxScorePicker,
     RandomPicker,
     WeightedRandomPicker,
 )
+from endpoint_picker.scheduling.plugins.precise import PrecisePrefixCacheProducer
 from endpoint_picker.scheduling.plugins.prefix import ApproxPrefixCacheProducer, PrefixCacheScorer
 from endpoint_picker.scheduling.plugins.scorers import (
     KVCacheUtilizationScorer,
@@ -18,6 +25,7 @@ from endpoint_picker.scheduling.plugins.scorers import (
     RunningRequestsSizeScorer,
     TokenLoadScorer,
 )
+from endpoint_picker.scheduling.plugins.token_producer import TokenProducer
 
 PLUGIN_CLASSES = {
     cls.type_name: cls
@@ -35,18 +43,29 @@ PLUGIN_CLASSES = {
         SingleProfileHandler,
         HeaderBasedTestingFilter,
         DestinationEndpointServedVerifier,
+        TokenProducer,
+        PrecisePrefixCacheProducer,
+        NoHitLruScorer,
+        ActiveRequestScorer,
+        EndpointNotificationSource,
+        DecodeFilter,
     )
 }
 """Type name -> class; each class has ``from_params(name, params)``."""
 
 __all__ = [
     "PLUGIN_CLASSES",
+    "ActiveRequestScorer",
     "ApproxPrefixCacheProducer",
+    "DecodeFilter",
     "DestinationEndpointServedVerifier",
+    "EndpointNotificationSource",
     "HeaderBasedTestingFilter",
     "KVCacheUtilizationScorer",
     "LoraAffinityScorer",
     "MaxScorePicker",
+    "NoHitLruScorer",
+    "PrecisePrefixCacheProducer",
     "PrefixCacheScorer",
     "QueueScorer",
     "RandomPicker",
@@ -54,5 +73,6 @@ __all__ = [
     "SaturationFilter",
     "SingleProfileHandler",
     "TokenLoadScorer",
+    "TokenProducer",
     "WeightedRandomPicker",
 ]

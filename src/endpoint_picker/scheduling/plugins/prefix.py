@@ -29,6 +29,14 @@ STATE_KEY = "approx-prefix-cache"
 PREFILL_PROFILE = "prefill"
 
 
+def match_state_key(producer_name: str) -> str:
+    """Where the producer named ``producer_name`` leaves its :class:`PrefixMatch` (the
+    default-named approximate producer keeps ``STATE_KEY``)."""
+    if not producer_name or producer_name == "approx-prefix-cache-producer":
+        return STATE_KEY
+    return f"prefix-match:{producer_name}"
+
+
 @dataclass(slots=True)
 class PrefixMatch:
     """One request's prefix data: its block hashes and the blocks matched per endpoint name."""
@@ -69,6 +77,18 @@ class PrefixParams(PluginParams):
         return v
 
 
+class PrefixScorerParams(PrefixParams):
+    """``prefix-cache-scorer``: the producer's tuning (see :class:`PrefixParams`) and llm-d's
+    ``prefixMatchInfoProducerName``, the producer whose match info the scorer reads."""
+
+    prefix_match_info_producer_name: str = ""
+
+    def producer_params(self) -> PrefixParams:
+        """The tuning alone, as the auto-created producer takes it (only the fields given)."""
+        tuning = self.model_dump(include=set(PrefixParams.model_fields) & self.model_fields_set)
+        return PrefixParams.model_validate(tuning)
+
+
 @dataclass(slots=True)
 class PrefixConfig:
     auto_tune: bool = True
@@ -103,6 +123,7 @@ class ApproxPrefixCacheProducer(PluginBase):
         super().__init__(name)
         self.config = config or PrefixConfig()
         self.index = PrefixIndex(self.config.lru_capacity_per_server)
+        self.state_key = match_state_key(self.name)
 
     def _block_size(self, endpoints: Sequence[Endpoint]) -> int:
         if self.config.auto_tune and endpoints and endpoints[0].metrics.cache_block_size > 0:
@@ -111,7 +132,7 @@ class ApproxPrefixCacheProducer(PluginBase):
 
     def prepare(self, request: InferenceRequest, endpoints: Sequence[Endpoint]) -> None:
         block_tokens = self._block_size(endpoints)
-        state = request.state.get(STATE_KEY)
+        state = request.state.get(self.state_key)
         if isinstance(state, PrefixMatch) and state.block_size_tokens == block_tokens:
             hashes = state.hashes  # hashed already (a retry): hash a prompt once per request
         else:
@@ -125,7 +146,7 @@ class ApproxPrefixCacheProducer(PluginBase):
                 request.target_model,
                 request.cache_salt,
             )
-        request.state[STATE_KEY] = PrefixMatch(block_tokens, hashes, self.index.match(hashes))
+        request.state[self.state_key] = PrefixMatch(block_tokens, hashes, self.index.match(hashes))
 
     def _capacity(self, endpoint: Endpoint) -> int:
         if self.config.auto_tune and endpoint.metrics.cache_num_blocks > 0:
@@ -133,7 +154,7 @@ class ApproxPrefixCacheProducer(PluginBase):
         return self.config.lru_capacity_per_server
 
     def pre_request(self, request: InferenceRequest, result: SchedulingResult) -> None:
-        state = request.state.get(STATE_KEY)
+        state = request.state.get(self.state_key)
         if not isinstance(state, PrefixMatch) or not result.endpoints:
             return
         targets = [result.endpoints[0]]
@@ -163,15 +184,26 @@ class PrefixCacheScorer(PluginBase):
     Tuning parameters written on the scorer (as upstream's docs show; upstream's code ignores
     them, spec section 10 (3)) are validated as the producer's; the config loader hands them to
     the auto-created producer, so they take effect instead of being silently ignored.
+    ``prefixMatchInfoProducerName`` (llm-d) names the producer whose match info it reads
+    (default: the approximate producer).
     """
 
     type_name = "prefix-cache-scorer"
-    params_model = PrefixParams
+    params_model = PrefixScorerParams
+
+    def __init__(self, name: str | None = None, producer_name: str = "") -> None:
+        super().__init__(name)
+        self.producer_name = producer_name
+        self.state_key = match_state_key(producer_name)
 
     def score(self, request: InferenceRequest, endpoints: list[Endpoint]) -> list[float]:
-        state = request.state.get(STATE_KEY)
+        state = request.state.get(self.state_key)
         if not isinstance(state, PrefixMatch) or not state.total or not state.matches:
             return [0.0] * len(endpoints)
         total = float(state.total)
         get = state.matches.get
         return [get(ep.name, 0) / total for ep in endpoints]
+
+    @classmethod
+    def from_config(cls, name: str, params: Any) -> PrefixCacheScorer:
+        return cls(name, params.prefix_match_info_producer_name)

@@ -1,0 +1,167 @@
+"""The precise prefix index: request keys recomputed from tokens, and which endpoint holds each.
+
+**Keys.** As llm-d-kv-cache's ``ChunkedTokenDatabase``: a prompt's full blocks of
+``block_size`` tokens form a hash chain (no partial last block); block *i*'s key hashes its
+parent's key with its own token ids, and the chain starts from a root that hashes the
+``hashSeed`` and the model name. The EPP computes these keys itself, from the request's tokens
+on the lookup side and from the ``token_ids`` of ``BlockStored`` events on the ingestion side,
+so the engine's own hash function and seed never matter: engine hashes are only opaque names
+for mapping a removal back to the keys it covered. llm-d hashes CBOR with FNV-64a; we chain
+xxh3-64 (the parent key is the hash seed, the token ids are hashed as little-endian uint32),
+which costs a fraction as much in Python and is never compared with another process's keys.
+
+**Memory bound.** At most ``size`` keys (llm-d's ``inMemoryConfig.size``), evicted least
+recently *written* first, and at most ``pod_cache_size`` endpoints per key
+(``podCacheSize``): memory is O(size x pod_cache_size) whatever the servers send.
+
+**Speculative entries** carry an expiry time; a confirmed (event-backed) entry has none, and a
+``BlockStored`` confirms a speculative entry in place. Expired entries are dropped when met.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+
+import xxhash
+
+_xxh3 = xxhash.xxh3_64_intdigest
+CONFIRMED = math.inf
+
+
+def root_key(hash_seed: str, model: str) -> int:
+    """The chain's starting point for ``model`` (llm-d's ``getInitHash``)."""
+    return _xxh3(f"{hash_seed}\x00{model}".encode())
+
+
+def _as_bytes(token_ids: Sequence[int]) -> bytes:
+    if isinstance(token_ids, array) and token_ids.typecode == "I":
+        return token_ids.tobytes()  # the chunk cache's ids: no per-token conversion
+    try:
+        return array("I", token_ids).tobytes()
+    except OverflowError:  # ids beyond 32 bits (never seen in practice): widen
+        return array("Q", token_ids).tobytes()
+
+
+def block_keys(token_ids: Sequence[int], block_size: int, parent: int) -> list[int]:
+    """Keys of the full blocks of ``token_ids``, chained from ``parent``."""
+    n = len(token_ids) // block_size
+    if n == 0:
+        return []
+    data = _as_bytes(token_ids[: n * block_size])
+    step = len(data) // n
+    out: list[int] = []
+    for start in range(0, len(data), step):
+        parent = _xxh3(data[start : start + step], parent)
+        out.append(parent)
+    return out
+
+
+class BlockIndex:
+    """Request key -> {endpoint name: expiry}; bounded as the module docstring says."""
+
+    def __init__(self, size: int = 100_000_000, pod_cache_size: int = 10) -> None:
+        if size < 1 or pod_cache_size < 1:
+            raise ValueError("size and pod_cache_size must be >= 1")
+        self.size = size
+        self.pod_cache_size = pod_cache_size
+        self._keys: OrderedDict[int, dict[str, float]] = OrderedDict()
+        self._by_endpoint: dict[str, set[int]] = {}
+        self.evictions = 0
+        self.admissions = 0  # keys written for an endpoint that did not hold them
+        self.speculative = False  # set once a speculative entry exists: lookups check expiry
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def endpoint_keys(self, endpoint: str) -> int:
+        return len(self._by_endpoint.get(endpoint, ()))
+
+    def add(self, keys: Iterable[int], endpoint: str, expiry: float = CONFIRMED) -> None:
+        """Record ``endpoint`` as holding ``keys``; a speculative add never downgrades a
+        confirmed entry, a confirmed add upgrades a speculative one."""
+        owned = self._by_endpoint.setdefault(endpoint, set())
+        index = self._keys
+        if expiry != CONFIRMED:
+            self.speculative = True
+        for key in keys:
+            holders = index.get(key)
+            if holders is None:
+                holders = index[key] = {}
+                if len(index) > self.size:
+                    self._evict()
+            else:
+                index.move_to_end(key)
+            old = holders.get(endpoint)
+            if old is None:
+                if len(holders) >= self.pod_cache_size:
+                    dropped = next(iter(holders))
+                    del holders[dropped]
+                    self._by_endpoint.get(dropped, set()).discard(key)
+                holders[endpoint] = expiry
+                owned.add(key)
+                self.admissions += 1
+            elif expiry > old:
+                holders[endpoint] = expiry
+
+    def _evict(self) -> None:
+        key, holders = self._keys.popitem(last=False)
+        self.evictions += 1
+        for name in holders:
+            self._by_endpoint.get(name, set()).discard(key)
+
+    def remove(self, keys: Iterable[int], endpoint: str) -> None:
+        owned = self._by_endpoint.get(endpoint)
+        for key in keys:
+            holders = self._keys.get(key)
+            if holders is not None and holders.pop(endpoint, None) is not None:
+                if not holders:
+                    del self._keys[key]
+                if owned is not None:
+                    owned.discard(key)
+
+    def clear_endpoint(self, endpoint: str) -> None:
+        """Forget everything ``endpoint`` holds (AllBlocksCleared, restart, removal)."""
+        for key in self._by_endpoint.pop(endpoint, set()):
+            holders = self._keys.get(key)
+            if holders is not None:
+                holders.pop(endpoint, None)
+                if not holders:
+                    del self._keys[key]
+
+    def match(self, keys: Sequence[int], now: float) -> dict[str, int]:
+        """Leading blocks of ``keys`` each endpoint holds (llm-d's longest-prefix lookup):
+        an endpoint stops counting at its first missing block; the walk stops when none is left.
+
+        Per key this costs one dict lookup and one subset test of small sets (the endpoints
+        still matching), so 512 keys take well under a millisecond.
+        """
+        out: dict[str, int] = {}
+        index = self._keys
+        active: set[str] = set()
+        for i, key in enumerate(keys):
+            holders = index.get(key)
+            if holders and self.speculative:
+                self._expire(key, holders, now)
+            if not holders:
+                for name in active:
+                    out[name] = i
+                return out
+            if i == 0:
+                active = set(holders)
+            elif not active <= holders.keys():
+                for name in active - holders.keys():
+                    out[name] = i
+                active &= holders.keys()
+                if not active:
+                    return out
+        for name in active:
+            out[name] = len(keys)
+        return out
+
+    def _expire(self, key: int, holders: dict[str, float], now: float) -> None:
+        for name in [n for n, exp in holders.items() if exp <= now]:
+            del holders[name]
+            self._by_endpoint.get(name, set()).discard(key)

@@ -1,0 +1,77 @@
+"""The precise block index and key recomputation: chains, bounds, speculative TTL, lookup."""
+
+from __future__ import annotations
+
+import xxhash
+
+from endpoint_picker.scheduling.plugins.precise_index import BlockIndex, block_keys, root_key
+
+
+def test_keys_chain_full_blocks_from_the_root() -> None:
+    root = root_key("seed", "m")
+    assert root == xxhash.xxh3_64_intdigest(b"seed\x00m")
+    keys = block_keys([1, 2, 3, 4, 5, 6, 7, 8, 9], 4, root)
+    assert len(keys) == 2  # the trailing partial block has no key
+    first = xxhash.xxh3_64_intdigest(
+        (1).to_bytes(4, "little") + b"".join(t.to_bytes(4, "little") for t in (2, 3, 4)), root
+    )
+    assert keys[0] == first
+    # a chain continued from a parent equals the whole chain
+    assert block_keys([5, 6, 7, 8], 4, keys[0]) == keys[1:]
+    # different seed or model: different keys; same tokens: same keys
+    assert block_keys([1, 2, 3, 4], 4, root_key("other", "m")) != keys[:1]
+    assert block_keys([1, 2, 3, 4], 4, root_key("seed", "m2")) != keys[:1]
+    assert block_keys([1, 2, 3], 4, root) == []
+
+
+def test_keys_handle_ids_beyond_32_bits() -> None:
+    assert len(block_keys([2**40, 1], 2, 0)) == 1
+
+
+def test_match_counts_leading_blocks_per_endpoint() -> None:
+    idx = BlockIndex()
+    idx.add([1, 2, 3], "a")
+    idx.add([1, 3], "b")  # b lacks block 2: it stops there, though it holds block 3
+    assert idx.match([1, 2, 3, 4], now=0.0) == {"a": 3, "b": 1}
+    assert idx.match([9, 1], now=0.0) == {}
+    idx.remove([2], "a")
+    assert idx.match([1, 2, 3], now=0.0) == {"a": 1, "b": 1}
+
+
+def test_size_bounds_keys_lru_by_write() -> None:
+    idx = BlockIndex(size=3)
+    idx.add([1, 2, 3], "a")
+    idx.add([1], "b")  # touches key 1
+    idx.add([4], "a")  # evicts key 2, the least recently written
+    assert len(idx) == 3 and idx.evictions == 1
+    assert idx.match([1, 2], 0.0) == {"a": 1, "b": 1}
+    assert idx.endpoint_keys("a") == 3  # 1, 3, 4
+
+
+def test_pod_cache_size_bounds_endpoints_per_key() -> None:
+    idx = BlockIndex(pod_cache_size=2)
+    for name in ("a", "b", "c"):
+        idx.add([7], name)
+    assert set(idx.match([7], 0.0)) == {"b", "c"}
+    assert idx.endpoint_keys("a") == 0
+
+
+def test_speculative_entries_expire_and_confirmation_wins() -> None:
+    idx = BlockIndex()
+    idx.add([1, 2], "a", expiry=10.0)
+    assert idx.match([1, 2], now=5.0) == {"a": 2}
+    assert idx.match([1, 2], now=11.0) == {}
+    assert len(idx) == 2  # the keys remain (no holder) until written or evicted
+    idx.add([1], "b", expiry=10.0)
+    idx.add([1], "b")  # BlockStored confirms
+    idx.add([1], "b", expiry=1.0)  # a later speculative add never downgrades
+    assert idx.match([1], now=100.0) == {"b": 1}
+
+
+def test_clear_endpoint_drops_only_its_entries() -> None:
+    idx = BlockIndex()
+    idx.add([1, 2], "a")
+    idx.add([1], "b")
+    idx.clear_endpoint("a")
+    assert idx.match([1, 2], 0.0) == {"b": 1}
+    assert len(idx) == 1
