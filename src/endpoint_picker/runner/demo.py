@@ -122,13 +122,13 @@ async def run_demo(
     simulate: int, n_requests: int, concurrency: int, port: int, front: str = "fast"
 ) -> int:
     from endpoint_picker.runner.app import EppOptions
-    from endpoint_picker.runner.defaults import default_manifest_path, demo_config_path
+    from endpoint_picker.runner.defaults import default_manifest_path
     from endpoint_picker.runner.stack import Stack, StackOptions
 
     options = StackOptions(
         epp=EppOptions(
             manifests=[default_manifest_path()],
-            config_file=demo_config_path(),
+            config_file=None,  # the shipped defaults: flow control with the learned capacity
             grpc_port=0,
             grpc_health_port=0,
             metrics_port=0,
