@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from endpoint_picker import latency
+from endpoint_picker import latency, request_log
 from endpoint_picker import metrics as m
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.datastore import Datastore, Endpoint
@@ -151,6 +151,7 @@ class RequestContext:
     headers_to_set: dict[str, str] = field(default_factory=dict)
     endpoint: Endpoint | None = None
     received_at: float = 0.0
+    dispatched_at: float = 0.0  # left flow control (clock time): the wait's end
     first_byte_at: float = 0.0  # first response body bytes: the TTFT mark
     response_status: int = 0
     response_bytes: int = 0
@@ -225,6 +226,13 @@ class Director:
             )
         except InferenceError as err:
             self._count_error(request, err.code.value)
+            request_log.rejected(
+                request,
+                err.code.value,
+                err.msg,
+                err.http_status or 500,
+                wait=self.clock.now() - received,
+            )
             if span is not None:
                 self._trace_phases(span, request, t0, t1, 0.0)
                 self._end_span(span, f"{err.code.value}: {err.msg}")
@@ -266,6 +274,7 @@ class Director:
             body=forward,
             endpoint=primary,
             received_at=received,
+            dispatched_at=self.clock.now(),
             streaming=request.stream,
         )
         ctx.headers_to_set[REQUEST_ID_HEADER] = request.request_id
@@ -425,12 +434,22 @@ class Director:
             self.scheduler.response_complete(req, ep)
         if series.running is not None:
             series.running.dec()
+        outcome = "completed"
         if error is not None or (ctx.response_status and ctx.response_status >= 400):
-            code = Code.MODEL_SERVER_ERROR.value if error is None else _error_code(error)
-            self._count_error(req, code)
+            outcome = Code.MODEL_SERVER_ERROR.value if error is None else _error_code(error)
+            self._count_error(req, outcome)
         else:
-            self._outcome(req, "completed")
+            self._outcome(req, outcome)
         duration = self.clock.now() - ctx.received_at
+        request_log.finished(
+            req,
+            ep.hostport if ep is not None else "",
+            outcome,
+            ctx.response_status,
+            wait=ctx.dispatched_at - ctx.received_at,
+            ttft=ctx.first_byte_at - ctx.received_at if ctx.first_byte_at else None,
+            duration=duration,
+        )
         series.duration.observe(duration)
         series.response_sizes.observe(ctx.response_bytes)
         usage = ctx._tracker.usage if ctx._tracker is not None else ctx.usage

@@ -47,6 +47,8 @@ def test_quick_run_critical_goes_first(tmp_path: Path) -> None:
     assert std["ok"] == std["sent"]
     assert crit["p90"] < shed["p50"]  # overload lands on the lowest band, not on critical
     assert n["accounting_ok"], (n["epp_outcomes"], crit["sent"], std["sent"], shed["sent"])
-    assert n["learned_slots"] == 8  # 2 servers x max-num-seqs 4, learned from their metrics
+    # 2 servers x max-num-seqs 4, learned from their metrics; each server's capacity may stand
+    # one above while a probe (+1 every few seconds, docs/flow-control.md) is being tried.
+    assert 8 <= n["learned_slots"] <= 8 + 2, n["learned_slots"]
     assert (tmp_path / "priority-quick_heatmap.png").stat().st_size > 5000
     assert "critical p90" in (tmp_path / "priority-quick.md").read_text()
