@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE / "priority_bench"))
 from priority_load import Load, SlotSampler, idle_probe, mean_service_s, pool_idle  # noqa: E402
 from priority_report import cell_numbers, heatmap, table  # noqa: E402
 from routing_metrics import epp_outcomes, fetch, parse  # noqa: E402
-from routing_procs import EPP, Pool, _stop, _tail, free_port, wait_serving  # noqa: E402
+from routing_procs import EppFront, Pool, wait_serving  # noqa: E402
 
 PROFILE = "8b-h100"
 SWEEP: dict[str, list[Any]] = {
@@ -63,50 +63,6 @@ UPSTREAM_DEFAULT = (
     "apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n"
     "saturationDetector: {pluginRef: %s}\n"
 )
-
-
-class Epp:
-    """``epp run`` on ``front`` with no config file (or ``config_text``), as its own process."""
-
-    def __init__(self, endpoints: list[str], front: str, workdir: Path, config: str | None):
-        self.endpoints, self.front, self.workdir, self.config = endpoints, front, workdir, config
-        self.proc: asyncio.subprocess.Process | None = None
-        self.url = ""
-        self.metrics_url = ""
-
-    async def start(self, wait_s: float = 60.0) -> None:
-        import re
-
-        metrics_port = free_port()
-        args = [*EPP, "run", "--port", "0", "--front", self.front]
-        args += ["--pick-port", str(free_port()), "--als-port", str(free_port())]
-        args += ["--grpc-port", str(free_port()), "--grpc-health-port", str(free_port())]
-        args += ["--metrics-port", str(metrics_port)]
-        if self.config:
-            args += ["--config-text", self.config]
-        for i, ep in enumerate(self.endpoints):
-            args += ["--endpoint", f"sim-{i}={ep}"]
-        log = self.workdir / f"epp-{self.front}.log"
-        with log.open("wb") as fh:
-            self.proc = await asyncio.create_subprocess_exec(
-                *args, stdin=asyncio.subprocess.DEVNULL, stdout=fh, stderr=fh
-            )
-        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-        pattern = re.compile(r"send requests to (http://[\d.]+:\d+)/")
-        deadline = time.monotonic() + wait_s
-        while not self.url:
-            found = pattern.search(log.read_text(errors="replace"))
-            if found:
-                self.url = found.group(1)
-            elif self.proc.returncode is not None or time.monotonic() > deadline:
-                await self.stop()
-                raise RuntimeError(f"epp run did not start:\n{_tail(log)}")
-            else:
-                await asyncio.sleep(0.2)
-
-    async def stop(self) -> None:
-        await _stop(self.proc)
-        self.proc = None
 
 
 def _delta(
@@ -134,11 +90,13 @@ async def _epp_gauges(url: str) -> tuple[float | None, float]:
 
 
 async def run_cell(
-    epp: Epp, sims: list[str], cell: dict[str, Any], load_s: float, idle_n: int
+    epp: EppFront, sims: list[str], cell: dict[str, Any], load_s: float, idle_n: int
 ) -> dict[str, Any]:
     """One cell on a running pool and EPP: idle probe, then the overload, then the numbers."""
     slots = cell["servers"] * cell["seqs"]
     metrics = [f"http://{e}/metrics" for e in sims]
+    epp_metrics = epp.metrics_url
+    assert epp_metrics is not None  # an EPP front always has one
     service = mean_service_s(cell["output"])
     t0 = time.monotonic()
     await pool_idle(metrics)
@@ -147,8 +105,8 @@ async def run_cell(
     )
     await pool_idle(metrics)
     rate = cell["overload"] * slots / service
-    before = await epp_outcomes(epp.metrics_url)
-    sampler = SlotSampler(metrics, epp.metrics_url)
+    before = await epp_outcomes(epp_metrics)
+    sampler = SlotSampler(metrics, epp_metrics)
     sampler.start()
     load = Load(epp.url, rate, load_s, cell["output"], cell["stream"], seed=len(sims))
     started = time.monotonic()
@@ -160,11 +118,11 @@ async def run_cell(
     sent = len(load.shots)
     deadline = time.monotonic() + 15
     while True:
-        outcomes = _delta(await epp_outcomes(epp.metrics_url), before)
+        outcomes = _delta(await epp_outcomes(epp_metrics), before)
         if sum(sum(c.values()) for c in outcomes.values()) >= sent or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.25)
-    learned, still_queued = await _epp_gauges(epp.metrics_url)
+    learned, still_queued = await _epp_gauges(epp_metrics)
     busy, waiting = sampler.window(started + min(service, load_s / 3), started + load_s)
     numbers = cell_numbers(load.shots, idle, outcomes, busy, waiting, slots)
     numbers["learned_slots"] = learned
@@ -185,7 +143,7 @@ async def run_group(
     pool = Pool(servers, PROFILE, {"max_num_seqs": seqs}, workdir)
     await pool.start()
     config = UPSTREAM_DEFAULT % args.detector if args.detector else None
-    epp = Epp(pool.endpoints, front, workdir, config)
+    epp = EppFront(pool.endpoints, None, workdir, front=front, config_text=config)
     results = []
     try:
         await epp.start()

@@ -172,9 +172,19 @@ class EppFront(Front):
     """``epp run --endpoint ... [--config-file F]`` with its own managed Envoy, as a process;
     without a config file, the EPP runs as shipped."""
 
-    def __init__(self, endpoints: list[str], config_file: Path | None, workdir: Path) -> None:
+    def __init__(
+        self,
+        endpoints: list[str],
+        config_file: Path | None,
+        workdir: Path,
+        *,
+        front: str = "fast",
+        config_text: str | None = None,
+    ) -> None:
         self.endpoints = endpoints
         self.config_file = config_file
+        self.config_text = config_text
+        self.front = front
         self.workdir = workdir
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -183,14 +193,17 @@ class EppFront(Front):
         args = [*EPP, "run", "--port", "0"]
         if self.config_file is not None:
             args += ["--config-file", str(self.config_file)]
-        # The fast front, as `epp run` defaults to; every port free, so runs never collide.
-        args += ["--front", "fast", "--pick-port", str(free_port())]
+        if self.config_text is not None:
+            args += ["--config-text", self.config_text]
+        # The fast front unless asked otherwise, as `epp run` defaults to; every port free, so
+        # runs never collide.
+        args += ["--front", self.front, "--pick-port", str(free_port())]
         args += ["--als-port", str(free_port())]
         args += ["--grpc-port", str(free_port()), "--grpc-health-port", str(free_port())]
         args += ["--metrics-port", str(metrics_port)]
         for i, ep in enumerate(self.endpoints):
             args += ["--endpoint", f"sim-{i}={ep}"]
-        log = self.workdir / "epp.log"
+        log = self.workdir / f"epp-{self.front}.log"
         with log.open("wb") as fh:
             self.proc = await asyncio.create_subprocess_exec(
                 *args, stdin=asyncio.subprocess.DEVNULL, stdout=fh, stderr=fh
