@@ -38,6 +38,8 @@ COMMANDS = {
     "flowcontrol": ".venv/bin/python benchmarks/flowcontrol.py",
     "scheduling": ".venv/bin/python benchmarks/scheduling.py",
     "sim_capacity": ".venv/bin/python benchmarks/sim_capacity.py",
+    "priority-4x4-default": ".venv/bin/python benchmarks/priority.py --servers 4 --seqs 4 "
+    "--outputs short --stream on --overloads 2 --fronts fast,extproc --name priority-4x4-default",
 }
 _BLOCK = re.compile(
     r"(<!-- BEGIN figures:(?P<name>[\w-]+) [^\n]*-->\n)"
@@ -217,6 +219,31 @@ def sim_summary(r: dict[str, Any] | None) -> str:
     return f"{head}: " + "; ".join(parts) + f" ({_when(r)})"
 
 
+def priority_summary(r: dict[str, Any] | None, before: dict[str, Any] | None = None) -> str:
+    """Per front: critical p90 over its idle p90 with no config file, slots busy, accounting;
+    and, where the same cells ran with the previous default detector, its figure."""
+    if r is None:
+        return _missing("priority-4x4-default")
+    old = {c["cell"]["front"]: c["numbers"] for c in (before or {}).get("cells", [])}
+    parts = []
+    for c in r["cells"]:
+        n, front = c["numbers"], c["cell"]["front"]
+        text = (
+            f"{front} front: critical p90 {n['critical_over_idle']:.1f}x its idle p90, "
+            f"{n['slots_busy']:.0%} of slots busy, accounting "
+            f"{'exact' if n['accounting_ok'] else 'off'}"
+        )
+        if front in old:
+            text += f" (utilization-detector: {old[front]['critical_over_idle']:.1f}x)"
+        parts.append(text)
+    cell = r["cells"][0]["cell"]
+    head = (
+        f"{cell['servers']} servers x max-num-seqs {cell['seqs']}, {cell['overload']:g}x "
+        "overload, no config file"
+    )
+    return f"{head}: " + "; ".join(parts)
+
+
 def readme_table(results: Callable[[str], dict[str, Any] | None]) -> str:
     rows = [
         ("routing quality vs round robin (inference-perf, ~17 min)", "routing", routing_summary),
@@ -226,6 +253,11 @@ def readme_table(results: Callable[[str], dict[str, Any] | None]) -> str:
         ("simulator capacity", "sim_capacity", sim_summary),
     ]
     lines = ["| benchmark | command | latest figures |", "|---|---|---|"]
+    prio = priority_summary(results("priority-4x4-default"), results("priority-4x4-utilization"))
+    lines.append(
+        "| priority out of the box, one cell of the sweep (loaded machine) | "
+        f"`{COMMANDS['priority-4x4-default']}` | {prio} |"
+    )
     for title, name, summary in rows:
         lines.append(f"| {title} | `{COMMANDS[name]}` | {summary(results(name))} |")
     return "\n".join(lines) + "\n"
