@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
-
-from endpoint_picker.metrics import REGISTRY
+from endpoint_picker.metrics import REGISTRY, Counter, Gauge
 
 ENTRIES = Counter(
     "endpoint_picker_fastfront_access_log_entries_total",

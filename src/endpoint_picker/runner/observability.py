@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -21,7 +21,7 @@ from endpoint_picker import __version__
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.datalayer.freshness import pool_stats
 from endpoint_picker.datastore import Datastore
-from endpoint_picker.metrics import INFO, REGISTRY
+from endpoint_picker.metrics import INFO, REGISTRY, Gauge
 from endpoint_picker.runner.status import StatusPage
 
 _POOL = ("name",)
@@ -112,9 +112,12 @@ class MetricsServer:
         POOL_READY.labels(name).set(stats.ready_pods)
 
     async def _metrics(self, _: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        # Rendered on a worker thread: a large registry must not stall the request loop. The
+        # client's collect() copies each metric's children under its lock, and the per-pod
+        # collector reads the datastore's endpoint snapshot, built here on the loop.
+        self.datastore.endpoints()
+        body = await asyncio.to_thread(generate_latest, REGISTRY)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, _: web.Request) -> web.Response:
         ok = self.ready()

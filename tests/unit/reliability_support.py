@@ -1,0 +1,60 @@
+"""A director with real parts for the reliability tests (issue 18): Datastore, openai parser,
+flow control and scheduler from the default config, on a FakeClock. No front."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from endpoint_picker.clock import FakeClock
+from endpoint_picker.config import build_detector, build_scheduler
+from endpoint_picker.config.loader import load_config_text
+from endpoint_picker.datastore import Datastore
+from endpoint_picker.director import Director
+from endpoint_picker.flowcontrol import FlowController, build_admission
+from endpoint_picker.requests import PARSERS
+
+ADDRESSES = {"a": ("10.0.0.1", 8000), "b": ("10.0.0.2", 8000)}
+
+
+@dataclass
+class World:
+    director: Director
+    datastore: Datastore
+    admission: FlowController
+    clock: FakeClock
+
+    def scrape(self) -> None:
+        """Fresh, idle metrics for every endpoint (nothing dispatched since)."""
+        for ep in self.datastore.endpoints():
+            ep.metrics.update_time = self.clock.now()
+            ep.dispatched_since_scrape = 0
+
+
+async def make_world(config_text: str | None = None) -> World:
+    """Started flow control; call ``await world.admission.stop()`` when done."""
+    clock = FakeClock()
+    datastore = Datastore()
+    datastore.set_static_endpoints(ADDRESSES)
+    cfg = load_config_text(config_text)
+    plugin = cfg.saturation_detector_plugin
+    detector = build_detector(plugin)
+    admission = build_admission(cfg.flow_control, detector, datastore.endpoints, clock)
+    assert isinstance(admission, FlowController)
+    await admission.start()
+    scheduler = build_scheduler(cfg, clock=clock, detectors={plugin.name: detector})
+    parser = PARSERS[cfg.parser_plugin.type_name]
+    director = Director(datastore, parser, admission, scheduler, clock=clock)
+    world = World(director, datastore, admission, clock)
+    world.scrape()
+    return world
+
+
+def body(model: str = "m1", prompt: str = "hello world", **extra: Any) -> bytes:
+    return json.dumps({"model": model, "prompt": prompt, **extra}).encode()
+
+
+def headers(**extra: str) -> dict[str, str]:
+    return {":path": "/v1/completions", "x-request-id": str(uuid.uuid4()), **extra}
