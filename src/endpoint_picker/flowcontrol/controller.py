@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import logging
 import math
 import time
 from collections import Counter
@@ -28,7 +29,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.datastore import Endpoint
 from endpoint_picker.errors import InferenceError, Internal, ResourceExhausted, ServiceUnavailable
-from endpoint_picker.metrics import FastHistogram
+from endpoint_picker.metrics import FAIRNESS_LABELS, FastHistogram
 from endpoint_picker.requests.types import DEFAULT_FAIRNESS_ID, InferenceRequest
 
 from . import metrics as m
@@ -46,6 +47,8 @@ from .types import (
     Item,
     Outcome,
 )
+
+log = logging.getLogger(__name__)
 
 CAPACITY_MESSAGE = f"{ERR_REJECTED}: queue at capacity"
 T = TypeVar("T")
@@ -182,6 +185,8 @@ class FlowController:
         self._child(
             m.REQUEST_ENQUEUE_DURATION, key.fairness_id, str(key.priority), enqueue_outcome
         ).observe(time.perf_counter() - t0)
+        if self.registry.deleted:
+            self._forget_flows()
         if not queued:
             self._finalize(item, Outcome.REJECTED_CAPACITY, now)
             self._raise(item)
@@ -232,6 +237,29 @@ class FlowController:
             self._dispatch_cycle()
 
     def _dispatch_cycle(self) -> None:
+        """One cycle; an exception in it fails what is queued rather than stranding it.
+
+        A detector or policy that raises (a bug, or a value it cannot handle) would otherwise
+        leave every queued request waiting for a cycle that never dispatches: each is evicted
+        with ``EvictedOther`` (HTTP 500, "internal flow control error") and the controller
+        keeps running for the requests that come next.
+        """
+        try:
+            self._cycle()
+        except Exception:
+            log.exception(
+                "flow control dispatch cycle failed; failing %d queued requests", self.registry.len
+            )
+            self._fail_queued(self.clock.now())
+
+    def _fail_queued(self, now: float) -> None:
+        for band in list(self.registry.bands.values()):
+            for flow in list(band.flows.values()):
+                for item in list(flow.live_items()):
+                    if item.outcome is None:
+                        self._evict(item, Outcome.EVICTED_OTHER, now)
+
+    def _cycle(self) -> None:
         """Expire what is due, then dispatch at most one request (upstream's dispatchCycle)."""
         t0 = time.perf_counter()
         now = self.clock.now()
@@ -334,8 +362,20 @@ class FlowController:
         """Delete idle flows and dynamic bands now; returns (flows, bands) deleted."""
         return self.registry.collect_garbage(self.clock.now())
 
+    def _forget_flows(self) -> None:
+        """Release the metric series of deleted flows whose fairness id is gone from all bands."""
+        deleted, self.registry.deleted = self.registry.deleted, []
+        bands = self.registry.bands.values()
+        for fid in set(deleted):
+            if any(fid in band.flows for band in bands):
+                continue
+            FAIRNESS_LABELS.release(fid)
+            for ck in [k for k in self._children if fid in k[1:]]:
+                del self._children[ck]
+
     def _on_gc_timer(self) -> None:
         self.collect_garbage()
+        self._forget_flows()
         if self._running and self._loop is not None:
             self._gc_timer = self._loop.call_later(self.config.flow_gc_timeout, self._on_gc_timer)
 
