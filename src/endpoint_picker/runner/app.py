@@ -50,6 +50,8 @@ class EppOptions:
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)  # upstream's other flags
     # KV-event address per endpoint name, for servers sharing one IP (``epp run --simulate``).
     kv_events_addresses: dict[str, str] = field(default_factory=dict)
+    pick_host: str = "127.0.0.1"  # fast front ports: loopback, unauthenticated (issue 18)
+    als_host: str = "127.0.0.1"
 
 
 class Epp:
@@ -172,7 +174,12 @@ class Epp:
             from endpoint_picker.fastfront import FastFront
 
             self.fastfront = FastFront(
-                self.director, o.host, o.pick_port, o.als_port, ready=self.ready
+                self.director,
+                o.pick_host,
+                o.pick_port,
+                o.als_port,
+                als_host=o.als_host,
+                ready=self.ready,
             )
             await self._start_part(self.fastfront)
             if o.grpc_health_port is not None:

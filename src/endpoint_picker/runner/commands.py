@@ -107,6 +107,18 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         "--als-port", type=int, default=9005, help="Fast front: gRPC access-log service port."
     )
     env.add_argument(
+        "--pick-host",
+        default="127.0.0.1",
+        help="Fast front: address the pick port binds to. Loopback by default, whatever --host "
+        "says: the port is unauthenticated and only Envoy beside the EPP should reach it.",
+    )
+    env.add_argument(
+        "--als-host",
+        default="127.0.0.1",
+        help="Fast front: address the access-log port binds to (loopback by default, as "
+        "--pick-host).",
+    )
+    env.add_argument(
         "--als-flush-interval",
         type=_duration,
         default=0.05,
@@ -223,6 +235,8 @@ def options_from_args(args: argparse.Namespace) -> Any:
         pick_port=args.pick_port,
         als_port=args.als_port,
         upstream=upstream,
+        pick_host=args.pick_host,
+        als_host=args.als_host,
     )
     return StackOptions(
         epp=epp,
@@ -264,9 +278,10 @@ async def _serve(options: Any) -> int:
     if stack.epp.fastfront is not None:
         ff = stack.epp.fastfront
         log.info(
-            "fast front: pick on %s:%d, access log on :%d, metrics on :%s",
-            o.host,
+            "fast front: pick on %s:%d, access log on %s:%d, metrics on :%s",
+            ff.host,
             ff.port,
+            ff.als_host,
             ff.als_port,
             o.metrics_port,
         )

@@ -76,9 +76,10 @@ class Stack:
                 if o.front == "fast":
                     config = fast_bootstrap(
                         o.listen_port,
-                        o.epp.host,
+                        self.epp.fastfront.host,
                         self.epp.fastfront.port,
                         self.epp.fastfront.als_port,
+                        als_host=self.epp.fastfront.als_host,
                         failure_mode=o.failure_mode,  # type: ignore[arg-type]
                         pool_endpoints=self.pool_endpoints or None,
                         admin_port=o.admin_port,
