@@ -3,8 +3,10 @@ flow control and scheduler from the default config, on a FakeClock. No front."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,3 +60,13 @@ def body(model: str = "m1", prompt: str = "hello world", **extra: Any) -> bytes:
 
 def headers(**extra: str) -> dict[str, str]:
     return {":path": "/v1/completions", "x-request-id": str(uuid.uuid4()), **extra}
+
+
+async def wait_for(cond: Callable[[], bool], limit: float = 10.0) -> None:
+    """Poll ``cond`` until it holds (AssertionError after ``limit`` seconds: a hang, not a time)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.005)

@@ -15,6 +15,11 @@ SWEPT = Counter(
     "Picked requests finished by the sweeper because their access-log entry never came.",
     registry=REGISTRY,
 )
+RELEASED = Counter(
+    "endpoint_picker_fastfront_released_total",
+    "Picked requests finished because every access-log stream closed (Envoy gone).",
+    registry=REGISTRY,
+)
 PENDING = Gauge(
     "endpoint_picker_fastfront_pending_requests",
     "Picked requests waiting for their access-log entry (in flight, or not yet flushed).",
