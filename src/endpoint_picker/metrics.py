@@ -308,6 +308,12 @@ USAGE_ESTIMATED = Counter(
     _M,
     registry=REGISTRY,
 )
+FRONT_REJECTED = Counter(
+    "endpoint_picker_front_rejected_total",
+    "Requests a front answered itself before the director saw them, by front and reason.",
+    ("front", "reason"),
+    registry=REGISTRY,
+)
 INFO = Gauge(
     "inference_extension_info",
     "[ALPHA] General information of the current build of Inference Extension.",

@@ -52,6 +52,7 @@ class EppOptions:
     kv_events_addresses: dict[str, str] = field(default_factory=dict)
     pick_host: str = "127.0.0.1"  # fast front ports: loopback, unauthenticated (issue 18)
     als_host: str = "127.0.0.1"
+    max_request_body_bytes: int = 16 * 1024 * 1024  # ext_proc front: larger bodies get 413
 
 
 class Epp:
@@ -200,6 +201,7 @@ class Epp:
             cert_reload=o.upstream.cert_reload,
             max_recv=o.upstream.grpc_max_recv,
             max_send=o.upstream.grpc_max_send,
+            max_body_bytes=o.max_request_body_bytes,
         )
         await self._start_part(self.extproc)
 

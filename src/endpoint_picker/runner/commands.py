@@ -9,7 +9,7 @@ import signal
 from typing import Any
 
 from endpoint_picker.errors import ConfigError
-from endpoint_picker.units import parse_duration
+from endpoint_picker.units import parse_duration, parse_quantity
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,6 +59,13 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="TLS on the ext_proc port (self-signed unless --cert-path).",
     )
     epp.add_argument("--cert-path", default=None, help="Directory with tls.crt and tls.key.")
+    epp.add_argument(
+        "--max-request-body-size",
+        type=_quantity,
+        default=16 * 1024 * 1024,
+        help="ext_proc front: larger request bodies are answered 413 (bytes or a quantity such "
+        "as 16Mi; the fast front's Envoy limit is the same 16Mi).",
+    )
     epp.add_argument(
         "--refresh-metrics-interval",
         type=_duration,
@@ -158,6 +165,17 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _quantity(text: str) -> int:
+    """A positive byte count: plain or a Kubernetes quantity (``16Mi``)."""
+    try:
+        value = parse_quantity(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 def register(subparsers: Any) -> None:
     run = subparsers.add_parser(
         "run",
@@ -237,6 +255,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         upstream=upstream,
         pick_host=args.pick_host,
         als_host=args.als_host,
+        max_request_body_bytes=args.max_request_body_size,
     )
     return StackOptions(
         epp=epp,
