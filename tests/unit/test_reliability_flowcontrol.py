@@ -28,13 +28,17 @@ class BrokenDetector(ConcurrencyDetector):
         return 0.0
 
 
+def _endpoint() -> Endpoint:
+    return Endpoint(name="e", pod_name="e", address="10.0.0.1", port=8000)
+
+
 def _request(flow: str = "t") -> InferenceRequest:
     return InferenceRequest(request_id=flow, headers={}, raw_body=b"x", fairness_id=flow)
 
 
 async def test_an_exception_in_a_dispatch_cycle_fails_the_queue_and_keeps_running() -> None:
     detector = BrokenDetector()
-    fc = FlowController(FlowControlConfig(), detector, lambda: [], FakeClock())
+    fc = FlowController(FlowControlConfig(), detector, lambda: [_endpoint()], FakeClock())
     await fc.start()
     try:
         waiting = [asyncio.ensure_future(fc.admit(_request())) for _ in range(3)]

@@ -88,7 +88,7 @@ def test_released_values_free_their_place_and_their_series() -> None:
 
 
 class _BlockingCollector(Collector):
-    """A fake collector that blocks its scrape until ``gate`` opens (at most 5 s)."""
+    """A fake collector that blocks its scrape until ``gate`` opens (at most 30 s)."""
 
     def __init__(self) -> None:
         self.started, self.gate, self.done = threading.Event(), threading.Event(), False
@@ -98,7 +98,7 @@ class _BlockingCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         self.started.set()
-        self.gate.wait(5)
+        self.gate.wait(30)
         self.done = True
         return iter(())
 
@@ -112,7 +112,9 @@ async def test_a_slow_scrape_does_not_stall_the_event_loop() -> None:
         async with aiohttp.ClientSession() as session:
             base = f"http://127.0.0.1:{server.port}"
             scrape = asyncio.ensure_future(session.get(f"{base}/metrics"))
-            assert await asyncio.to_thread(slow.started.wait, 5)
+            if not await asyncio.to_thread(slow.started.wait, 30):
+                async with await scrape as resp:
+                    raise AssertionError(await resp.text())
             async with session.get(f"{base}/healthz") as resp:
                 assert resp.status == 200
             assert not slow.done  # answered while the scrape was still running

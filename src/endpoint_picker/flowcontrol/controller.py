@@ -27,6 +27,7 @@ from prometheus_client import Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
+from endpoint_picker.datalayer.freshness import DEFAULT_STALENESS_THRESHOLD, ready_endpoints
 from endpoint_picker.datastore import Endpoint
 from endpoint_picker.errors import InferenceError, Internal, ResourceExhausted, ServiceUnavailable
 from endpoint_picker.metrics import FAIRNESS_LABELS, FastHistogram
@@ -52,12 +53,17 @@ log = logging.getLogger(__name__)
 
 CAPACITY_MESSAGE = f"{ERR_REJECTED}: queue at capacity"
 T = TypeVar("T")
+ERR_NO_ENDPOINTS = "no ready endpoints"
 
 
 def outcome_error(outcome: Outcome) -> InferenceError | None:
     """The client-facing error for a non-dispatched outcome (upstream's table, spec 2.7)."""
     if outcome is Outcome.REJECTED_CAPACITY:
         return ResourceExhausted(CAPACITY_MESSAGE)
+    if outcome is Outcome.EVICTED_NO_ENDPOINTS:
+        return ServiceUnavailable(
+            f"no ready endpoint within noEndpointRequestTTL: {ERR_EVICTED}: {ERR_NO_ENDPOINTS}"
+        )
     if outcome is Outcome.EVICTED_TTL:
         return ServiceUnavailable(f"request timed out in queue: {ERR_EVICTED}: {ERR_TTL_EXPIRED}")
     if outcome is Outcome.EVICTED_CONTEXT_CANCELLED:
@@ -81,6 +87,7 @@ class FlowController:
         *,
         pool_name: str = "",
         recheck_interval: float = 0.05,
+        ready_threshold: float = DEFAULT_STALENESS_THRESHOLD,
     ) -> None:
         self.config = config
         self.detector = detector
@@ -91,6 +98,8 @@ class FlowController:
         self.outcomes: Counter[Outcome] = Counter()  # every finalization, by outcome
         self.saturation = 0.0  # as seen by the last dispatch cycle
         self._endpoints = endpoints
+        self.ready_threshold = ready_threshold
+        self._empty_since: float | None = None  # when the pool last lost its ready endpoints
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False
         self._seq = 0
@@ -267,7 +276,10 @@ class FlowController:
             self._expire(now)
         if self.registry.len == 0:
             return
-        endpoints = self._endpoints()
+        endpoints = self._ready(now)
+        if endpoints is None:
+            self._arm_recheck()  # the no-endpoint budget runs out on this clock, not on events
+            return
         saturation = self.detector.saturation(endpoints, now)
         self.saturation = saturation
         self._child(m.POOL_SATURATION, self.pool_name).set(saturation)
@@ -297,6 +309,33 @@ class FlowController:
         order = self.registry.priorities()
         head = next((p for p in order if bands[p].len), None)
         return head is not None and head < order[0] and saturation >= ceiling_of(endpoints, now)
+
+    def _ready(self, now: float) -> Sequence[Endpoint] | None:
+        """The endpoints dispatch should measure: the ready ones. None while there are none:
+        nothing is dispatched then (it could only fail), and requests that waited
+        ``noEndpointRequestTTL`` since the pool emptied (or since they came) get 503."""
+        every = self._endpoints()
+        ready = ready_endpoints(every, now, self.ready_threshold)
+        if ready:
+            self._empty_since = None
+            return ready
+        if every and not self._ever_ready(every):
+            return every  # never scraped (no data layer, cold start): upstream's behaviour
+        if self._empty_since is None:
+            self._empty_since = now
+        ttl = self.config.no_endpoint_request_ttl
+        if ttl > 0:
+            cutoff = now - ttl
+            for band in list(self.registry.bands.values()):
+                for flow in list(band.flows.values()):
+                    for item in flow.live_items():
+                        if max(item.enqueue_time, self._empty_since) <= cutoff:
+                            self._evict(item, Outcome.EVICTED_NO_ENDPOINTS, now)
+        return None
+
+    @staticmethod
+    def _ever_ready(endpoints: Sequence[Endpoint]) -> bool:
+        return any(ep.metrics.update_time > 0 for ep in endpoints)
 
     def _arm_recheck(self) -> None:
         if self._recheck_timer is None and self._loop is not None:
