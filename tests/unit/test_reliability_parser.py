@@ -1,7 +1,9 @@
-"""Issue 18 items 4 and 8: request fields that feed accounting are validated in the parser
-(``max_tokens``), and JSON nested too deep is a 400, never a RecursionError."""
+"""Issue 18 items 4, 8 and 9: request fields that feed accounting are validated in the parser
+(``max_tokens``), JSON nested too deep is a 400, and a large prompt is rendered only in part."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from reliability_support import body, headers, make_world
@@ -9,6 +11,7 @@ from reliability_support import body, headers, make_world
 from endpoint_picker.errors import BadRequest
 from endpoint_picker.flowcontrol import ConcurrencyDetector
 from endpoint_picker.requests import openai
+from endpoint_picker.requests import prompt as prompt_module
 from endpoint_picker.requests.openai import OpenAIParser
 from endpoint_picker.requests.types import InferenceRequest
 
@@ -67,3 +70,22 @@ def test_deeply_nested_json_is_a_400(depth: int) -> None:
 def test_moderate_nesting_is_accepted() -> None:
     raw = b'{"model": "m", "prompt": "p", "x": ' + b"[" * 100 + b"]" * 100 + b"}"
     assert _parse(raw).incoming_model == "m"
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [list(range(1_000_000)), "x" * 3_000_000, ["ab"] * 1_500_000],
+    ids=["token-ids", "string", "strings"],
+)
+def test_a_large_prompt_is_rendered_only_up_to_the_cap(prompt: object) -> None:
+    cap = prompt_module.MAX_PROMPT_CHARS
+    req = _parse(json.dumps({"model": "m", "prompt": prompt}).encode())
+    assert len(req.prompt_text) == cap
+    if isinstance(prompt, list) and isinstance(prompt[0], int):
+        assert req.prompt_text.startswith("0 1 2 3 ")
+
+
+def test_a_mixed_array_past_the_cap_is_still_a_400() -> None:
+    ids: list[object] = [*range(600_000), "x"]
+    with pytest.raises(BadRequest, match="token ids"):
+        _parse(json.dumps({"model": "m", "prompt": ids}).encode())
