@@ -40,6 +40,7 @@ from endpoint_picker.errors import ConfigError
 from endpoint_picker.requests.types import (
     DESTINATION_HEADER,
     DESTINATION_SERVED_HEADER,
+    MODEL_REWRITE_HEADER,
     REQUEST_ID_HEADER,
 )
 
@@ -68,7 +69,12 @@ STATUS_STANDINS = {500: 450, 503: 453}
 # Headers the pick answer may put on the upstream request (everything else in it is ignored).
 UPSTREAM_HEADERS = (DESTINATION_HEADER, TICKET_HEADER, REQUEST_ID_HEADER)
 # Headers a client may never send: removed before the side-call, so they cannot steer routing.
-STRIPPED_HEADERS = (DESTINATION_HEADER, DESTINATION_SERVED_HEADER, TICKET_HEADER)
+STRIPPED_HEADERS = (
+    DESTINATION_HEADER,
+    DESTINATION_SERVED_HEADER,
+    TICKET_HEADER,
+    MODEL_REWRITE_HEADER,  # no gateway sets it in an Envoy we write: a client's must not apply
+)
 
 
 def _exact(names: tuple[str, ...]) -> dict[str, Any]:
