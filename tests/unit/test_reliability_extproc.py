@@ -1,13 +1,15 @@
-"""Issue 18 item 6: the ext_proc front bounds request bodies (413) instead of holding any size."""
+"""Issue 18 items 6 and 14 on the ext_proc stream: request bodies are bounded (413), and a
+stream that starts with Envoy's own reply passes it through instead of failing."""
 
 from __future__ import annotations
 
 import argparse
 
 import pytest
+from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from extproc_fakes import FakeDirector, body_msg, headers_msg, run
 
-from endpoint_picker.extproc.stream import DEFAULT_MAX_BODY_BYTES
+from endpoint_picker.extproc.stream import DEFAULT_MAX_BODY_BYTES, DUPLEX
 from endpoint_picker.metrics import REGISTRY
 from endpoint_picker.runner.commands import options_from_args, register
 
@@ -46,3 +48,22 @@ def test_the_limit_is_a_flag() -> None:
     assert options_from_args(args).epp.max_request_body_bytes == 2 * 1024 * 1024
     with pytest.raises(SystemExit):
         parser.parse_args(["run", "--max-request-body-size", "0"])
+
+
+def _response_headers(status: str = "431") -> pb.ProcessingRequest:
+    msg = pb.ProcessingRequest()
+    msg.response_headers.headers.headers.add(key=":status", raw_value=status.encode())
+    msg.protocol_config.response_body_mode = DUPLEX
+    return msg
+
+
+async def test_envoys_own_reply_on_a_stream_without_request_passes_through() -> None:
+    director = FakeDirector()
+    msgs = [_response_headers(), body_msg(b"Request Header Fields Too Large", True, response=True)]
+    out, unread = await run(director, msgs)
+    kinds = [o.WhichOneof("response") for o in out]
+    assert kinds == ["response_headers", "response_body"] and unread == 0
+    assert out[1].response_body.response.body_mutation.streamed_response.body == (
+        b"Request Header Fields Too Large"
+    )
+    assert director.requests == 0 and director.finished == []
