@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 CAPACITY_MESSAGE = f"{ERR_REJECTED}: queue at capacity"
 T = TypeVar("T")
 ERR_NO_ENDPOINTS = "no ready endpoints"
+# With nothing queued, dispatch cycles (run on every completion and scrape) refresh the pool
+# saturation gauge at most this often, so it follows the pool instead of freezing when idle.
+IDLE_SATURATION_EVERY = 1.0
 
 
 def outcome_error(outcome: Outcome) -> InferenceError | None:
@@ -99,7 +102,10 @@ class FlowController:
         self.saturation = 0.0  # as seen by the last dispatch cycle
         self._endpoints = endpoints
         self.ready_threshold = ready_threshold
-        self._empty_since: float | None = None  # when the pool last lost its ready endpoints
+        self._empty_since: float | None = None
+        self._saturation_at = (
+            -math.inf
+        )  # when the saturation gauge was last set  # when the pool last lost its ready endpoints
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False
         self._seq = 0
@@ -275,14 +281,15 @@ class FlowController:
         if self._expiry and self._expiry[0][0] <= now:
             self._expire(now)
         if self.registry.len == 0:
+            if now - self._saturation_at >= IDLE_SATURATION_EVERY:
+                every = self._endpoints()  # the gauge follows the pool while idle
+                self._measure(ready_endpoints(every, now, self.ready_threshold) or every, now)
             return
         endpoints = self._ready(now)
         if endpoints is None:
             self._arm_recheck()  # the no-endpoint budget runs out on this clock, not on events
             return
-        saturation = self.detector.saturation(endpoints, now)
-        self.saturation = saturation
-        self._child(m.POOL_SATURATION, self.pool_name).set(saturation)
+        saturation = self._measure(endpoints, now)
         if self._held_back(endpoints, saturation, now):
             self._arm_recheck()
             self._dispatch_timer.observe(time.perf_counter() - t0)
@@ -309,6 +316,12 @@ class FlowController:
         order = self.registry.priorities()
         head = next((p for p in order if bands[p].len), None)
         return head is not None and head < order[0] and saturation >= ceiling_of(endpoints, now)
+
+    def _measure(self, endpoints: Sequence[Endpoint], now: float) -> float:
+        saturation = self.detector.saturation(endpoints, now)
+        self.saturation, self._saturation_at = saturation, now
+        self._child(m.POOL_SATURATION, self.pool_name).set(saturation)
+        return saturation
 
     def _ready(self, now: float) -> Sequence[Endpoint] | None:
         """The endpoints dispatch should measure: the ready ones. None while there are none:

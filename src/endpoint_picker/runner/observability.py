@@ -98,6 +98,7 @@ class MetricsServer:
         self._runner: web.AppRunner | None = None
         self._task: asyncio.Task[None] | None = None
         self._collector = PerPodQueue(datastore, self.pool_name)
+        self._named: str | None = None  # the pool name the gauges carry now
 
     def pool_name(self) -> str:
         pool = self.datastore.pool
@@ -106,6 +107,10 @@ class MetricsServer:
     def refresh(self) -> None:
         stats = pool_stats(self.datastore.endpoints(), self.clock.now(), self.staleness_threshold)
         name = self.pool_name()
+        if self._named is not None and self._named != name:
+            for gauge in (POOL_KV, POOL_QUEUE, POOL_RUNNING, POOL_READY):
+                gauge.remove(self._named)  # a renamed or replaced pool leaves no stale series
+        self._named = name
         POOL_KV.labels(name).set(stats.average_kv_cache_utilization)
         POOL_QUEUE.labels(name).set(stats.average_queue_size)
         POOL_RUNNING.labels(name).set(stats.average_running_requests)
