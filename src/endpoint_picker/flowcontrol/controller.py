@@ -102,10 +102,8 @@ class FlowController:
         self.saturation = 0.0  # as seen by the last dispatch cycle
         self._endpoints = endpoints
         self.ready_threshold = ready_threshold
-        self._empty_since: float | None = None
-        self._saturation_at = (
-            -math.inf
-        )  # when the saturation gauge was last set  # when the pool last lost its ready endpoints
+        self._empty_since: float | None = None  # when the pool last lost its ready endpoints
+        self._saturation_at = -math.inf  # when the saturation gauge was last set
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False
         self._seq = 0
