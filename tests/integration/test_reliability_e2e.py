@@ -1,9 +1,13 @@
 """Issue 18 end to end, on both fronts (simulator, EPP, a real Envoy): hostile input neither
-steers routing nor breaks ``/metrics`` (items 1, 13)."""
+steers routing nor breaks ``/metrics`` (items 1, 13), and a dead Envoy is noticed (item 12)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -15,8 +19,10 @@ from e2e_support import (
     post,
     running_stack,
     session_fixture,  # noqa: F401  (registers the fixture `session`)
+    wait_until,
 )
 
+from endpoint_picker.runner import stack as stack_module
 from endpoint_picker.runner.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -45,3 +51,25 @@ async def test_metrics_survive_a_lone_surrogate_model_name(
     async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
         assert resp.status == 200
         assert "inference_objective_request_total" in await resp.text()
+
+
+async def test_a_dead_envoy_is_started_again(
+    front: str, tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    async with running_stack(front, tmp_path, simulate=1) as stack:
+        first = stack.envoy.pid
+        os.kill(first, signal.SIGKILL)  # our own child, by its PID
+        await wait_until(lambda: stack.envoy_restarts == 1, what="Envoy restarted")
+        assert stack.envoy.pid != first and not stack.failed.is_set()
+        reply = await post(session, stack, completion())
+        assert reply.status == 200, reply.body
+
+
+async def test_an_envoy_that_keeps_dying_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stack_module, "ENVOY_RESTARTS", 0)
+    async with running_stack("extproc", tmp_path, simulate=1) as stack:
+        os.kill(stack.envoy.pid, signal.SIGKILL)
+        await asyncio.wait_for(stack.failed.wait(), 30)
+        assert stack.envoy_restarts == 0

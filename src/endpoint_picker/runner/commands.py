@@ -314,12 +314,20 @@ async def _serve(options: Any) -> int:
         log.info("status page: http://%s:%d/", host, ms.port)
     if stack.envoy is not None:
         log.info("send requests to %s/v1/completions (Envoy pid %s)", stack.url, stack.envoy.pid)
+    stopped = asyncio.create_task(stop.wait())
+    failed = asyncio.create_task(stack.failed.wait())
     try:
-        await stop.wait()
-        await _drain(stack, stop, log)
+        await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            await _drain(stack, stop, log)
     finally:
+        stopped.cancel()
+        failed.cancel()
         log.info("stopping")
         await stack.stop()
+    if stack.failed.is_set():
+        log.error("the managed Envoy could not be kept running: exiting with status 1")
+        return 1
     return 0
 
 
