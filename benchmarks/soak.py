@@ -8,7 +8,8 @@ seconds one fault, in turn: a simulator killed (SIGKILL) and restarted half a pe
 Envoy killed (``epp run`` starts it again), the manifest rewritten (a priority changed).
 
 Requirements checked at the end (exit status 1 if one fails):
-- every request answered: a status, or a refused connection while Envoy was down; none hangs;
+- every request answered: a status (a streamed body may be cut when its server is killed), or a
+  refused connection while Envoy was down; none hangs;
 - the gauges back to 0 when idle (running requests, flow-control queue, fast-front pending);
 - RSS of ``epp run`` (EPP + its Python) grows by less than 5 MB after the warm-up;
 - ``/metrics`` under 1 MB.
@@ -82,11 +83,12 @@ def rss_kib(pid: int) -> int:
 class Tally:
     answered: dict[int, int] = field(default_factory=dict)
     refused: int = 0
+    cut: int = 0
     hung: int = 0
 
     @property
     def total(self) -> int:
-        return sum(self.answered.values()) + self.refused + self.hung
+        return sum(self.answered.values()) + self.refused + self.cut + self.hung
 
 
 class Soak:
@@ -158,7 +160,9 @@ class Soak:
                 ) as r:  # fmt: skip
                     await r.read()
                     self.tally.answered[r.status] = self.tally.answered.get(r.status, 0) + 1
-            except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError):
+            except aiohttp.ClientPayloadError:
+                self.tally.cut += 1  # a status came, then its server was killed mid-body
+            except aiohttp.ClientError:
                 self.tally.refused += 1  # Envoy down (being restarted), or it closed on us
                 await asyncio.sleep(0.2)
             except TimeoutError:
@@ -224,7 +228,8 @@ class Soak:
         t = self.tally
         growth = (rss_end - rss_warm) / 1024
         print(json.dumps({"front": self.front, "requests": t.total, "answered": t.answered,
-                          "refused_while_envoy_down": t.refused, "hung": t.hung,
+                          "refused_while_envoy_down": t.refused, "cut_by_a_killed_server": t.cut,
+                          "hung": t.hung,
                           "idle_gauges": gauges, "metrics_bytes": size,
                           "rss_warm_mib": round(rss_warm / 1024, 1),
                           "rss_growth_mib": round(growth, 2)}))  # fmt: skip
