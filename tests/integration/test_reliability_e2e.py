@@ -15,10 +15,8 @@ import pytest_asyncio
 from e2e_support import (
     MODEL,
     completion,
-    front_fixture,  # noqa: F401  (registers the parametrized fixture `front`)
     post,
     running_stack,
-    session_fixture,  # noqa: F401  (registers the fixture `session`)
     wait_until,
 )
 

@@ -10,7 +10,7 @@ import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
 from endpoint_picker.extproc.stream import DUPLEX, handle_stream
-from endpoint_picker.requests.types import InferenceRequest
+from endpoint_picker.requests.types import InferenceRequest, Usage
 
 
 @dataclass(eq=False)
@@ -49,6 +49,16 @@ class FakeDirector:
 
     def handle_response_body(self, ctx: Ctx, chunk: bytes, end_of_stream: bool) -> bytes:
         return chunk
+
+    def record_response(
+        self,
+        ctx: Ctx,
+        *,
+        response_bytes: int,
+        duration_s: float | None = None,
+        usage: Usage | None = None,
+    ) -> None:
+        pass  # the ext_proc front sees the response itself
 
     def finish(self, ctx: Ctx, *, error: BaseException | None = None) -> None:
         self.finished.append(error)

@@ -11,12 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from endpoint_picker.clock import FakeClock
-from endpoint_picker.config import build_detector, build_scheduler
-from endpoint_picker.config.loader import load_config_text
+from endpoint_picker.config import build, load_config_text
 from endpoint_picker.datastore import Datastore
 from endpoint_picker.director import Director
 from endpoint_picker.flowcontrol import FlowController, build_admission
-from endpoint_picker.requests import PARSERS
 
 ADDRESSES = {"a": ("10.0.0.1", 8000), "b": ("10.0.0.2", 8000)}
 
@@ -40,15 +38,11 @@ async def make_world(config_text: str | None = None) -> World:
     clock = FakeClock()
     datastore = Datastore()
     datastore.set_static_endpoints(ADDRESSES)
-    cfg = load_config_text(config_text)
-    plugin = cfg.saturation_detector_plugin
-    detector = build_detector(plugin)
-    admission = build_admission(cfg.flow_control, detector, datastore.endpoints, clock)
-    assert isinstance(admission, FlowController)
+    built = build(load_config_text(config_text), clock=clock)
+    admission = build_admission(built.flow_control, built.detector, datastore.endpoints, clock)
+    assert isinstance(admission, FlowController), "the config must turn flow control on"
     await admission.start()
-    scheduler = build_scheduler(cfg, clock=clock, detectors={plugin.name: detector})
-    parser = PARSERS[cfg.parser_plugin.type_name]
-    director = Director(datastore, parser, admission, scheduler, clock=clock)
+    director = Director(datastore, built.parser, admission, built.scheduler, clock=clock)
     world = World(director, datastore, admission, clock)
     world.scrape()
     return world

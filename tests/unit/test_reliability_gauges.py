@@ -44,6 +44,7 @@ async def test_pool_saturation_follows_the_pool_while_idle() -> None:
         "kind: EndpointPickerConfig\n"
         "plugins:\n- type: concurrency-detector\n  parameters: {maxConcurrency: 2}\n"
         "saturationDetector: {pluginRef: concurrency-detector}\n"
+        "flowControl: {enabled: true}\n"
     )
     fc = world.admission
     fc.pool_name = "gauge-idle-pool"

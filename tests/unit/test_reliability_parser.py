@@ -23,6 +23,7 @@ plugins:
   parameters: {concurrencyMode: tokens, maxTokenConcurrency: 1000}
 saturationDetector:
   pluginRef: concurrency-detector
+flowControl: {enabled: true}
 """
 
 
