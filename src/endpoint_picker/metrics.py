@@ -36,8 +36,8 @@ _M = ("model_name", "target_model_name")
 
 OTHER = "other"  # the value client-chosen labels fold into past their bound
 MAX_LABEL_CHARS = 256
-MAX_MODEL_LABELS = 256
-MAX_FAIRNESS_LABELS = 512
+MAX_MODEL_LABELS = 64
+MAX_FAIRNESS_LABELS = 128
 
 
 def label_text(value: object) -> str:
