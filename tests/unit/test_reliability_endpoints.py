@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from reliability_support import body, headers, make_world, wait_for
+from tests.unit.reliability_support import body, headers, make_world, wait_for
 
 from endpoint_picker.clock import FakeClock
 from endpoint_picker.datastore import Endpoint

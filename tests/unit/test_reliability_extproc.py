@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
-from extproc_fakes import FakeDirector, body_msg, headers_msg, run
+from tests.unit.extproc_fakes import FakeDirector, body_msg, headers_msg, run
 
 from endpoint_picker.extproc.stream import DEFAULT_MAX_BODY_BYTES, DUPLEX
 from endpoint_picker.metrics import REGISTRY

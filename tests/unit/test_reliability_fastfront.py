@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 from envoy.service.accesslog.v3 import als_pb2
-from reliability_support import wait_for
+from tests.unit.reliability_support import wait_for
 
 from endpoint_picker.director import RequestContext
 from endpoint_picker.fastfront.als import SERVICE, AccessLogServer

@@ -17,10 +17,10 @@ from typing import Any
 
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
-from extproc_fakes import FakeDirector
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability_support import World, make_world
+from tests.unit.extproc_fakes import FakeDirector
+from tests.unit.reliability_support import World, make_world
 
 from endpoint_picker.errors import BadRequest, InferenceError
 from endpoint_picker.extproc.stream import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from reliability_support import body, headers, make_world
+from tests.unit.reliability_support import body, headers, make_world
 
 from endpoint_picker.api import InferencePool
 from endpoint_picker.datastore import Datastore

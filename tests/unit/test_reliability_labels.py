@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.registry import Collector
-from reliability_support import World, body, headers, make_world
+from tests.unit.reliability_support import World, body, headers, make_world
 
 from endpoint_picker import metrics as m
 from endpoint_picker.datastore import Datastore

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from reliability_support import body, headers, make_world
+from tests.unit.reliability_support import body, headers, make_world
 
 from endpoint_picker.errors import BadRequest
 from endpoint_picker.flowcontrol import ConcurrencyDetector
