@@ -16,6 +16,18 @@ from endpoint_picker.flowcontrol.types import Outcome
 from endpoint_picker.requests.types import InferenceRequest
 
 
+# A detector that reads only in-flight counts, so the tests see the ready-endpoint rules alone.
+CONFIG = """
+apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: concurrency-detector
+  parameters: {maxConcurrency: 100}
+saturationDetector: {pluginRef: concurrency-detector}
+flowControl: {enabled: true}
+"""
+
+
 def _endpoint(name: str, scraped_at: float) -> Endpoint:
     ep = Endpoint(name=name, pod_name=name, address="10.0.0.1", port=8000)
     ep.metrics.update_time = scraped_at
@@ -60,7 +72,7 @@ async def test_with_every_endpoint_down_a_queued_request_gets_503_within_the_ttl
 
 
 async def test_held_requests_are_released_only_to_ready_endpoints() -> None:
-    world = await make_world()
+    world = await make_world(CONFIG)
     try:
         a, _ = world.datastore.endpoints()
         world.clock.advance(10)  # both down
@@ -80,7 +92,7 @@ async def test_held_requests_are_released_only_to_ready_endpoints() -> None:
 
 
 async def test_an_endpoint_whose_scrapes_fail_leaves_the_candidate_set() -> None:
-    world = await make_world()
+    world = await make_world(CONFIG)
     try:
         a, b = world.datastore.endpoints()
         chosen: set[str] = set()

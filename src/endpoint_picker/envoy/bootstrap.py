@@ -24,6 +24,7 @@ from endpoint_picker.requests.types import (
     DESTINATION_HEADER,
     DESTINATION_NAMESPACE,
     DESTINATION_SERVED_HEADER,
+    HEADER_ALIASES,
     MODEL_REWRITE_HEADER,
 )
 
@@ -331,7 +332,13 @@ def bootstrap(
         # The model rewrite header too: upstream honours it as a gateway's control header, and in
         # an Envoy we write no gateway sets it, so a client's would pick the served model.
         http_filters=[
-            strip_headers((DESTINATION_HEADER, DESTINATION_SERVED_HEADER, MODEL_REWRITE_HEADER)),
+            strip_headers(
+                (
+                    DESTINATION_HEADER,
+                    DESTINATION_SERVED_HEADER,
+                    *HEADER_ALIASES[MODEL_REWRITE_HEADER],
+                )
+            ),
             ext_proc,
         ],
         access_log=[file_access_log(access_log_path, ACCESS_LOG_FORMAT)] if access_log_path else [],

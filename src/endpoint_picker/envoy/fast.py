@@ -40,6 +40,7 @@ from endpoint_picker.errors import ConfigError
 from endpoint_picker.requests.types import (
     DESTINATION_HEADER,
     DESTINATION_SERVED_HEADER,
+    HEADER_ALIASES,
     MODEL_REWRITE_HEADER,
     REQUEST_ID_HEADER,
 )
@@ -73,7 +74,8 @@ STRIPPED_HEADERS = (
     DESTINATION_HEADER,
     DESTINATION_SERVED_HEADER,
     TICKET_HEADER,
-    MODEL_REWRITE_HEADER,  # no gateway sets it in an Envoy we write: a client's must not apply
+    # No gateway sets it in an Envoy we write: a client's must not apply (both names).
+    *HEADER_ALIASES[MODEL_REWRITE_HEADER],
 )
 
 
