@@ -15,7 +15,6 @@ from endpoint_picker.flowcontrol import FlowControlConfig, FlowController, Utili
 from endpoint_picker.flowcontrol.types import Outcome
 from endpoint_picker.requests.types import InferenceRequest
 
-
 # A detector that reads only in-flight counts, so the tests see the ready-endpoint rules alone.
 CONFIG = """
 apiVersion: inference.networking.x-k8s.io/v1alpha1
