@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from endpoint_picker import latency, request_log
 from endpoint_picker import metrics as m
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
+from endpoint_picker.datalayer.freshness import candidates as ready_candidates
 from endpoint_picker.datastore import Datastore, Endpoint
 from endpoint_picker.errors import Code, InferenceError, Internal, ServiceUnavailable
 from endpoint_picker.metrics import FastHistogram
@@ -257,7 +258,7 @@ class Director:
         admission itself, so the next admission decision sees this request's load.
         ``trace``: the request's span and its parse start and end, when it is traced."""
         t2 = perf_counter() if trace is not None else 0.0
-        candidates = self._candidates(subset_hint)
+        candidates = ready_candidates(self._candidates(subset_hint), self.clock.now())
         if not candidates:
             raise ServiceUnavailable("failed to find endpoint candidates for serving the request")
         result = self.scheduler.schedule(request, candidates)

@@ -2,16 +2,27 @@
 
 Each area defines its own metrics on ``REGISTRY`` in its own module (flow control, scheduling,
 data layer); this module holds the registry and the request-level metrics the director records.
+
+Label values are made in one place, ``Counter``/``Gauge``/``Histogram.labels`` below, and are
+safe by construction: any text becomes valid UTF-8 of bounded length (a lone surrogate from a
+JSON body or a header's invalid bytes once made every later scrape fail), and the labels that
+clients choose (model names, fairness ids) are bounded: past ``MAX_MODEL_LABELS`` /
+``MAX_FAIRNESS_LABELS`` distinct values a new one folds into ``other``, so a client naming a
+new model or tenant per request cannot grow the registry without bound. Flow control releases
+a fairness id's series when its flow is deleted, which frees its place.
 """
 
 from __future__ import annotations
 
+import threading
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+import prometheus_client
+from prometheus_client import CollectorRegistry, disable_created_metrics
 from prometheus_client import values as _values
+from prometheus_client.metrics import MetricWrapperBase
 
 # Go's client emits no ``*_created`` series; dashboards and alerts written for upstream's EPP
 # expect exactly its series, so the Python client's extra ones are turned off process-wide.
@@ -22,6 +33,156 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 _MUTEX_VALUE: type | None = getattr(_values, "MutexValue", None)
 
 _M = ("model_name", "target_model_name")
+
+OTHER = "other"  # the value client-chosen labels fold into past their bound
+MAX_LABEL_CHARS = 256
+MAX_MODEL_LABELS = 64
+MAX_FAIRNESS_LABELS = 128
+
+
+def label_text(value: object) -> str:
+    """``value`` as a label value that always renders: valid UTF-8, at most 256 characters.
+
+    Lone surrogates (JSON ``"\\udcff"``, header bytes decoded with ``surrogateescape``) are
+    written as ``\\udcff`` escapes, so the value stays recognisable in the exposition.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= MAX_LABEL_CHARS else text[:MAX_LABEL_CHARS]
+
+
+class BoundedValues:
+    """The distinct values one kind of label may take: the first ``cap`` seen, then ``other``.
+
+    ``release(value)`` forgets a value and removes its series from every metric, for owners
+    that know when a value is gone for good (a deleted flow). ``folded`` counts fold-ins.
+    """
+
+    def __init__(self, name: str, cap: int) -> None:
+        self.name = name
+        self.cap = cap
+        self.folded = 0
+        self._seen: set[str] = {"", OTHER}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._seen) - 2
+
+    def admit(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        with self._lock:
+            if len(self._seen) - 2 >= self.cap:
+                self.folded += 1
+                return OTHER
+            self._seen.add(value)
+        return value
+
+    def release(self, value: str) -> None:
+        """Forget ``value`` and drop every series that carries it in a label of this kind."""
+        value = label_text(value)
+        if value in ("", OTHER) or value not in self._seen:
+            return
+        with self._lock:
+            self._seen.discard(value)
+        for metric in list(_GUARDED):
+            _drop_series(metric, value, self)
+
+    def clear(self) -> None:
+        """Forget every value (tests)."""
+        with self._lock:
+            self._seen = {"", OTHER}
+
+
+MODEL_LABELS = BoundedValues("model", MAX_MODEL_LABELS)
+FAIRNESS_LABELS = BoundedValues("fairness_id", MAX_FAIRNESS_LABELS)
+# Label names whose values clients choose, and the bound each one shares.
+BOUNDED_LABELS: dict[str, BoundedValues] = {
+    "model_name": MODEL_LABELS,
+    "target_model_name": MODEL_LABELS,
+    "fairness_id": FAIRNESS_LABELS,
+}
+_GUARDED: list[MetricWrapperBase] = []
+
+
+def safe_label_values(names: Sequence[str], values: Iterable[object]) -> tuple[str, ...]:
+    """What ``labels()`` stores: each value made safe, client-chosen ones bounded."""
+    out = []
+    for name, value in zip(names, values, strict=True):
+        text = label_text(value)
+        bound = BOUNDED_LABELS.get(name)
+        out.append(bound.admit(text) if bound is not None else text)
+    return tuple(out)
+
+
+def _drop_series(metric: MetricWrapperBase, value: str, bound: BoundedValues) -> None:
+    names: Sequence[str] = metric._labelnames
+    slots = [i for i, n in enumerate(names) if BOUNDED_LABELS.get(n) is bound]
+    if not slots:
+        return
+    with metric._lock:
+        children: dict[Any, Any] = metric._metrics
+        for key in [k for k in children if any(k[i] == value for i in slots)]:
+            del children[key]
+
+
+def _labels(metric: Any, values: tuple[object, ...], kwargs: dict[str, object]) -> Any:
+    if kwargs and not values:
+        if sorted(kwargs) != sorted(metric._labelnames):
+            raise ValueError("Incorrect label names")
+        values = tuple(kwargs[n] for n in metric._labelnames)
+    elif len(values) != len(metric._labelnames):
+        raise ValueError("Incorrect label count")
+    return safe_label_values(metric._labelnames, values)
+
+
+def _register(metric: MetricWrapperBase) -> None:
+    if metric._labelnames and not metric._labelvalues:  # a parent, not a labelled child
+        _GUARDED.append(metric)
+
+
+class Counter(prometheus_client.Counter):
+    """``prometheus_client.Counter`` whose label values are safe and bounded (see module)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _register(self)
+
+    def labels(self, *labelvalues: object, **labelkwargs: object) -> Counter:
+        return super().labels(*_labels(self, labelvalues, labelkwargs))
+
+    def remove(self, *labelvalues: Any) -> None:
+        super().remove(*(label_text(v) for v in labelvalues))
+
+
+class Gauge(prometheus_client.Gauge):
+    """``prometheus_client.Gauge`` whose label values are safe and bounded (see module)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _register(self)
+
+    def labels(self, *labelvalues: object, **labelkwargs: object) -> Gauge:
+        return super().labels(*_labels(self, labelvalues, labelkwargs))
+
+    def remove(self, *labelvalues: Any) -> None:
+        super().remove(*(label_text(v) for v in labelvalues))
+
+
+class Histogram(prometheus_client.Histogram):
+    """``prometheus_client.Histogram`` whose label values are safe and bounded (see module)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _register(self)
+
+    def labels(self, *labelvalues: object, **labelkwargs: object) -> Histogram:
+        return super().labels(*_labels(self, labelvalues, labelkwargs))
+
+    def remove(self, *labelvalues: Any) -> None:
+        super().remove(*(label_text(v) for v in labelvalues))
+
 
 # Upstream's ladders (pkg/epp/metrics/metrics.go), 32778 (sic) included.
 LATENCY_BUCKETS = (
@@ -145,6 +306,12 @@ USAGE_ESTIMATED = Counter(
     "endpoint_picker_usage_estimated_total",
     "Requests whose token usage was estimated because the front could not see the response body.",
     _M,
+    registry=REGISTRY,
+)
+FRONT_REJECTED = Counter(
+    "endpoint_picker_front_rejected_total",
+    "Requests a front answered itself before the director saw them, by front and reason.",
+    ("front", "reason"),
     registry=REGISTRY,
 )
 INFO = Gauge(

@@ -100,6 +100,8 @@ def test_sidecar_overlay_adds_envoy_on_the_fast_front() -> None:
     kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
     containers = {c["name"]: c for c in deployment["spec"]["template"]["spec"]["containers"]}
     assert "--front=fast" in containers["epp"]["args"]
+    # The unauthenticated side ports stay inside the pod (issue 18, item 3).
+    assert {"--pick-host=127.0.0.1", "--als-host=127.0.0.1"} <= set(containers["epp"]["args"])
     envoy = containers["envoy"]
     mount = envoy["volumeMounts"][0]
     volume = next(

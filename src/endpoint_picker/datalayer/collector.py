@@ -16,13 +16,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
-from prometheus_client import Counter
 
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.datalayer.engines import EngineMap, EngineSelector, merge_engines
 from endpoint_picker.datalayer.extract import ExtractError, extract
 from endpoint_picker.datastore import ENGINE_TYPE_LABEL, Datastore, Endpoint, Event
-from endpoint_picker.metrics import REGISTRY
+from endpoint_picker.metrics import REGISTRY, Counter
 
 log = logging.getLogger(__name__)
 

@@ -3,11 +3,18 @@
 There is no active health probe of model servers: a server that stops answering simply stops
 refreshing its ``Metrics.update_time``. Consumers decide what "too old" means for them
 (upstream: 2 s for the pool gauges, 200 ms for the utilization detector).
+
+*Ready* means what ``inference_pool_ready_pods`` counts: metrics at most 2 s old. Scheduling
+candidates and flow control's view of the pool are the ready endpoints when there are any
+(upstream's default profiles do not filter: an endpoint whose ``/metrics`` timed out kept
+taking traffic, twice its share, and a killed server kept getting requests until Envoy failed
+them). When none is ready (a cold start, a data layer that cannot scrape) every endpoint stays
+a candidate, as upstream: routing never stops for lack of metrics alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from endpoint_picker.datastore import Endpoint, Metrics
@@ -18,6 +25,21 @@ DEFAULT_STALENESS_THRESHOLD = 2.0  # --metrics-staleness-threshold
 def is_fresh(metrics: Metrics, now: float, threshold: float = DEFAULT_STALENESS_THRESHOLD) -> bool:
     """True when the metrics were scraped at most ``threshold`` seconds ago (never -> False)."""
     return metrics.age(now) <= threshold
+
+
+def ready_endpoints(
+    endpoints: Sequence[Endpoint], now: float, threshold: float = DEFAULT_STALENESS_THRESHOLD
+) -> list[Endpoint]:
+    """The endpoints with fresh metrics (possibly none)."""
+    return [ep for ep in endpoints if ep.metrics.age(now) <= threshold]
+
+
+def candidates(
+    endpoints: Sequence[Endpoint], now: float, threshold: float = DEFAULT_STALENESS_THRESHOLD
+) -> Sequence[Endpoint]:
+    """The ready endpoints, or all of them when none is ready (see the module docstring)."""
+    ready = ready_endpoints(endpoints, now, threshold)
+    return ready if ready else endpoints
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,8 @@ from endpoint_picker.requests.types import (
     DESTINATION_HEADER,
     DESTINATION_NAMESPACE,
     DESTINATION_SERVED_HEADER,
+    HEADER_ALIASES,
+    MODEL_REWRITE_HEADER,
 )
 
 Mode = Literal["duplex", "buffered"]
@@ -327,7 +329,18 @@ def bootstrap(
         admin_port=admin_port,
         pool=pool,
         route_timeout_s=route_timeout_s,
-        http_filters=[strip_headers((DESTINATION_HEADER, DESTINATION_SERVED_HEADER)), ext_proc],
+        # The model rewrite header too: upstream honours it as a gateway's control header, and in
+        # an Envoy we write no gateway sets it, so a client's would pick the served model.
+        http_filters=[
+            strip_headers(
+                (
+                    DESTINATION_HEADER,
+                    DESTINATION_SERVED_HEADER,
+                    *HEADER_ALIASES[MODEL_REWRITE_HEADER],
+                )
+            ),
+            ext_proc,
+        ],
         access_log=[file_access_log(access_log_path, ACCESS_LOG_FORMAT)] if access_log_path else [],
         epp_clusters=[_epp_cluster(epp_host, epp_port, tls)],
     )

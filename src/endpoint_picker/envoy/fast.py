@@ -40,6 +40,8 @@ from endpoint_picker.errors import ConfigError
 from endpoint_picker.requests.types import (
     DESTINATION_HEADER,
     DESTINATION_SERVED_HEADER,
+    HEADER_ALIASES,
+    MODEL_REWRITE_HEADER,
     REQUEST_ID_HEADER,
 )
 
@@ -68,7 +70,13 @@ STATUS_STANDINS = {500: 450, 503: 453}
 # Headers the pick answer may put on the upstream request (everything else in it is ignored).
 UPSTREAM_HEADERS = (DESTINATION_HEADER, TICKET_HEADER, REQUEST_ID_HEADER)
 # Headers a client may never send: removed before the side-call, so they cannot steer routing.
-STRIPPED_HEADERS = (DESTINATION_HEADER, DESTINATION_SERVED_HEADER, TICKET_HEADER)
+STRIPPED_HEADERS = (
+    DESTINATION_HEADER,
+    DESTINATION_SERVED_HEADER,
+    TICKET_HEADER,
+    # No gateway sets it in an Envoy we write: a client's must not apply (both names).
+    *HEADER_ALIASES[MODEL_REWRITE_HEADER],
+)
 
 
 def _exact(names: tuple[str, ...]) -> dict[str, Any]:

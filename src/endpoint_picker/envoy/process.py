@@ -185,6 +185,19 @@ class ManagedEnvoy:
             for s in data.get("listener_statuses", [])
         }
 
+    async def wait(self) -> int | None:
+        """Until the process exits; its exit code (None when it is not running)."""
+        proc = self._proc
+        return None if proc is None else await proc.wait()
+
+    async def restart(self, wait_s: float = 30.0) -> None:
+        """Start the same configuration again (after it died); the workdir is kept."""
+        proc, self._proc = self._proc, None
+        await stop_process(proc)
+        self.admin_url = ""
+        self.listener_ports = {}
+        await self.start(wait_s)
+
     async def stop(self, grace_s: float = 5.0) -> None:
         """SIGTERM by PID, SIGKILL after ``grace_s``; idempotent."""
         proc, self._proc = self._proc, None

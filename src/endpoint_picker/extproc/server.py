@@ -19,7 +19,7 @@ import grpc
 from endpoint_picker.director_api import DirectorLike
 from endpoint_picker.extproc import health, tls
 from endpoint_picker.extproc.messages import ProcessingRequest
-from endpoint_picker.extproc.stream import StreamFailed, handle_stream
+from endpoint_picker.extproc.stream import DEFAULT_MAX_BODY_BYTES, StreamFailed, handle_stream
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ class ExtProcServer:
 
     ``port``/``health_port`` 0 pick free ports (read back from ``.port``/``.health_port`` after
     ``start``); ``health_port=None`` runs no health server. ``ready`` answers the ``readiness``
-    probe (default: always ready once started).
+    probe (default: always ready once started). Request bodies over ``max_body_bytes`` are
+    answered 413.
     """
 
     def __init__(
@@ -56,8 +57,10 @@ class ExtProcServer:
         cert_reload: bool = False,
         max_recv: int | None = None,
         max_send: int | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self.director = director
+        self.max_body_bytes = max_body_bytes
         self.cert_reload = cert_reload
         self._options = _OPTIONS + [
             (key, size)
@@ -85,7 +88,9 @@ class ExtProcServer:
         self, request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
         try:
-            await handle_stream(self.director, context.read, context.write)
+            await handle_stream(
+                self.director, context.read, context.write, max_body_bytes=self.max_body_bytes
+            )
         except StreamFailed as err:
             await context.abort(err.code, err.details)
         except grpc.aio.AbortError:

@@ -13,6 +13,11 @@ rewrite sees the whole body. Response headers are answered as upstream's: the ma
 the response (Envoy processing only the response phase) is answered the same way, with no
 request to route or account for.
 
+Request bodies are bounded (``max_body_bytes``, 16 MiB by default as the fast front's
+``max_request_bytes``): in FULL_DUPLEX_STREAMED mode Envoy streams a body of any size, and
+collecting it whole let one chunked upload grow the EPP by its size. Past the bound the client
+gets 413 and the rest is not read.
+
 The stream's I/O is two callables (``read`` returning a message or ``EOF``, ``write`` taking
 bytes) so the state machine runs the same under grpc.aio and in unit tests.
 """
@@ -29,6 +34,7 @@ from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from endpoint_picker.director_api import DirectorLike, RoutingContext
 from endpoint_picker.errors import InferenceError
 from endpoint_picker.extproc import messages as m
+from endpoint_picker.metrics import FRONT_REJECTED
 from endpoint_picker.requests.types import DESTINATION_SERVED_HEADER, REQUEST_ID_HEADER
 
 log = logging.getLogger(__name__)
@@ -39,6 +45,7 @@ STREAMED = _Mode.Value("STREAMED")
 BUFFERED = _Mode.Value("BUFFERED")
 DUPLEX = _Mode.Value("FULL_DUPLEX_STREAMED")
 _SUPPORTED_REQUEST_MODES = frozenset({NONE, BUFFERED, DUPLEX})
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 Read = Callable[[], Awaitable[Any]]
 Write = Callable[[bytes], Awaitable[None]]
@@ -57,7 +64,13 @@ class ResponseIncomplete(Exception):
     """Given to ``finish`` when the stream ended before the response's end was seen."""
 
 
-async def handle_stream(director: DirectorLike[Any], read: Read, write: Write) -> None:
+async def handle_stream(
+    director: DirectorLike[Any],
+    read: Read,
+    write: Write,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> None:
     """Run one stream to its end. Raises ``StreamFailed`` to fail it."""
     eof = grpc.aio.EOF
     msg = await read()
@@ -96,6 +109,7 @@ async def handle_stream(director: DirectorLike[Any], read: Read, write: Write) -
     if request_mode == BUFFERED:
         await write(m.REQUEST_HEADERS_CONTINUE)
     chunks: list[bytes] = []
+    size = 0
     trailers = False
     while True:
         msg = await read()
@@ -104,6 +118,14 @@ async def handle_stream(director: DirectorLike[Any], read: Read, write: Write) -
         kind = msg.WhichOneof("request")
         if kind == "request_body":
             part = msg.request_body
+            size += len(part.body)
+            if size > max_body_bytes:
+                FRONT_REJECTED.labels("extproc", "body_too_large").inc()
+                log.info("request body over %d bytes: 413", max_body_bytes)
+                await write(
+                    m.immediate(413, f"request body too large (over {max_body_bytes} bytes)")
+                )
+                return
             chunks.append(part.body)
             if part.end_of_stream:
                 break

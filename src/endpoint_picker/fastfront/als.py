@@ -4,6 +4,14 @@ Each Envoy worker keeps one stream open and sends batches of HTTP entries, flush
 ``buffer_flush_interval`` or when its buffer fills. Per entry we read only what finishing a
 request needs (ticket, status, upstream address, bytes, duration) and hand it to
 ``Completions``; protobuf parsing is per batch, so the cost per request is a few field reads.
+
+When the last open stream closes, the Envoy that held the pending requests is gone (killed,
+restarted): their entries will never come, so they are finished at once (``EnvoyGone``,
+counted in ``endpoint_picker_fastfront_released_total``) instead of holding in-flight load
+until the sweeper, which made the next critical request a 503. An Envoy that drains (hot
+restart, graceful stop) flushes its entries before it closes its streams, so nothing it
+served is lost; a request a *new* Envoy picked before its first flush is finished early,
+which costs accuracy for a moment, never a leak.
 """
 
 from __future__ import annotations
@@ -54,6 +62,10 @@ def _flags(flags: Any) -> str:
     return ",".join(f.name for f, v in flags.ListFields() if v) if flags.ByteSize() else ""
 
 
+class EnvoyGone(Exception):
+    """Given to ``finish`` for pending requests when every access-log stream has closed."""
+
+
 class AccessLogServer:
     """A grpc.aio server for ``StreamAccessLogs`` on ``host:port`` (port 0: any free port)."""
 
@@ -63,6 +75,7 @@ class AccessLogServer:
         self.port = port
         self.streams = 0
         self._server: grpc.aio.Server | None = None
+        self._stopping = False
 
     async def _stream(self, request_iterator: Any, context: Any) -> bytes:
         self.streams += 1
@@ -80,7 +93,21 @@ class AccessLogServer:
                         log.exception("finishing request %s failed", entry.ticket)
         finally:
             self.streams -= 1
+            if self.streams == 0 and not self._stopping:
+                self._release()
         return _EMPTY
+
+    def _release(self) -> None:
+        held = len(self.completions)
+        if not held:
+            return
+        log.warning(
+            "every access-log stream closed (Envoy stopped or restarted): finishing the %d "
+            "requests it held",
+            held,
+        )
+        fm.RELEASED.inc(held)
+        self.completions.finish_all(EnvoyGone("the access-log stream closed"))
 
     async def start(self) -> None:
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
@@ -109,6 +136,7 @@ class AccessLogServer:
         self._server = server
 
     async def stop(self, grace: float | None = 0.5) -> None:
+        self._stopping = True
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None

@@ -13,9 +13,8 @@ response bytes / 4 capped by ``max_tokens``) and counted in ``USAGE_ESTIMATED``.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,8 +76,6 @@ class Completions:
         # answer, so the request is logged without the ticket. Its x-request-id (Envoy's, sent
         # to the pick) still names it.
         self._tickets: dict[str, str] = {}
-        self._boot = os.urandom(3).hex()
-        self._seq = itertools.count(1)
         self.completed = 0
         self.unknown = 0
         self.swept = 0
@@ -89,7 +86,9 @@ class Completions:
 
     def add(self, ctx: RoutingContext) -> str:
         """Hold ``ctx`` until its entry arrives; returns the ticket Envoy must log."""
-        ticket = f"{self._boot}-{next(self._seq):x}"
+        # Unguessable (96 random bits): a ticket is all an access-log entry needs to finish a
+        # request, so a sequential one could be forged by whoever reaches the ALS port.
+        ticket = secrets.token_hex(12)
         self._pending[ticket] = (ctx, self.clock.now() + self.sweep_after_s)
         request_id = ctx.request.request_id
         if request_id:

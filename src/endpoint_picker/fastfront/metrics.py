@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
-
-from endpoint_picker.metrics import REGISTRY
+from endpoint_picker.metrics import REGISTRY, Counter, Gauge
 
 ENTRIES = Counter(
     "endpoint_picker_fastfront_access_log_entries_total",
@@ -15,6 +13,11 @@ ENTRIES = Counter(
 SWEPT = Counter(
     "endpoint_picker_fastfront_swept_total",
     "Picked requests finished by the sweeper because their access-log entry never came.",
+    registry=REGISTRY,
+)
+RELEASED = Counter(
+    "endpoint_picker_fastfront_released_total",
+    "Picked requests finished because every access-log stream closed (Envoy gone).",
     registry=REGISTRY,
 )
 PENDING = Gauge(

@@ -23,7 +23,11 @@ class FrontStopped(Exception):
 
 
 class FastFront:
-    """Envoy's ext_authz pick endpoint on ``host:port`` and its ALS on ``host:als_port``.
+    """Envoy's ext_authz pick endpoint on ``host:port`` and its ALS on ``als_host:als_port``.
+
+    Both ports are unauthenticated: whoever reaches the pick port gets tickets and holds load
+    in flight, and whoever reaches the ALS port can finish requests. They bind loopback by
+    default (``als_host`` defaults to ``host``); the sidecar deploy keeps them there.
 
     Port 0 picks a free port (read ``.port``/``.als_port`` after ``start``). ``sweep_after_s``
     must exceed the longest request (Envoy's route timeout) plus the access-log flush interval:
@@ -37,6 +41,7 @@ class FastFront:
         port: int = 9004,
         als_port: int = 9005,
         *,
+        als_host: str | None = None,
         clock: Clock = SYSTEM_CLOCK,
         sweep_after_s: float = 330.0,
         sweep_every_s: float = 5.0,
@@ -45,6 +50,7 @@ class FastFront:
         self.director = director
         self.host = host
         self.port = port
+        self.als_host = als_host if als_host is not None else host
         self.als_port = als_port
         self.sweep_every_s = sweep_every_s
         self.completions = Completions(director, clock=clock, sweep_after_s=sweep_after_s)
@@ -64,7 +70,7 @@ class FastFront:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        als = AccessLogServer(self.completions, host=self.host, port=self.als_port)
+        als = AccessLogServer(self.completions, host=self.als_host, port=self.als_port)
         await als.start()
         try:
             server = await loop.create_server(
@@ -83,7 +89,13 @@ class FastFront:
         self.port = int(server.sockets[0].getsockname()[1])
         self.als_port = als.port
         self._sweeper = loop.create_task(self._sweep_loop(), name="fastfront-sweeper")
-        log.info("fast front: pick on %s:%d, access log on :%d", self.host, self.port, als.port)
+        log.info(
+            "fast front: pick on %s:%d, access log on %s:%d",
+            self.host,
+            self.port,
+            self.als_host,
+            als.port,
+        )
 
     async def _sweep_loop(self) -> None:
         while True:

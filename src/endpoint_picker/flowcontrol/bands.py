@@ -13,6 +13,11 @@ from .fairness import FAIRNESS_POLICIES, FairnessPolicy
 from .ordering import ORDERING_POLICIES, FlowQueue, OrderingPolicy
 from .types import FlowKey, Item
 
+# Flows are keyed by a client-chosen fairness id: past this many, idle flows are deleted at
+# once (not after flowGCTimeout) and, when none is idle, a request opening a new flow is
+# rejected as over capacity, so tenants made up per request cannot grow memory without bound.
+MAX_FLOWS = 10_000
+
 
 class PriorityBand:
     """All flows of one priority, with the band's policies, limits and live totals."""
@@ -55,8 +60,13 @@ class Hold:
 class FlowRegistry:
     """Flows and bands of one pool. Counts are exact: a finalized item leaves them at once."""
 
-    def __init__(self, config: FlowControlConfig, now: float = 0.0) -> None:
+    def __init__(
+        self, config: FlowControlConfig, now: float = 0.0, *, max_flows: int = MAX_FLOWS
+    ) -> None:
         self.config = config
+        self.max_flows = max_flows
+        self.flows = 0  # across all bands
+        self.deleted: list[str] = []  # fairness ids of deleted flows, for the owner to drain
         self.bands: dict[int, PriorityBand] = {}
         self._order: list[int] = []  # negated priorities, ascending = highest priority first
         self.len = 0
@@ -100,8 +110,11 @@ class FlowRegistry:
             return False
         flow = band.flows.get(item.key.fairness_id)
         if flow is None:
+            if self.flows >= self.max_flows and not self._delete_flows(now, idle_for=0.0):
+                return False
             flow = FlowQueue(item.key, band.ordering.uses_heap, now)
             band.flows[item.key.fairness_id] = flow
+            self.flows += 1
         item.order = band.ordering.order(item)
         band.len += 1
         band.bytes += item.size
@@ -153,16 +166,10 @@ class FlowRegistry:
     def collect_garbage(self, now: float) -> tuple[int, int]:
         """Delete flows empty for ``flowGCTimeout`` and dynamic bands empty and flow-less for
         ``priorityBandGCTimeout``. Configured bands are never deleted. Returns (flows, bands)."""
-        flows_gone = bands_gone = 0
+        flows_gone = self._delete_flows(now, self.config.flow_gc_timeout)
+        bands_gone = 0
         for priority in self.priorities():
             band = self.bands[priority]
-            for fid in [
-                f
-                for f, q in band.flows.items()
-                if q.len == 0 and now - q.idle_since >= self.config.flow_gc_timeout
-            ]:
-                del band.flows[fid]
-                flows_gone += 1
             if (
                 not band.static
                 and not band.flows
@@ -173,6 +180,19 @@ class FlowRegistry:
                 self._order.remove(-priority)
                 bands_gone += 1
         return flows_gone, bands_gone
+
+    def _delete_flows(self, now: float, idle_for: float) -> int:
+        """Delete flows empty for at least ``idle_for`` seconds; returns how many."""
+        gone = 0
+        for band in self.bands.values():
+            for fid in [
+                f for f, q in band.flows.items() if q.len == 0 and now - q.idle_since >= idle_for
+            ]:
+                del band.flows[fid]
+                self.deleted.append(fid)
+                gone += 1
+        self.flows -= gone
+        return gone
 
     def flow(self, key: FlowKey) -> FlowQueue | None:
         band = self.bands.get(key.priority)

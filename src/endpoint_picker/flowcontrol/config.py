@@ -3,7 +3,8 @@
 Upstream fields (``apix/config/v1alpha1`` ``FlowControlConfig``): ``maxBytes``, ``maxRequests``,
 ``defaultRequestTTL``, ``defaultPriorityBand``, ``priorityBands``, ``usageLimitPolicyPluginRef``.
 llm-d-router's additions: ``defaultNegativePriorityBand`` (the template for bands below 0),
-``noEndpointRequestTTL`` and ``enableEviction`` (accepted, recorded), ``saturationDetector``
+``noEndpointRequestTTL`` (applied, with llm-d-router's defaults: see docs/flow-control.md),
+``enableEviction`` (accepted, recorded), ``saturationDetector``
 (read by the config loader, which owns plugin references).
 This project's extensions (documented in docs/flow-control.md): ``enabled`` (turns flow control
 on or off whatever the feature gate says; see docs/configuration.md), ``flowGCTimeout`` and
@@ -31,6 +32,7 @@ STATIC_USAGE_LIMIT_POLICY = "static-usage-limit-policy"
 DEFAULT_ORDERING = "fcfs-ordering-policy"
 DEFAULT_FAIRNESS = "global-strict-fairness-policy"
 FLOW_GC_TIMEOUT = 300.0
+NO_ENDPOINT_REQUEST_TTL = 60.0  # llm-d-router's default when neither TTL is set
 BAND_GC_TIMEOUT = 600.0
 
 T = TypeVar("T")
@@ -79,7 +81,9 @@ class FlowControlConfig:
     default_request_ttl: float = 0.0  # 0 = no TTL
     default_priority_band: PriorityBandConfig = field(default_factory=PriorityBandConfig)
     default_negative_priority_band: PriorityBandConfig | None = None
-    no_endpoint_request_ttl: float = 0.0  # accepted from llm-d-router; not applied here
+    # Queue-wait budget while the pool has no ready endpoint (llm-d-router's field): follows
+    # defaultRequestTTL when only that is set, 60 s when neither is; 0 = wait indefinitely.
+    no_endpoint_request_ttl: float = NO_ENDPOINT_REQUEST_TTL
     enable_eviction: bool = False  # accepted from llm-d-router; no eviction here
     priority_bands: tuple[PriorityBandConfig, ...] = ()
     usage_limit_policy: str = STATIC_USAGE_LIMIT_POLICY
@@ -154,14 +158,19 @@ class FlowControlConfig:
         else:
             where = f"plugins[{ulp}].parameters"
             threshold = validate_params(StaticUsageLimitParams, ulp_params, path=where).threshold
+        ttl = r.get("defaultRequestTTL", _non_negative_duration, None)
         cfg = cls(
             enabled=r.get("enabled", _bool, True),
             max_bytes=r.get("maxBytes", parse_quantity, 0),
             max_requests=r.get("maxRequests", parse_quantity, 0),
-            default_request_ttl=r.get("defaultRequestTTL", _non_negative_duration, 0.0),
+            default_request_ttl=ttl or 0.0,
             default_priority_band=template,
             default_negative_priority_band=negative,
-            no_endpoint_request_ttl=r.get("noEndpointRequestTTL", _non_negative_duration, 0.0),
+            no_endpoint_request_ttl=r.get(
+                "noEndpointRequestTTL",
+                _non_negative_duration,
+                NO_ENDPOINT_REQUEST_TTL if ttl is None else ttl,
+            ),
             enable_eviction=r.get("enableEviction", _bool, False),
             priority_bands=tuple(bands),
             usage_limit_policy=ulp_type,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import logging
 import math
 import time
 from collections import Counter
@@ -26,9 +27,10 @@ from prometheus_client import Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
+from endpoint_picker.datalayer.freshness import DEFAULT_STALENESS_THRESHOLD, ready_endpoints
 from endpoint_picker.datastore import Endpoint
 from endpoint_picker.errors import InferenceError, Internal, ResourceExhausted, ServiceUnavailable
-from endpoint_picker.metrics import FastHistogram
+from endpoint_picker.metrics import FAIRNESS_LABELS, FastHistogram
 from endpoint_picker.requests.types import DEFAULT_FAIRNESS_ID, InferenceRequest
 
 from . import metrics as m
@@ -47,14 +49,24 @@ from .types import (
     Outcome,
 )
 
+log = logging.getLogger(__name__)
+
 CAPACITY_MESSAGE = f"{ERR_REJECTED}: queue at capacity"
 T = TypeVar("T")
+ERR_NO_ENDPOINTS = "no ready endpoints"
+# With nothing queued, dispatch cycles (run on every completion and scrape) refresh the pool
+# saturation gauge at most this often, so it follows the pool instead of freezing when idle.
+IDLE_SATURATION_EVERY = 1.0
 
 
 def outcome_error(outcome: Outcome) -> InferenceError | None:
     """The client-facing error for a non-dispatched outcome (upstream's table, spec 2.7)."""
     if outcome is Outcome.REJECTED_CAPACITY:
         return ResourceExhausted(CAPACITY_MESSAGE)
+    if outcome is Outcome.EVICTED_NO_ENDPOINTS:
+        return ServiceUnavailable(
+            f"no ready endpoint within noEndpointRequestTTL: {ERR_EVICTED}: {ERR_NO_ENDPOINTS}"
+        )
     if outcome is Outcome.EVICTED_TTL:
         return ServiceUnavailable(f"request timed out in queue: {ERR_EVICTED}: {ERR_TTL_EXPIRED}")
     if outcome is Outcome.EVICTED_CONTEXT_CANCELLED:
@@ -78,6 +90,7 @@ class FlowController:
         *,
         pool_name: str = "",
         recheck_interval: float = 0.05,
+        ready_threshold: float = DEFAULT_STALENESS_THRESHOLD,
     ) -> None:
         self.config = config
         self.detector = detector
@@ -88,6 +101,9 @@ class FlowController:
         self.outcomes: Counter[Outcome] = Counter()  # every finalization, by outcome
         self.saturation = 0.0  # as seen by the last dispatch cycle
         self._endpoints = endpoints
+        self.ready_threshold = ready_threshold
+        self._empty_since: float | None = None  # when the pool last lost its ready endpoints
+        self._saturation_at = -math.inf  # when the saturation gauge was last set
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False
         self._seq = 0
@@ -182,6 +198,8 @@ class FlowController:
         self._child(
             m.REQUEST_ENQUEUE_DURATION, key.fairness_id, str(key.priority), enqueue_outcome
         ).observe(time.perf_counter() - t0)
+        if self.registry.deleted:
+            self._forget_flows()
         if not queued:
             self._finalize(item, Outcome.REJECTED_CAPACITY, now)
             self._raise(item)
@@ -232,17 +250,44 @@ class FlowController:
             self._dispatch_cycle()
 
     def _dispatch_cycle(self) -> None:
+        """One cycle; an exception in it fails what is queued rather than stranding it.
+
+        A detector or policy that raises (a bug, or a value it cannot handle) would otherwise
+        leave every queued request waiting for a cycle that never dispatches: each is evicted
+        with ``EvictedOther`` (HTTP 500, "internal flow control error") and the controller
+        keeps running for the requests that come next.
+        """
+        try:
+            self._cycle()
+        except Exception:
+            log.exception(
+                "flow control dispatch cycle failed; failing %d queued requests", self.registry.len
+            )
+            self._fail_queued(self.clock.now())
+
+    def _fail_queued(self, now: float) -> None:
+        for band in list(self.registry.bands.values()):
+            for flow in list(band.flows.values()):
+                for item in list(flow.live_items()):
+                    if item.outcome is None:
+                        self._evict(item, Outcome.EVICTED_OTHER, now)
+
+    def _cycle(self) -> None:
         """Expire what is due, then dispatch at most one request (upstream's dispatchCycle)."""
         t0 = time.perf_counter()
         now = self.clock.now()
         if self._expiry and self._expiry[0][0] <= now:
             self._expire(now)
         if self.registry.len == 0:
+            if now - self._saturation_at >= IDLE_SATURATION_EVERY:
+                every = self._endpoints()  # the gauge follows the pool while idle
+                self._measure(ready_endpoints(every, now, self.ready_threshold) or every, now)
             return
-        endpoints = self._endpoints()
-        saturation = self.detector.saturation(endpoints, now)
-        self.saturation = saturation
-        self._child(m.POOL_SATURATION, self.pool_name).set(saturation)
+        endpoints = self._ready(now)
+        if endpoints is None:
+            self._arm_recheck()  # the no-endpoint budget runs out on this clock, not on events
+            return
+        saturation = self._measure(endpoints, now)
         if self._held_back(endpoints, saturation, now):
             self._arm_recheck()
             self._dispatch_timer.observe(time.perf_counter() - t0)
@@ -269,6 +314,39 @@ class FlowController:
         order = self.registry.priorities()
         head = next((p for p in order if bands[p].len), None)
         return head is not None and head < order[0] and saturation >= ceiling_of(endpoints, now)
+
+    def _measure(self, endpoints: Sequence[Endpoint], now: float) -> float:
+        saturation = self.detector.saturation(endpoints, now)
+        self.saturation, self._saturation_at = saturation, now
+        self._child(m.POOL_SATURATION, self.pool_name).set(saturation)
+        return saturation
+
+    def _ready(self, now: float) -> Sequence[Endpoint] | None:
+        """The endpoints dispatch should measure: the ready ones. None while there are none:
+        nothing is dispatched then (it could only fail), and requests that waited
+        ``noEndpointRequestTTL`` since the pool emptied (or since they came) get 503."""
+        every = self._endpoints()
+        ready = ready_endpoints(every, now, self.ready_threshold)
+        if ready:
+            self._empty_since = None
+            return ready
+        if every and not self._ever_ready(every):
+            return every  # never scraped (no data layer, cold start): upstream's behaviour
+        if self._empty_since is None:
+            self._empty_since = now
+        ttl = self.config.no_endpoint_request_ttl
+        if ttl > 0:
+            cutoff = now - ttl
+            for band in list(self.registry.bands.values()):
+                for flow in list(band.flows.values()):
+                    for item in flow.live_items():
+                        if max(item.enqueue_time, self._empty_since) <= cutoff:
+                            self._evict(item, Outcome.EVICTED_NO_ENDPOINTS, now)
+        return None
+
+    @staticmethod
+    def _ever_ready(endpoints: Sequence[Endpoint]) -> bool:
+        return any(ep.metrics.update_time > 0 for ep in endpoints)
 
     def _arm_recheck(self) -> None:
         if self._recheck_timer is None and self._loop is not None:
@@ -334,8 +412,20 @@ class FlowController:
         """Delete idle flows and dynamic bands now; returns (flows, bands) deleted."""
         return self.registry.collect_garbage(self.clock.now())
 
+    def _forget_flows(self) -> None:
+        """Release the metric series of deleted flows whose fairness id is gone from all bands."""
+        deleted, self.registry.deleted = self.registry.deleted, []
+        bands = self.registry.bands.values()
+        for fid in set(deleted):
+            if any(fid in band.flows for band in bands):
+                continue
+            FAIRNESS_LABELS.release(fid)
+            for ck in [k for k in self._children if fid in k[1:]]:
+                del self._children[ck]
+
     def _on_gc_timer(self) -> None:
         self.collect_garbage()
+        self._forget_flows()
         if self._running and self._loop is not None:
             self._gc_timer = self._loop.call_later(self.config.flow_gc_timeout, self._on_gc_timer)
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Gauge, Histogram
-
-from endpoint_picker.metrics import REGISTRY
+from endpoint_picker.metrics import REGISTRY, Gauge, Histogram
 
 _FLOW_LABELS = ("fairness_id", "priority", "inference_pool", "model_name", "target_model_name")
 

@@ -38,6 +38,7 @@ class Outcome(StrEnum):
     REJECTED_CAPACITY = "RejectedCapacity"
     REJECTED_OTHER = "RejectedOther"
     EVICTED_TTL = "EvictedTTL"
+    EVICTED_NO_ENDPOINTS = "EvictedNoEndpoints"  # llm-d-router's name (noEndpointRequestTTL)
     EVICTED_CONTEXT_CANCELLED = "EvictedContextCancelled"
     EVICTED_OTHER = "EvictedOther"
 
@@ -52,6 +53,7 @@ _KINDS = {
     Outcome.REJECTED_CAPACITY: "rejected",
     Outcome.REJECTED_OTHER: "failed",
     Outcome.EVICTED_TTL: "expired",
+    Outcome.EVICTED_NO_ENDPOINTS: "expired",
     Outcome.EVICTED_CONTEXT_CANCELLED: "cancelled",
     Outcome.EVICTED_OTHER: "failed",
 }

@@ -28,7 +28,13 @@ API_SUFFIXES = (
     ("/completions", "completions"),
     ("/embeddings", "embeddings"),
 )
+# Deeper bodies are refused with 400: later steps (prompt rendering, a model rewrite's
+# re-serialisation) recurse over the body and must not run out of stack.
+MAX_JSON_DEPTH = 128
 MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+# What one request may add to in-flight token accounting: no model has a longer output, and
+# a larger client value (10**400) must neither overflow a float nor saturate the pool forever.
+MAX_ACCOUNTED_TOKENS = 10_000_000
 
 
 def api_for_path(path: str) -> str:
@@ -73,10 +79,20 @@ def _validate(api: str, body: dict[str, Any]) -> str:
 
 
 def _max_tokens(body: dict[str, Any]) -> int | None:
+    """The first numeric output-token limit: a non-negative integer (400 otherwise), capped at
+    ``MAX_ACCOUNTED_TOKENS`` for accounting. Other types are not counted (the model server
+    answers them); the forwarded body keeps the client's value."""
     for name in MAX_TOKENS_FIELDS:
         value = body.get(name)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise BadRequest(f"invalid {name}: must be a non-negative integer, got {value!r}")
+            value = int(value)
+        if value < 0:
+            raise BadRequest(f"invalid {name}: must be a non-negative integer, got {value!r}")
+        return min(value, MAX_ACCOUNTED_TOKENS)
     return None
 
 
@@ -87,11 +103,23 @@ class OpenAIParser:
 
     def parse(self, headers: Mapping[str, str], body: bytes, path: str = "") -> InferenceRequest:
         """Parse one request. Raises :class:`BadRequest` with upstream's messages."""
+        try:
+            return self._parse(headers, body, path)
+        except RecursionError:
+            # JSON nested about a thousand deep: json.loads (or rendering the prompt) runs out of
+            # stack. It is the client's input, so 400, never a 500 that FailOpen would forward.
+            raise BadRequest("error unmarshaling request bodyMap: JSON nested too deeply") from None
+
+    def _parse(self, headers: Mapping[str, str], body: bytes, path: str) -> InferenceRequest:
         req = base_request(headers, body)
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as e:
             raise BadRequest(f"error unmarshaling request bodyMap: {e}") from None
+        if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _too_deep(data):
+            raise BadRequest(
+                f"error unmarshaling request bodyMap: JSON nested deeper than {MAX_JSON_DEPTH}"
+            )
         if not isinstance(data, dict):
             raise BadRequest(
                 f"error unmarshaling request bodyMap: expected a JSON object, got "
@@ -114,6 +142,18 @@ class OpenAIParser:
     def usage_tracker(self, content_type: str | None = None) -> UsageTracker | None:
         """A fresh tracker for one response (JSON or SSE by content type)."""
         return UsageTracker(content_type)
+
+
+def _too_deep(data: Any) -> bool:
+    """True when ``data`` nests lists/objects deeper than ``MAX_JSON_DEPTH`` (iterative walk)."""
+    stack: list[tuple[Any, int]] = [(data, 1)] if isinstance(data, dict | list) else []
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value
+        if depth > MAX_JSON_DEPTH:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 def _json_kind(value: Any) -> str:

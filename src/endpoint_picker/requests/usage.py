@@ -124,7 +124,7 @@ class UsageTracker:
                 continue
             try:
                 found = usage_from_object(json.loads(payload))
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue  # a malformed event is the server's problem, not the request's
             if found is not None:
                 self._usage = found
@@ -139,7 +139,7 @@ class UsageTracker:
             if _USAGE in body and self._size <= MAX_BUFFER_BYTES:
                 try:
                     self._usage = usage_from_object(json.loads(body))
-                except ValueError:
+                except (ValueError, RecursionError):
                     self._usage = None
         elif self._mode == "sse" and _USAGE in self._tail:
             # A final event without a trailing newline: inspect it without consuming it.

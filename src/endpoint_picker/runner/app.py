@@ -50,6 +50,9 @@ class EppOptions:
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)  # upstream's other flags
     # KV-event address per endpoint name, for servers sharing one IP (``epp run --simulate``).
     kv_events_addresses: dict[str, str] = field(default_factory=dict)
+    pick_host: str = "127.0.0.1"  # fast front ports: loopback, unauthenticated (issue 18)
+    als_host: str = "127.0.0.1"
+    max_request_body_bytes: int = 16 * 1024 * 1024  # ext_proc front: larger bodies get 413
 
 
 class Epp:
@@ -172,7 +175,12 @@ class Epp:
             from endpoint_picker.fastfront import FastFront
 
             self.fastfront = FastFront(
-                self.director, o.host, o.pick_port, o.als_port, ready=self.ready
+                self.director,
+                o.pick_host,
+                o.pick_port,
+                o.als_port,
+                als_host=o.als_host,
+                ready=self.ready,
             )
             await self._start_part(self.fastfront)
             if o.grpc_health_port is not None:
@@ -193,6 +201,7 @@ class Epp:
             cert_reload=o.upstream.cert_reload,
             max_recv=o.upstream.grpc_max_recv,
             max_send=o.upstream.grpc_max_send,
+            max_body_bytes=o.max_request_body_bytes,
         )
         await self._start_part(self.extproc)
 

@@ -9,7 +9,7 @@ import signal
 from typing import Any
 
 from endpoint_picker.errors import ConfigError
-from endpoint_picker.units import parse_duration
+from endpoint_picker.units import parse_duration, parse_quantity
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,6 +60,13 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     )
     epp.add_argument("--cert-path", default=None, help="Directory with tls.crt and tls.key.")
     epp.add_argument(
+        "--max-request-body-size",
+        type=_quantity,
+        default=16 * 1024 * 1024,
+        help="ext_proc front: larger request bodies are answered 413 (bytes or a quantity such "
+        "as 16Mi; the fast front's Envoy limit is the same 16Mi).",
+    )
+    epp.add_argument(
         "--refresh-metrics-interval",
         type=_duration,
         default=0.05,
@@ -107,6 +114,18 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         "--als-port", type=int, default=9005, help="Fast front: gRPC access-log service port."
     )
     env.add_argument(
+        "--pick-host",
+        default="127.0.0.1",
+        help="Fast front: address the pick port binds to. Loopback by default, whatever --host "
+        "says: the port is unauthenticated and only Envoy beside the EPP should reach it.",
+    )
+    env.add_argument(
+        "--als-host",
+        default="127.0.0.1",
+        help="Fast front: address the access-log port binds to (loopback by default, as "
+        "--pick-host).",
+    )
+    env.add_argument(
         "--als-flush-interval",
         type=_duration,
         default=0.05,
@@ -144,6 +163,17 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _quantity(text: str) -> int:
+    """A positive byte count: plain or a Kubernetes quantity (``16Mi``)."""
+    try:
+        value = parse_quantity(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
 
 
 def register(subparsers: Any) -> None:
@@ -223,6 +253,9 @@ def options_from_args(args: argparse.Namespace) -> Any:
         pick_port=args.pick_port,
         als_port=args.als_port,
         upstream=upstream,
+        pick_host=args.pick_host,
+        als_host=args.als_host,
+        max_request_body_bytes=args.max_request_body_size,
     )
     return StackOptions(
         epp=epp,
@@ -264,9 +297,10 @@ async def _serve(options: Any) -> int:
     if stack.epp.fastfront is not None:
         ff = stack.epp.fastfront
         log.info(
-            "fast front: pick on %s:%d, access log on :%d, metrics on :%s",
-            o.host,
+            "fast front: pick on %s:%d, access log on %s:%d, metrics on :%s",
+            ff.host,
             ff.port,
+            ff.als_host,
             ff.als_port,
             o.metrics_port,
         )
@@ -280,12 +314,20 @@ async def _serve(options: Any) -> int:
         log.info("status page: http://%s:%d/", host, ms.port)
     if stack.envoy is not None:
         log.info("send requests to %s/v1/completions (Envoy pid %s)", stack.url, stack.envoy.pid)
+    stopped = asyncio.create_task(stop.wait())
+    failed = asyncio.create_task(stack.failed.wait())
     try:
-        await stop.wait()
-        await _drain(stack, stop, log)
+        await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            await _drain(stack, stop, log)
     finally:
+        stopped.cancel()
+        failed.cancel()
         log.info("stopping")
         await stack.stop()
+    if stack.failed.is_set():
+        log.error("the managed Envoy could not be kept running: exiting with status 1")
+        return 1
     return 0
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -21,7 +21,7 @@ from endpoint_picker import __version__
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.datalayer.freshness import pool_stats
 from endpoint_picker.datastore import Datastore
-from endpoint_picker.metrics import INFO, REGISTRY
+from endpoint_picker.metrics import INFO, REGISTRY, Gauge
 from endpoint_picker.runner.status import StatusPage
 
 _POOL = ("name",)
@@ -98,6 +98,7 @@ class MetricsServer:
         self._runner: web.AppRunner | None = None
         self._task: asyncio.Task[None] | None = None
         self._collector = PerPodQueue(datastore, self.pool_name)
+        self._named: str | None = None  # the pool name the gauges carry now
 
     def pool_name(self) -> str:
         pool = self.datastore.pool
@@ -106,15 +107,22 @@ class MetricsServer:
     def refresh(self) -> None:
         stats = pool_stats(self.datastore.endpoints(), self.clock.now(), self.staleness_threshold)
         name = self.pool_name()
+        if self._named is not None and self._named != name:
+            for gauge in (POOL_KV, POOL_QUEUE, POOL_RUNNING, POOL_READY):
+                gauge.remove(self._named)  # a renamed or replaced pool leaves no stale series
+        self._named = name
         POOL_KV.labels(name).set(stats.average_kv_cache_utilization)
         POOL_QUEUE.labels(name).set(stats.average_queue_size)
         POOL_RUNNING.labels(name).set(stats.average_running_requests)
         POOL_READY.labels(name).set(stats.ready_pods)
 
     async def _metrics(self, _: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        # Rendered on a worker thread: a large registry must not stall the request loop. The
+        # client's collect() copies each metric's children under its lock, and the per-pod
+        # collector reads the datastore's endpoint snapshot, built here on the loop.
+        self.datastore.endpoints()
+        body = await asyncio.to_thread(generate_latest, REGISTRY)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, _: web.Request) -> web.Response:
         ok = self.ready()

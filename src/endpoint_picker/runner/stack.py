@@ -1,15 +1,27 @@
 """``epp run``'s whole stack on this machine: simulated model servers, the EPP, a managed Envoy.
 
 Everything binds to 127.0.0.1 unless told otherwise, and everything started here is stopped here,
-by the handles that started it.
+by the handles that started it. The managed Envoy is watched: when it exits on its own it is
+started again (logged at ERROR with its log's tail); more than ``ENVOY_RESTARTS`` exits within a
+minute, or a restart that fails, set :attr:`Stack.failed`, and ``epp run`` exits non-zero
+instead of answering ``/healthz`` while clients get connection refused.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from endpoint_picker.runner.app import Epp, EppOptions
+
+log = logging.getLogger(__name__)
+
+ENVOY_RESTARTS = 3  # exits within a minute that are restarted; one more ends the run
 
 
 @dataclass
@@ -37,6 +49,9 @@ class Stack:
         self.fleet: Any = None
         self.epp = Epp(options.epp)
         self.envoy: Any = None
+        self.failed = asyncio.Event()  # set when the managed Envoy cannot be kept running
+        self.envoy_restarts = 0
+        self._watch: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
@@ -76,9 +91,10 @@ class Stack:
                 if o.front == "fast":
                     config = fast_bootstrap(
                         o.listen_port,
-                        o.epp.host,
+                        self.epp.fastfront.host,
                         self.epp.fastfront.port,
                         self.epp.fastfront.als_port,
+                        als_host=self.epp.fastfront.als_host,
                         failure_mode=o.failure_mode,  # type: ignore[arg-type]
                         pool_endpoints=self.pool_endpoints or None,
                         admin_port=o.admin_port,
@@ -99,11 +115,44 @@ class Stack:
                     )
                 self.envoy = ManagedEnvoy(config, concurrency=o.envoy_concurrency)
                 await self.envoy.start()
+                self._watch = asyncio.create_task(self._watch_envoy(), name="envoy-watch")
         except BaseException:
             await self.stop()
             raise
 
+    async def _watch_envoy(self) -> None:
+        from endpoint_picker.envoy.process import EnvoyError
+
+        exits: deque[float] = deque()
+        while self.envoy is not None:
+            code = await self.envoy.wait()
+            now = time.monotonic()
+            exits.append(now)
+            while exits and now - exits[0] > 60.0:
+                exits.popleft()
+            tail = self.envoy.log_tail(5)
+            if len(exits) > ENVOY_RESTARTS:
+                log.error(
+                    "Envoy exited with %s again (%d times in a minute): giving up", code, len(exits)
+                )
+                self.failed.set()
+                return
+            log.error("Envoy exited with %s; starting it again. Its log ends:\n%s", code, tail)
+            try:
+                await self.envoy.restart()
+            except EnvoyError as err:
+                log.error("Envoy could not be started again: %s", err)
+                self.failed.set()
+                return
+            self.envoy_restarts += 1
+            log.info("Envoy is back (pid %s), listening on %s", self.envoy.pid, self.url)
+
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         if self.envoy is not None:
             await self.envoy.stop()
             self.envoy = None

@@ -6,9 +6,7 @@ process has one scheduler (tests build many, which is harmless: they only add ob
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
-
-from endpoint_picker.metrics import REGISTRY, FastHistogram
+from endpoint_picker.metrics import REGISTRY, Counter, FastHistogram, Gauge, Histogram
 
 # Upstream: 0.0001 ... 0.1 for scheduler and plugin latencies.
 _LATENCY_BUCKETS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)

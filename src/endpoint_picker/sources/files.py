@@ -4,7 +4,10 @@ For runs without Kubernetes: the same InferencePool / InferenceObjective YAML a 
 ``kubectl apply`` is read from disk, and endpoints come from a list (``name=host:port`` or just
 ``host:port``) instead of pods. :meth:`FileSource.run` polls the files' modification stamps and
 reloads on change. An invalid edit is reported (logged and kept in :attr:`FileSource.errors`)
-and the last good state stays in force, so a typo never empties a running pool.
+and the last good state stays in force, so a typo never empties a running pool. A file with no
+documents left (emptied, or cut short by a truncated write) and a reload that would drop the
+pool are reported the same way: they once cleared the pool silently, and ``critical`` requests
+fell to priority 0. Each applied reload logs one INFO line saying what changed.
 
 Parsing happens off the event loop (``asyncio.to_thread``); writes to the datastore happen on it.
 """
@@ -103,7 +106,7 @@ class FileSource:
     def load(self) -> bool:
         """Read the files now and apply them; False (state untouched) when they are invalid."""
         stamps = [_stamp(p) for p in self.paths]
-        return self._apply(load_manifests(self.paths), stamps)
+        return self._apply(*_read(self.paths), stamps)
 
     def load_or_raise(self) -> None:
         """Start-up load: invalid files raise one :class:`ConfigError` listing every problem."""
@@ -115,8 +118,8 @@ class FileSource:
         stamps = [_stamp(p) for p in self.paths]
         if stamps == self._stamps:
             return False
-        result = await asyncio.to_thread(load_manifests, self.paths)
-        return self._apply(result, stamps)
+        result, empty = await asyncio.to_thread(_read, self.paths)
+        return self._apply(result, empty, stamps)
 
     # -- following edits ---------------------------------------------------------------------------
     async def run(self) -> None:
@@ -134,26 +137,35 @@ class FileSource:
         self._stopped.set()
 
     # -- applying ----------------------------------------------------------------------------------
-    def _apply(self, result: ManifestSet, stamps: list[Stamp]) -> bool:
+    def _apply(self, result: ManifestSet, empty: list[Path], stamps: list[Stamp]) -> bool:
         self._stamps = stamps  # an invalid version is reported once, not on every poll
         errors: list[ManifestError | ConfigError] = list(result.errors)
         for warning in result.warnings:
             log.warning("manifest: %s", warning)
+        errors += [
+            ConfigError(f"{p}: the file has no documents (emptied, or a truncated write?)")
+            for p in empty
+        ]
         pool: InferencePool | None = None
         if not errors:
             try:
                 pool = self._pick_pool(result.pools)
             except ConfigError as err:
                 errors.append(err)
+        if not errors and pool is None and self.datastore.pool is not None:
+            errors.append(
+                ConfigError("no InferencePool in the manifests any more (a truncated write?)")
+            )
         if errors:
             self.errors = errors
             for problem in errors:
                 log.error("manifest error, keeping the last good state: %s", problem)
             return False
         self.errors = []
-        self._write(pool, result.objectives)
+        changes = self._write(pool, result.objectives)
         self._write_rewrites(pool, result.rewrites)
         self.loads += 1
+        log.info("manifests %s: %s", "reloaded" if self.loads > 1 else "loaded", changes)
         return True
 
     def _pick_pool(self, pools: list[InferencePool]) -> InferencePool | None:
@@ -171,22 +183,36 @@ class FileSource:
             raise ConfigError(f"several InferencePools ({names}); choose one with pool_name")
         return pools[0] if pools else None
 
-    def _write(self, pool: InferencePool | None, objectives: list[InferenceObjective]) -> None:
+    def _write(self, pool: InferencePool | None, objectives: list[InferenceObjective]) -> str:
+        """Apply; returns what changed, in words, for the log."""
         ds = self.datastore
+        said: list[str] = []
         if pool is None:
             if ds.pool is not None:
                 ds.clear()
+                said.append("pool removed")
         elif ds.pool != pool:
+            said.append(f"pool {pool.metadata.name} {'set' if ds.pool is None else 'changed'}")
             ds.set_pool(pool)
         # Only objectives that point at our pool, as upstream's reconciler filters them.
         wanted = {o.metadata.name: o for o in objectives if pool is None or _refers_to(o, pool)}
+        removed: list[str] = []
+        added: list[str] = []
+        changed: list[str] = []
         for obj in ds.objectives():
             if obj.metadata.name not in wanted:
                 ds.delete_objective(obj.metadata.name)
+                removed.append(obj.metadata.name)
         for name, obj in wanted.items():
-            if ds.objective(name) != obj:
+            old = ds.objective(name)
+            if old != obj:
+                (added if old is None else changed).append(name)
                 ds.set_objective(obj)
+        for verb, names in (("added", added), ("changed", changed), ("removed", removed)):
+            if names:
+                said.append(f"objectives {verb}: {', '.join(sorted(names))}")
         ds.set_static_endpoints(self.endpoints)
+        return "; ".join(said) or "no change"
 
     def _write_rewrites(
         self, pool: InferencePool | None, rewrites: list[InferenceModelRewrite]
@@ -210,3 +236,17 @@ def _refers_to(objective: InferenceObjective | InferenceModelRewrite, pool: Infe
         and ref.kind == InferencePool.KIND
         and objective.metadata.namespace == pool.metadata.namespace
     )
+
+
+def _read(paths: Sequence[Path]) -> tuple[ManifestSet, list[Path]]:
+    """The manifests, and the files among them that hold no YAML document at all."""
+    return load_manifests(paths), [p for p in paths if _has_no_documents(p)]
+
+
+def _has_no_documents(path: Path) -> bool:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False  # load_manifests reports it
+    lines = (line.strip() for line in text.splitlines())
+    return all(not line or line.startswith("#") or line in ("---", "...") for line in lines)

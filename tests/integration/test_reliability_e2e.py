@@ -1,0 +1,73 @@
+"""Issue 18 end to end, on both fronts (simulator, EPP, a real Envoy): hostile input neither
+steers routing nor breaks ``/metrics`` (items 1, 13), and a dead Envoy is noticed (item 12)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from e2e_support import (
+    MODEL,
+    completion,
+    post,
+    running_stack,
+    wait_until,
+)
+
+from endpoint_picker.runner import stack as stack_module
+from endpoint_picker.runner.stack import Stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def stack(front: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    async with running_stack(front, tmp_path_factory.mktemp("reliability"), simulate=1) as s:
+        yield s
+
+
+async def test_a_client_model_rewrite_header_is_not_applied(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    reply = await post(session, stack, completion(), {"x-gateway-model-name-rewrite": "nope"})
+    assert reply.status == 200, reply.body  # "nope" would be a 404 from the simulator
+    assert reply.json()["model"] == MODEL
+
+
+async def test_metrics_survive_a_lone_surrogate_model_name(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    reply = await post(session, stack, b'{"model": "\\udcff", "prompt": "x", "max_tokens": 1}')
+    assert reply.status == 404  # the simulator knows no such model
+    port = stack.epp.metrics_server.port if stack.epp.metrics_server else 0
+    async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+        assert resp.status == 200
+        assert "inference_objective_request_total" in await resp.text()
+
+
+async def test_a_dead_envoy_is_started_again(
+    front: str, tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    async with running_stack(front, tmp_path, simulate=1) as stack:
+        first = stack.envoy.pid
+        os.kill(first, signal.SIGKILL)  # our own child, by its PID
+        await wait_until(lambda: stack.envoy_restarts == 1, what="Envoy restarted")
+        assert stack.envoy.pid != first and not stack.failed.is_set()
+        reply = await post(session, stack, completion())
+        assert reply.status == 200, reply.body
+
+
+async def test_an_envoy_that_keeps_dying_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stack_module, "ENVOY_RESTARTS", 0)
+    async with running_stack("extproc", tmp_path, simulate=1) as stack:
+        os.kill(stack.envoy.pid, signal.SIGKILL)
+        await asyncio.wait_for(stack.failed.wait(), 30)
+        assert stack.envoy_restarts == 0

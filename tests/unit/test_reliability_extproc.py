@@ -1,0 +1,69 @@
+"""Issue 18 items 6 and 14 on the ext_proc stream: request bodies are bounded (413), and a
+stream that starts with Envoy's own reply passes it through instead of failing."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+from tests.unit.extproc_fakes import FakeDirector, body_msg, headers_msg, run
+
+from endpoint_picker.extproc.stream import DEFAULT_MAX_BODY_BYTES, DUPLEX
+from endpoint_picker.metrics import REGISTRY
+from endpoint_picker.runner.commands import options_from_args, register
+
+
+def _rejected() -> float:
+    labels = {"front": "extproc", "reason": "body_too_large"}
+    return REGISTRY.get_sample_value("endpoint_picker_front_rejected_total", labels) or 0.0
+
+
+async def test_a_body_over_the_limit_is_413_and_the_rest_is_not_read() -> None:
+    director = FakeDirector()
+    before = _rejected()
+    chunks = [body_msg(b"x" * 400, False) for _ in range(10)] + [body_msg(b"", True)]
+    out, unread = await run(director, [headers_msg(), *chunks], max_body_bytes=1000)
+    assert [o.WhichOneof("response") for o in out] == ["immediate_response"]
+    assert out[0].immediate_response.status.code == 413
+    assert director.requests == 0 and unread == 8  # stopped at the third chunk
+    assert _rejected() - before == 1
+
+
+async def test_the_default_limit_is_16_mib() -> None:
+    assert DEFAULT_MAX_BODY_BYTES == 16 * 1024 * 1024
+    director = FakeDirector()
+    mib = b"x" * (1024 * 1024)
+    chunks = [body_msg(mib, False) for _ in range(16)] + [body_msg(b"y", True)]
+    out, _ = await run(director, [headers_msg(), *chunks])
+    assert out[0].immediate_response.status.code == 413
+    out, _ = await run(director, [headers_msg(), *chunks[:15], body_msg(mib, True)])
+    assert director.requests == 1 and out[0].WhichOneof("response") == "request_headers"
+
+
+def test_the_limit_is_a_flag() -> None:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["run", "--max-request-body-size", "2Mi"])
+    assert options_from_args(args).epp.max_request_body_bytes == 2 * 1024 * 1024
+    with pytest.raises(SystemExit):
+        parser.parse_args(["run", "--max-request-body-size", "0"])
+
+
+def _response_headers(status: str = "431") -> pb.ProcessingRequest:
+    msg = pb.ProcessingRequest()
+    msg.response_headers.headers.headers.add(key=":status", raw_value=status.encode())
+    msg.protocol_config.response_body_mode = DUPLEX
+    return msg
+
+
+async def test_envoys_own_reply_on_a_stream_without_request_passes_through() -> None:
+    director = FakeDirector()
+    msgs = [_response_headers(), body_msg(b"Request Header Fields Too Large", True, response=True)]
+    out, unread = await run(director, msgs)
+    kinds = [o.WhichOneof("response") for o in out]
+    assert kinds == ["response_headers", "response_body"] and unread == 0
+    assert out[1].response_body.response.body_mutation.streamed_response.body == (
+        b"Request Header Fields Too Large"
+    )
+    assert director.requests == 0 and director.finished == []
