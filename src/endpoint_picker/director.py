@@ -42,7 +42,7 @@ from endpoint_picker.requests.types import (
     InferenceRequest,
     Usage,
 )
-from endpoint_picker.scheduling.framework import TRACE_KEY
+from endpoint_picker.scheduling.framework import FORWARD_HEADERS_KEY, TRACE_KEY
 
 if TYPE_CHECKING:
     from endpoint_picker.tracing import RequestTracer
@@ -279,6 +279,9 @@ class Director:
             streaming=request.stream,
         )
         ctx.headers_to_set[REQUEST_ID_HEADER] = request.request_id
+        forward_headers = request.state.get(FORWARD_HEADERS_KEY)
+        if forward_headers:  # e.g. llm-d's x-prefiller-host-port from disagg-profile-handler
+            ctx.headers_to_set.update(forward_headers)
         if trace is not None:
             span, t0, t1 = trace
             self._trace_phases(span, request, t0, t1, t2)

@@ -16,6 +16,7 @@ import pytest
 from endpoint_picker.api import InferenceObjective
 from endpoint_picker.clock import FakeClock
 from endpoint_picker.config import build, load_config
+from endpoint_picker.config.loader import load_config_text
 from endpoint_picker.datastore import Datastore, Endpoint
 from endpoint_picker.director import Director, RequestContext
 from endpoint_picker.errors import BadRequest, Internal, ServiceUnavailable
@@ -62,14 +63,15 @@ def _objective(name: str, priority: int | None) -> InferenceObjective:
     )
 
 
-async def _world(*, disable_subset_filter: bool = False) -> World:
+async def _world(*, disable_subset_filter: bool = False, config_text: str | None = None) -> World:
     clock = FakeClock()
     datastore = Datastore()
     datastore.set_static_endpoints(ADDRESSES)
     datastore.set_objective(_objective("critical", 10))
     datastore.set_objective(_objective("sheddable", -10))
     datastore.set_objective(_objective("unset", None))
-    built = build(load_config(None), clock=clock)
+    cfg = load_config(None) if config_text is None else load_config_text(config_text)
+    built = build(cfg, clock=clock)
     admission = build_admission(built.flow_control, built.detector, datastore.endpoints, clock)
     assert isinstance(admission, FlowController)
     await admission.start()
@@ -327,6 +329,43 @@ async def test_requests_are_counted_in_flight_inside_admission(world: World) -> 
     assert checking.inflight_after_dispatch == [1, 2]
     world.director.finish(first)
     world.director.finish(second)
+
+
+# -- disaggregation -----------------------------------------------------------------------------
+PD_CONFIG = """
+apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+featureGates: [flowControl]
+plugins:
+- type: prefill-filter
+- type: decode-filter
+- type: prefix-based-pd-decider
+  parameters: {nonCachedTokens: 16}
+- type: disagg-profile-handler
+  parameters: {deciders: {prefill: prefix-based-pd-decider}}
+schedulingProfiles:
+- name: prefill
+  plugins: [{pluginRef: prefill-filter}]
+- name: decode
+  plugins: [{pluginRef: decode-filter}]
+"""
+
+
+async def test_disaggregated_request_carries_the_prefiller_header() -> None:
+    world = await _world(config_text=PD_CONFIG)
+    try:
+        world.endpoint("a").labels["llm-d.ai/role"] = "prefill"
+        for name in ("b", "c"):
+            world.endpoint(name).labels["llm-d.ai/role"] = "decode"
+        ctx = await world.director.handle_request(_headers(), _body(prompt="long " * 100))
+        assert ctx.endpoint is not None and ctx.endpoint.name in ("b", "c")
+        assert ctx.headers_to_set["x-prefiller-host-port"] == "10.0.0.1:8000"
+        world.director.finish(ctx)
+        short = await world.director.handle_request(_headers(), _body(prompt="hi"))
+        assert "x-prefiller-host-port" not in short.headers_to_set
+        world.director.finish(short)
+    finally:
+        await world.admission.stop()
 
 
 # -- header-only requests ------------------------------------------------------------------------

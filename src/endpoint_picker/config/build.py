@@ -48,6 +48,10 @@ def build(cfg: EppConfig, *, clock: Clock = SYSTEM_CLOCK) -> Built:
     objects = {
         name: r.PLUGIN_TYPES[p.type_name].factory(name, p.params) for name, p in cfg.plugins.items()
     }
+    for obj in objects.values():  # plugins naming other plugins (a handler's deciders)
+        bind = getattr(obj, "bind", None)
+        if callable(bind):
+            bind(objects)
     filters: dict[str, Any] = {}
 
     def as_filter(name: str) -> Any:

@@ -284,6 +284,10 @@ def _validate(cfg: EppConfig, errors: list[ConfigError], parser_path: str) -> No
             pickers += r.PICKER in p.kinds
         if pickers > 1:
             err("a profile may have only one picker", f"{where}.plugins")
+    for i, p in enumerate(cfg.plugins.values()):
+        refs = getattr(p.params, "plugin_refs", None)
+        for field, ref in refs() if callable(refs) else []:
+            _check_ref(cfg, ref, r.DECIDER, f"plugins[{i}].parameters.{field}", errors)
     handlers = [p for p in cfg.plugins.values() if r.PROFILE_HANDLER in p.kinds]
     if len(handlers) > 1:
         err("multiple profile handlers found; only one is allowed", "plugins")

@@ -32,6 +32,7 @@ FILTER = "filter"
 SCORER = "scorer"
 PICKER = "picker"
 PROFILE_HANDLER = "profile-handler"
+DECIDER = "decider"  # llm-d's disaggregation deciders, named by disagg-profile-handler
 PRODUCER = "data-producer"
 RESPONSE_HEADER = "response-header-processor"
 PARSER = "parser"
@@ -90,12 +91,23 @@ _SCHEDULING_KINDS = {
     "active-request-scorer": {SCORER},
     "endpoint-notification-source": {DATA_SOURCE},
     "decode-filter": {FILTER},
+    # Roles and labels (llm-d): scheduling/plugins/roles.py.
+    "prefill-filter": {FILTER},
+    "encode-filter": {FILTER},
+    "label-selector-filter": {FILTER},
+    # Disaggregated scheduling (llm-d): scheduling/plugins/{disagg,deciders}.py.
+    "disagg-profile-handler": {PROFILE_HANDLER},
+    "prefix-based-pd-decider": {DECIDER},
+    "always-disagg-pd-decider": {DECIDER},
+    "always-disagg-multimodal-decider": {DECIDER},
 }
 for _type, _kinds in _SCHEDULING_KINDS.items():
     _cls = PLUGIN_CLASSES[_type]
     register_plugin(_type, _kinds, _cls.params_model, _cls.from_config)
 _tokens = PLUGIN_CLASSES["token-producer"]  # llm-d's older name for the same plugin
 register_plugin("tokenizer", {PRODUCER}, _tokens.params_model, _tokens.from_config)
+_selector = PLUGIN_CLASSES["label-selector-filter"]  # llm-d's deprecated name for it
+register_plugin("by-label-selector", {FILTER}, _selector.params_model, _selector.from_config)
 
 
 def _shared(obj: Any) -> Factory:
@@ -137,9 +149,6 @@ UPSTREAM_NOT_IMPLEMENTED: dict[str, str] = {
     "sglanghttp-parser": "parser",
     "vertexai-parser": "parser",
     # scheduling: filters, scorers, profile handlers, producers
-    "label-selector-filter": "filter",
-    "encode-filter": "filter",
-    "prefill-filter": "filter",
     "session-affinity-filter": "filter",
     "endpoint-attribute-filter": "filter",
     "prefix-cache-affinity-filter": "filter",
@@ -161,12 +170,8 @@ UPSTREAM_NOT_IMPLEMENTED: dict[str, str] = {
     "multicluster-kv-cache-utilization-scorer": "scorer",
     "multicluster-prefix-cache-scorer": "scorer",
     "pd-profile-handler": "profile handler",
-    "disagg-profile-handler": "profile handler",
     "data-parallel-profile-handler": "profile handler",
     "header-profile-handler": "profile handler",
-    "always-disagg-pd-decider": "P/D decider",
-    "prefix-based-pd-decider": "P/D decider",
-    "always-disagg-multimodal-decider": "P/D decider",
     "prefill-header-handler": "request control",
     "disagg-headers-handler": "request control",
     "burst-prefix-cache-producer": "data producer",

@@ -22,6 +22,10 @@ from endpoint_picker.requests.types import InferenceRequest
 # start, end) in perf_counter seconds, from which the tracer makes one span per plugin.
 TRACE_KEY = "_trace_plugins"
 
+# ``request.state`` key of the headers that pre-request plugins want on the forwarded request
+# (name -> value; llm-d's ``x-prefiller-host-port``): the director adds them.
+FORWARD_HEADERS_KEY = "_forward_headers"
+
 
 class SchedulingError(Exception):
     """A profile or profile handler could not produce a result (the scheduler maps it to 429)."""

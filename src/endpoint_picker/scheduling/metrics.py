@@ -31,6 +31,12 @@ PLUGIN_DURATION = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+DISAGG_DECISIONS = Counter(
+    "llm_d_epp_disagg_decision",  # exposed as ..._total, llm-d's name
+    "[ALPHA] Total number of disaggregation routing decisions made",
+    ["plugin_name", "plugin_type", "model_name", "decision_type"],
+    registry=REGISTRY,
+)
 PREFIX_INDEXER_SIZE = Gauge(
     "inference_extension_prefix_indexer_size",
     "[ALPHA] Size of the prefix indexer.",

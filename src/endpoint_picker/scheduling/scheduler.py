@@ -58,7 +58,7 @@ class Scheduler:
             members: list[object] = [*p.filters, *(ws.scorer for ws in p.scorers), p.picker]
             for obj in members:
                 seen.setdefault(id(obj), obj)
-        for extra in plugins:
+        for extra in (*plugins, handler):  # a handler may have hooks too (disagg's pre-request)
             seen.setdefault(id(extra), extra)
         everything = list(seen.values())
         self.producers = [p for p in everything if isinstance(p, DataProducer)]

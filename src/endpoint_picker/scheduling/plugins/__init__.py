@@ -1,5 +1,11 @@
 """Upstream's in-tree scheduling plugins, by type name (see ``PLUGIN_CLASSES``)."""
 
+from endpoint_picker.scheduling.plugins.deciders import (
+    AlwaysDisaggMultimodalDecider,
+    AlwaysDisaggPDDecider,
+    PrefixBasedPDDecider,
+)
+from endpoint_picker.scheduling.plugins.disagg import DisaggProfileHandler
 from endpoint_picker.scheduling.plugins.filters import HeaderBasedTestingFilter, SaturationFilter
 from endpoint_picker.scheduling.plugins.handlers import (
     DestinationEndpointServedVerifier,
@@ -7,7 +13,6 @@ from endpoint_picker.scheduling.plugins.handlers import (
 )
 from endpoint_picker.scheduling.plugins.llmd import (
     ActiveRequestScorer,
-    DecodeFilter,
     EndpointNotificationSource,
     NoHitLruScorer,
 )
@@ -18,6 +23,12 @@ from endpoint_picker.scheduling.plugins.pickers import (
 )
 from endpoint_picker.scheduling.plugins.precise import PrecisePrefixCacheProducer
 from endpoint_picker.scheduling.plugins.prefix import ApproxPrefixCacheProducer, PrefixCacheScorer
+from endpoint_picker.scheduling.plugins.roles import (
+    DecodeFilter,
+    EncodeFilter,
+    LabelSelectorFilter,
+    PrefillFilter,
+)
 from endpoint_picker.scheduling.plugins.scorers import (
     KVCacheUtilizationScorer,
     LoraAffinityScorer,
@@ -49,6 +60,13 @@ PLUGIN_CLASSES = {
         ActiveRequestScorer,
         EndpointNotificationSource,
         DecodeFilter,
+        PrefillFilter,
+        EncodeFilter,
+        LabelSelectorFilter,
+        DisaggProfileHandler,
+        PrefixBasedPDDecider,
+        AlwaysDisaggPDDecider,
+        AlwaysDisaggMultimodalDecider,
     )
 }
 """Type name -> class; each class has ``from_params(name, params)``."""
@@ -56,16 +74,23 @@ PLUGIN_CLASSES = {
 __all__ = [
     "PLUGIN_CLASSES",
     "ActiveRequestScorer",
+    "AlwaysDisaggMultimodalDecider",
+    "AlwaysDisaggPDDecider",
     "ApproxPrefixCacheProducer",
     "DecodeFilter",
     "DestinationEndpointServedVerifier",
+    "DisaggProfileHandler",
+    "EncodeFilter",
     "EndpointNotificationSource",
     "HeaderBasedTestingFilter",
     "KVCacheUtilizationScorer",
+    "LabelSelectorFilter",
     "LoraAffinityScorer",
     "MaxScorePicker",
     "NoHitLruScorer",
     "PrecisePrefixCacheProducer",
+    "PrefillFilter",
+    "PrefixBasedPDDecider",
     "PrefixCacheScorer",
     "QueueScorer",
     "RandomPicker",

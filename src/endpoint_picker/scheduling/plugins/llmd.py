@@ -1,6 +1,6 @@
 """What llm-d's precise-prefix configs use besides the producers: ``no-hit-lru-scorer``,
-``active-request-scorer``, ``decode-filter`` and ``endpoint-notification-source`` (the data
-source whose extractors hear of endpoints coming and going).
+``active-request-scorer`` and ``endpoint-notification-source`` (the data source whose
+extractors hear of endpoints coming and going); ``decode-filter`` is in :mod:`.roles`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from endpoint_picker.scheduling.plugins.precise_params import ActiveRequestParam
 from endpoint_picker.scheduling.plugins.prefix import PrefixMatch, match_state_key
 
 COLD_KEY = "no-hit-lru:cold"
-ROLE_LABEL = "llm-d.ai/role"
-DECODE_ROLES = frozenset({"decode", "prefill-decode", "both", "encode-prefill-decode"})
 
 
 class NoHitLruScorer(PluginBase):
@@ -108,17 +106,3 @@ class EndpointNotificationSource(PluginBase):
     datastore already announces them to every subscriber, so this holds no state."""
 
     type_name = "endpoint-notification-source"
-
-
-class DecodeFilter(PluginBase):
-    """``decode-filter``: endpoints whose ``llm-d.ai/role`` label is a decoding role, or that
-    have no role label at all (so a pool without P/D roles passes whole)."""
-
-    type_name = "decode-filter"
-
-    def filter(self, request: InferenceRequest, endpoints: list[Endpoint]) -> list[Endpoint]:
-        return [
-            ep
-            for ep in endpoints
-            if ROLE_LABEL not in ep.labels or ep.labels[ROLE_LABEL] in DECODE_ROLES
-        ]
