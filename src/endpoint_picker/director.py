@@ -78,6 +78,8 @@ class Scheduler(Protocol):
         self, request: InferenceRequest, candidates: Sequence[Endpoint]
     ) -> SchedulingResult: ...
 
+    def admit_request(self, request: InferenceRequest, candidates: Sequence[Endpoint]) -> None: ...
+
     def pre_request(self, request: InferenceRequest, result: Any) -> None: ...
 
     def response_complete(self, request: InferenceRequest, endpoint: Endpoint) -> None: ...
@@ -261,6 +263,7 @@ class Director:
         candidates = ready_candidates(self._candidates(subset_hint), self.clock.now())
         if not candidates:
             raise ServiceUnavailable("failed to find endpoint candidates for serving the request")
+        self.scheduler.admit_request(request, candidates)
         result = self.scheduler.schedule(request, candidates)
         if not result.endpoints:
             raise Internal("scheduler returned no endpoints")
@@ -271,7 +274,7 @@ class Director:
         primary = result.endpoints[0]
         ctx = RequestContext(
             request=request,
-            destination=",".join(ep.hostport for ep in result.endpoints),
+            destination=_destination(result),
             body=forward,
             endpoint=primary,
             received_at=received,
@@ -379,7 +382,7 @@ class Director:
         if ctx.content_type and "text/event-stream" in ctx.content_type:
             ctx.streaming = True
         served = headers.get(DESTINATION_SERVED_HEADER)
-        if served and ctx.endpoint is not None and served != ctx.endpoint.hostport:
+        if served and ctx.endpoint is not None and served != ctx.destination.split(",")[0]:
             self._move_load(ctx, served)
         edited = dict(headers)
         metadata = {DESTINATION_NAMESPACE: {DESTINATION_SERVED_HEADER: served}} if served else {}
@@ -570,3 +573,12 @@ def _error_code(error: BaseException) -> str:
 
 
 __all__ = ["DESTINATION_HEADER", "Director", "RequestContext"]
+
+
+def _destination(result: SchedulingResult) -> str:
+    """The chosen endpoints as Envoy's comma-joined ``ip:port`` list, primary first (on
+    ``result.destination_port`` where the handler names one)."""
+    port: int | None = getattr(result, "destination_port", None)
+    if port is None:
+        return ",".join(ep.hostport for ep in result.endpoints)
+    return ",".join(ep.hostport.rsplit(":", 1)[0] + f":{port}" for ep in result.endpoints)

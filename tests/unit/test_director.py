@@ -19,7 +19,7 @@ from endpoint_picker.config import build, load_config
 from endpoint_picker.config.loader import load_config_text
 from endpoint_picker.datastore import Datastore, Endpoint
 from endpoint_picker.director import Director, RequestContext
-from endpoint_picker.errors import BadRequest, Internal, ServiceUnavailable
+from endpoint_picker.errors import BadRequest, Internal, ResourceExhausted, ServiceUnavailable
 from endpoint_picker.flowcontrol import FlowController, Outcome, build_admission
 from endpoint_picker.metrics import REGISTRY
 from endpoint_picker.requests.types import Usage
@@ -364,6 +364,38 @@ async def test_disaggregated_request_carries_the_prefiller_header() -> None:
         short = await world.director.handle_request(_headers(), _body(prompt="hi"))
         assert "x-prefiller-host-port" not in short.headers_to_set
         world.director.finish(short)
+    finally:
+        await world.admission.stop()
+
+
+DP_CONFIG = """
+apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+featureGates: [flowControl]
+plugins:
+- type: data-parallel-profile-handler
+  parameters: {primaryPort: 9000}
+- type: probabilistic-admitter
+schedulingProfiles:
+- name: default
+  plugins: []
+"""
+
+
+async def test_data_parallel_goes_to_the_primary_port_and_admitter_sheds() -> None:
+    world = await _world(config_text=DP_CONFIG)
+    try:
+        ctx = await world.director.handle_request(_headers(), _body())
+        assert ctx.endpoint is not None
+        assert ctx.destination.split(",")[0] == f"{ctx.endpoint.address}:9000"
+        assert ctx.headers_to_set["x-data-parallel-host-port"] == ctx.endpoint.hostport
+        world.director.finish(ctx)
+        for ep in world.datastore.endpoints():  # every queue at the admitter's threshold
+            ep.metrics.waiting_queue_size = 5
+        critical = await world.director.handle_request(_headers(**{OBJECTIVE: "critical"}), _body())
+        world.director.finish(critical)
+        with pytest.raises(ResourceExhausted, match="probabilistic-admitter"):
+            await world.director.handle_request(_headers(**{OBJECTIVE: "sheddable"}), _body())
     finally:
         await world.admission.stop()
 

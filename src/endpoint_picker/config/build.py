@@ -84,7 +84,9 @@ def build(cfg: EppConfig, *, clock: Clock = SYSTEM_CLOCK) -> Built:
         profiles.append(SchedulerProfile(prof.name, filters=flts, scorers=scorers, picker=picker))
     handler = next(objects[n] for n, p in cfg.plugins.items() if r.PROFILE_HANDLER in p.kinds)
     extras = [
-        objects[n] for n, p in cfg.plugins.items() if p.kinds & {r.PRODUCER, r.RESPONSE_HEADER}
+        objects[n]
+        for n, p in cfg.plugins.items()
+        if p.kinds & {r.PRODUCER, r.RESPONSE_HEADER, r.ADMITTER}
     ]
     return Built(
         config=cfg,

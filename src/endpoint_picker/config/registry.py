@@ -32,6 +32,7 @@ FILTER = "filter"
 SCORER = "scorer"
 PICKER = "picker"
 PROFILE_HANDLER = "profile-handler"
+ADMITTER = "admitter"  # llm-d's request-control admission plugins (before scheduling)
 DECIDER = "decider"  # llm-d's disaggregation deciders, named by disagg-profile-handler
 PRODUCER = "data-producer"
 RESPONSE_HEADER = "response-header-processor"
@@ -100,6 +101,9 @@ _SCHEDULING_KINDS = {
     "prefix-based-pd-decider": {DECIDER},
     "always-disagg-pd-decider": {DECIDER},
     "always-disagg-multimodal-decider": {DECIDER},
+    "data-parallel-profile-handler": {PROFILE_HANDLER},
+    "load-aware-scorer": {SCORER},
+    "probabilistic-admitter": {ADMITTER},
 }
 for _type, _kinds in _SCHEDULING_KINDS.items():
     _cls = PLUGIN_CLASSES[_type]
@@ -156,7 +160,6 @@ UPSTREAM_NOT_IMPLEMENTED: dict[str, str] = {
     "utilization-filter": "filter",
     "topology-affinity-filter": "filter",
     "multicluster-session-affinity-filter": "filter",
-    "load-aware-scorer": "scorer",
     "context-length-aware": "scorer",
     "session-affinity-scorer": "scorer",
     "precise-prefix-cache-scorer": "scorer",
@@ -170,7 +173,6 @@ UPSTREAM_NOT_IMPLEMENTED: dict[str, str] = {
     "multicluster-kv-cache-utilization-scorer": "scorer",
     "multicluster-prefix-cache-scorer": "scorer",
     "pd-profile-handler": "profile handler",
-    "data-parallel-profile-handler": "profile handler",
     "header-profile-handler": "profile handler",
     "prefill-header-handler": "request control",
     "disagg-headers-handler": "request control",
@@ -184,7 +186,6 @@ UPSTREAM_NOT_IMPLEMENTED: dict[str, str] = {
     # request control and admission
     "request-attribute-reporter": "request control",
     "agent-identity": "request control",
-    "probabilistic-admitter": "admission",
     "latency-slo-admitter": "admission",
     "disaggregatedset-rollout-screener": "request control",
     # flow control

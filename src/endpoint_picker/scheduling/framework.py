@@ -76,6 +76,13 @@ class PreRequest(Plugin, Protocol):
 
 
 @runtime_checkable
+class Admitter(Plugin, Protocol):
+    def admit_request(self, request: InferenceRequest, endpoints: Sequence[Endpoint]) -> None:
+        """Raise an InferenceError (e.g. 429) to turn ``request`` away before scheduling."""
+        ...
+
+
+@runtime_checkable
 class ResponseComplete(Plugin, Protocol):
     def response_complete(self, request: InferenceRequest, endpoint: Endpoint) -> None:
         """Called once the response from ``endpoint`` has ended (success or not)."""
@@ -125,11 +132,15 @@ class ProfileRunResult:
 
 @dataclass(slots=True)
 class SchedulingResult:
-    """The scheduler's answer. ``endpoints`` = the primary profile's picks, primary first."""
+    """The scheduler's answer. ``endpoints`` = the primary profile's picks, primary first.
+
+    ``destination_port``: send to this port of the chosen endpoints instead of theirs (llm-d's
+    data-parallel handler picks a rank; the pod's primary port receives the request)."""
 
     profile_results: dict[str, ProfileRunResult | None]
     primary_profile_name: str
     endpoints: list[Endpoint] = field(default_factory=list)
+    destination_port: int | None = None
 
     @property
     def primary(self) -> Endpoint:

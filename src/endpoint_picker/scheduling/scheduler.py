@@ -18,6 +18,7 @@ from endpoint_picker.metrics import FastHistogram
 from endpoint_picker.requests.types import InferenceRequest
 from endpoint_picker.scheduling import metrics as m
 from endpoint_picker.scheduling.framework import (
+    Admitter,
     DataProducer,
     EndpointRemoved,
     PreRequest,
@@ -62,6 +63,7 @@ class Scheduler:
             seen.setdefault(id(extra), extra)
         everything = list(seen.values())
         self.producers = [p for p in everything if isinstance(p, DataProducer)]
+        self.admitters = [p for p in everything if isinstance(p, Admitter)]
         self.pre_request_plugins = [p for p in everything if isinstance(p, PreRequest)]
         self.response_plugins = [p for p in everything if isinstance(p, ResponseComplete)]
         self.removal_plugins = [p for p in everything if isinstance(p, EndpointRemoved)]
@@ -183,6 +185,11 @@ class Scheduler:
         return child
 
     # -- hooks ------------------------------------------------------------------------------------
+    def admit_request(self, request: InferenceRequest, candidates: Sequence[Endpoint]) -> None:
+        """Admission plugins (llm-d's ``probabilistic-admitter``) may turn the request away."""
+        for admitter in self.admitters:
+            admitter.admit_request(request, candidates)
+
     def pre_request(self, request: InferenceRequest, result: SchedulingResult) -> None:
         """The request is about to go to ``result.endpoints[0]`` (upstream's PreRequest)."""
         for plugin, timer in self._pre_request_timers:

@@ -1,5 +1,7 @@
 """Upstream's in-tree scheduling plugins, by type name (see ``PLUGIN_CLASSES``)."""
 
+from endpoint_picker.scheduling.plugins.admitter import ProbabilisticAdmitter
+from endpoint_picker.scheduling.plugins.dataparallel import DataParallelProfileHandler
 from endpoint_picker.scheduling.plugins.deciders import (
     AlwaysDisaggMultimodalDecider,
     AlwaysDisaggPDDecider,
@@ -14,6 +16,7 @@ from endpoint_picker.scheduling.plugins.handlers import (
 from endpoint_picker.scheduling.plugins.llmd import (
     ActiveRequestScorer,
     EndpointNotificationSource,
+    LoadAwareScorer,
     NoHitLruScorer,
 )
 from endpoint_picker.scheduling.plugins.pickers import (
@@ -67,6 +70,9 @@ PLUGIN_CLASSES = {
         PrefixBasedPDDecider,
         AlwaysDisaggPDDecider,
         AlwaysDisaggMultimodalDecider,
+        DataParallelProfileHandler,
+        LoadAwareScorer,
+        ProbabilisticAdmitter,
     )
 }
 """Type name -> class; each class has ``from_params(name, params)``."""
@@ -77,6 +83,7 @@ __all__ = [
     "AlwaysDisaggMultimodalDecider",
     "AlwaysDisaggPDDecider",
     "ApproxPrefixCacheProducer",
+    "DataParallelProfileHandler",
     "DecodeFilter",
     "DestinationEndpointServedVerifier",
     "DisaggProfileHandler",
@@ -85,6 +92,7 @@ __all__ = [
     "HeaderBasedTestingFilter",
     "KVCacheUtilizationScorer",
     "LabelSelectorFilter",
+    "LoadAwareScorer",
     "LoraAffinityScorer",
     "MaxScorePicker",
     "NoHitLruScorer",
@@ -92,6 +100,7 @@ __all__ = [
     "PrefillFilter",
     "PrefixBasedPDDecider",
     "PrefixCacheScorer",
+    "ProbabilisticAdmitter",
     "QueueScorer",
     "RandomPicker",
     "RunningRequestsSizeScorer",

@@ -9,6 +9,7 @@ from collections import OrderedDict
 from typing import Any
 
 from endpoint_picker.datastore import Endpoint
+from endpoint_picker.params import PluginParams
 from endpoint_picker.requests.types import InferenceRequest
 from endpoint_picker.scheduling.framework import SchedulingResult
 from endpoint_picker.scheduling.plugins.base import PluginBase
@@ -106,3 +107,34 @@ class EndpointNotificationSource(PluginBase):
     datastore already announces them to every subscriber, so this holds no state."""
 
     type_name = "endpoint-notification-source"
+
+
+class LoadAwareParams(PluginParams):
+    """llm-d's ``threshold``: the waiting queue at which the score reaches 0 (a value <= 0 is
+    taken as the default, as llm-d does)."""
+
+    threshold: int = 128
+
+
+class LoadAwareScorer(PluginBase):
+    """``load-aware-scorer``: an empty queue scores 0.5; a queue of ``q`` scores
+    ``0.5 * (1 - min(q, threshold) / threshold)``, so a loaded endpoint never outscores an
+    idle one and the score never exceeds 0.5 (llm-d's shape). The queue is
+    ``Endpoint.queue_depth`` (the scraped waiting count plus requests sent since the scrape)."""
+
+    type_name = "load-aware-scorer"
+    params_model = LoadAwareParams
+
+    def __init__(self, name: str | None = None, params: LoadAwareParams | None = None) -> None:
+        super().__init__(name)
+        self.params = params or LoadAwareParams()
+        given = self.params.threshold
+        self.threshold = float(given if given > 0 else LoadAwareParams().threshold)
+
+    def score(self, request: InferenceRequest, endpoints: list[Endpoint]) -> list[float]:
+        top = self.threshold
+        return [0.5 * (1.0 - min(ep.queue_depth, top) / top) for ep in endpoints]
+
+    @classmethod
+    def from_config(cls, name: str, params: Any) -> LoadAwareScorer:
+        return cls(name, params)
