@@ -104,6 +104,7 @@ _SCHEDULING_KINDS = {
     "data-parallel-profile-handler": {PROFILE_HANDLER},
     "load-aware-scorer": {SCORER},
     "probabilistic-admitter": {ADMITTER},
+    "session-affinity-scorer": {SCORER, RESPONSE_HEADER},
 }
 for _type, _kinds in _SCHEDULING_KINDS.items():
     _cls = PLUGIN_CLASSES[_type]
@@ -161,7 +162,6 @@ UPSTREAM_NOT_IMPLEMENTED: dict[str, str] = {
     "topology-affinity-filter": "filter",
     "multicluster-session-affinity-filter": "filter",
     "context-length-aware": "scorer",
-    "session-affinity-scorer": "scorer",
     "precise-prefix-cache-scorer": "scorer",
     "mm-embeddings-cache-scorer": "scorer",
     "endpoint-attribute-scorer": "scorer",

@@ -39,6 +39,7 @@ from endpoint_picker.scheduling.plugins.scorers import (
     RunningRequestsSizeScorer,
     TokenLoadScorer,
 )
+from endpoint_picker.scheduling.plugins.session import SessionAffinityScorer
 from endpoint_picker.scheduling.plugins.token_producer import TokenProducer
 
 PLUGIN_CLASSES = {
@@ -73,6 +74,7 @@ PLUGIN_CLASSES = {
         DataParallelProfileHandler,
         LoadAwareScorer,
         ProbabilisticAdmitter,
+        SessionAffinityScorer,
     )
 }
 """Type name -> class; each class has ``from_params(name, params)``."""
@@ -105,6 +107,7 @@ __all__ = [
     "RandomPicker",
     "RunningRequestsSizeScorer",
     "SaturationFilter",
+    "SessionAffinityScorer",
     "SingleProfileHandler",
     "TokenLoadScorer",
     "TokenProducer",
