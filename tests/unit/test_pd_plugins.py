@@ -3,12 +3,13 @@ behaviour llm-d documents (docs/disaggregation.md, the plugin READMEs)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from endpoint_picker.config.build import build_scheduler
-from endpoint_picker.config.loader import load_config_text
+from endpoint_picker.config.loader import load_config, load_config_text
 from endpoint_picker.datastore import Endpoint
 from endpoint_picker.errors import ConfigError
 from endpoint_picker.metrics import REGISTRY
@@ -236,3 +237,41 @@ def test_disagg_handler_decider_must_be_a_defined_decider() -> None:
     bad = PD_CONFIG.replace("prefill: prefix-based-pd-decider", "prefill: decode-filter")
     with pytest.raises(Exception, match="is not a decider"):
         load_config_text(bad)
+
+
+UPSTREAM = Path(__file__).resolve().parents[1] / "data" / "upstream-configs" / "llm-d-router"
+
+
+def test_llmd_pd_example_runs_unchanged_and_a_cached_prompt_stays_local() -> None:
+    cfg = load_config(str(UPSTREAM / "deploy__config__pd-epp-config.yaml"))
+    scheduler = build_scheduler(cfg)
+    pool = [ep("p1", "prefill"), ep("p22", "prefill"), ep("d333", "decode"), ep("d4444", "both")]
+    prompt = "a long shared document " * 40  # ~230 tokens, over nonCachedTokens 16
+    first = req(prompt)
+    result = scheduler.schedule(first, pool)
+    scheduler.pre_request(first, result)
+    assert "prefill" in result.profile_results
+    assert first.state[FORWARD_HEADERS_KEY][PREFILLER_HEADER].endswith(":8000")
+    again = req(prompt + "and a short question?")  # the decode endpoint holds the prefix now
+    result2 = scheduler.schedule(again, pool)
+    assert result2.primary is result.primary  # prefix affinity
+    assert "prefill" not in result2.profile_results  # uncached suffix under 16 tokens
+
+
+def test_llmd_epd_example_encodes_only_multimodal_requests() -> None:
+    cfg = load_config(str(UPSTREAM / "deploy__config__sim-e-p-d-epp-config.yaml"))
+    scheduler = build_scheduler(cfg)
+    pool = [ep("e1", "encode"), ep("p22", "prefill"), ep("d333", "decode")]
+    image = {
+        "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "u"}}]}
+        ]
+    }
+    r = req("hi", body=image)
+    result = scheduler.schedule(r, pool)
+    scheduler.pre_request(r, result)
+    assert result.primary.name == "d333"
+    assert r.state[FORWARD_HEADERS_KEY] == {"x-encoder-hosts-ports": "10.0.0.2:8000"}
+    text = req("hi")
+    result = scheduler.schedule(text, pool)
+    assert set(result.profile_results) == {"decode"}
