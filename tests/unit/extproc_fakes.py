@@ -1,75 +1,27 @@
-"""Helpers for driving ``extproc.stream.handle_stream`` without gRPC: message builders, a
-scripted reader, and a FAKE director that keeps the accounting the real one must keep."""
+"""Helpers for driving ``extproc.stream.handle_stream`` without gRPC: message builders and a
+scripted reader (the FAKE director is the shared one, ``tests.fakes.director``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
 from endpoint_picker.extproc.stream import DUPLEX, handle_stream
-from endpoint_picker.requests.types import InferenceRequest, Usage
-
-
-@dataclass(eq=False)
-class Ctx:
-    request: InferenceRequest
-    destination: str
-    body: bytes
-    headers_to_set: dict[str, str] = field(default_factory=dict)
-
-
-class FakeDirector:
-    """A FAKE director: routes to one address, counts contexts handed out and finished."""
-
-    def __init__(self, error: BaseException | None = None) -> None:
-        self.error = error
-        self.requests = 0
-        self.handed_out = 0
-        self.finished: list[BaseException | None] = []
-
-    async def handle_request(
-        self,
-        headers: dict[str, str],
-        body: bytes,
-        *,
-        has_body: bool = True,
-        subset_hint: list[str] | None = None,
-    ) -> Ctx:
-        self.requests += 1
-        if self.error is not None:
-            raise self.error
-        self.handed_out += 1
-        return Ctx(InferenceRequest(request_id="r", headers=headers), "10.0.0.1:8000", body)
-
-    def handle_response_headers(self, ctx: Ctx, headers: dict[str, str]) -> dict[str, str]:
-        return {}
-
-    def handle_response_body(self, ctx: Ctx, chunk: bytes, end_of_stream: bool) -> bytes:
-        return chunk
-
-    def record_response(
-        self,
-        ctx: Ctx,
-        *,
-        response_bytes: int,
-        duration_s: float | None = None,
-        usage: Usage | None = None,
-    ) -> None:
-        pass  # the ext_proc front sees the response itself
-
-    def finish(self, ctx: Ctx, *, error: BaseException | None = None) -> None:
-        self.finished.append(error)
 
 
 def headers_msg(
-    eos: bool = False, mode: int | None = DUPLEX, resp_mode: int = DUPLEX, **extra: str
+    eos: bool = False,
+    mode: int | None = DUPLEX,
+    resp_mode: int = DUPLEX,
+    headers: dict[str, str] | None = None,
+    **extra: str,
 ) -> pb.ProcessingRequest:
     msg = pb.ProcessingRequest()
     msg.request_headers.end_of_stream = eos
-    for k, v in {":path": "/v1/completions", ":method": "POST", **extra}.items():
+    for k, v in {":path": "/v1/completions", ":method": "POST", **(headers or {}), **extra}.items():
         msg.request_headers.headers.headers.add(key=k, raw_value=v.encode())
     if mode is not None:
         msg.protocol_config.request_body_mode = mode
@@ -84,18 +36,41 @@ def body_msg(body: bytes, eos: bool, response: bool = False) -> pb.ProcessingReq
     return msg
 
 
-async def run(
-    director: Any, msgs: list[Any], **kwargs: Any
-) -> tuple[list[pb.ProcessingResponse], int]:
-    """Drive one stream; returns the answers and how many messages were left unread."""
+def response_headers_msg(eos: bool = False) -> pb.ProcessingRequest:
+    msg = pb.ProcessingRequest()
+    msg.response_headers.end_of_stream = eos
+    msg.response_headers.headers.headers.add(key=":status", raw_value=b"200")
+    return msg
+
+
+def scripted(
+    msgs: list[Any],
+) -> tuple[
+    Callable[[], Awaitable[Any]], Callable[[bytes], Awaitable[None]], list[Any], list[bytes]
+]:
+    """(read, write, unread, written): ``read`` hands out ``msgs`` in order (an exception among
+    them is raised, as a failed read), then gRPC's EOF; ``write`` collects the answers."""
     queue = list(msgs)
     out: list[bytes] = []
 
     async def read() -> Any:
-        return queue.pop(0) if queue else grpc.aio.EOF
+        if not queue:
+            return grpc.aio.EOF
+        item = queue.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        return item
 
     async def write(data: bytes) -> None:
         out.append(data)
 
+    return read, write, queue, out
+
+
+async def run(
+    director: Any, msgs: list[Any], **kwargs: Any
+) -> tuple[list[pb.ProcessingResponse], int]:
+    """Drive one stream; returns the answers and how many messages were left unread."""
+    read, write, unread, out = scripted(msgs)
     await handle_stream(director, read, write, **kwargs)
-    return [pb.ProcessingResponse.FromString(b) for b in out], len(queue)
+    return [pb.ProcessingResponse.FromString(b) for b in out], len(unread)

@@ -9,15 +9,15 @@ import grpc
 import pytest
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from tests.fakes.director import FakeDirector
+from tests.unit.extproc_fakes import body_msg, headers_msg, response_headers_msg
+from tests.unit.extproc_fakes import run as run_stream
 
 from endpoint_picker.errors import Code, InferenceError, ServiceUnavailable
 from endpoint_picker.extproc.stream import (
     BUFFERED,
-    DUPLEX,
     STREAMED,
     ResponseIncomplete,
     StreamFailed,
-    handle_stream,
 )
 
 
@@ -26,53 +26,8 @@ def errors(d: FakeDirector) -> list[BaseException | None]:
     return [error for _, error in d.finished]
 
 
-def headers_msg(
-    eos: bool = False,
-    mode: int | None = DUPLEX,
-    resp_mode: int = DUPLEX,
-    headers: dict[str, str] | None = None,
-) -> pb.ProcessingRequest:
-    msg = pb.ProcessingRequest()
-    msg.request_headers.end_of_stream = eos
-    for k, v in {":path": "/v1/completions", ":method": "POST", **(headers or {})}.items():
-        msg.request_headers.headers.headers.add(key=k, raw_value=v.encode())
-    if mode is not None:
-        msg.protocol_config.request_body_mode = mode
-        msg.protocol_config.response_body_mode = resp_mode
-    return msg
-
-
-def body_msg(body: bytes, eos: bool, response: bool = False) -> pb.ProcessingRequest:
-    msg = pb.ProcessingRequest()
-    part = msg.response_body if response else msg.request_body
-    part.body, part.end_of_stream = body, eos
-    return msg
-
-
-def response_headers_msg(eos: bool = False) -> pb.ProcessingRequest:
-    msg = pb.ProcessingRequest()
-    msg.response_headers.end_of_stream = eos
-    msg.response_headers.headers.headers.add(key=":status", raw_value=b"200")
-    return msg
-
-
 async def run(director: FakeDirector, msgs: list[Any]) -> list[pb.ProcessingResponse]:
-    queue = list(msgs)
-    out: list[bytes] = []
-
-    async def read() -> Any:
-        if not queue:
-            return grpc.aio.EOF
-        item = queue.pop(0)
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    async def write(data: bytes) -> None:
-        out.append(data)
-
-    await handle_stream(director, read, write)
-    return [pb.ProcessingResponse.FromString(b) for b in out]
+    return (await run_stream(director, msgs))[0]
 
 
 def set_headers(common: Any) -> dict[str, str]:

@@ -7,7 +7,8 @@ import argparse
 
 import pytest
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
-from tests.unit.extproc_fakes import FakeDirector, body_msg, headers_msg, run
+from tests.fakes.director import FakeDirector
+from tests.unit.extproc_fakes import body_msg, headers_msg, run
 
 from endpoint_picker.extproc.stream import DEFAULT_MAX_BODY_BYTES, DUPLEX
 from endpoint_picker.metrics import REGISTRY
@@ -26,7 +27,7 @@ async def test_a_body_over_the_limit_is_413_and_the_rest_is_not_read() -> None:
     out, unread = await run(director, [headers_msg(), *chunks], max_body_bytes=1000)
     assert [o.WhichOneof("response") for o in out] == ["immediate_response"]
     assert out[0].immediate_response.status.code == 413
-    assert director.requests == 0 and unread == 8  # stopped at the third chunk
+    assert len(director.requests) == 0 and unread == 8  # stopped at the third chunk
     assert _rejected() - before == 1
 
 
@@ -38,7 +39,7 @@ async def test_the_default_limit_is_16_mib() -> None:
     out, _ = await run(director, [headers_msg(), *chunks])
     assert out[0].immediate_response.status.code == 413
     out, _ = await run(director, [headers_msg(), *chunks[:15], body_msg(mib, True)])
-    assert director.requests == 1 and out[0].WhichOneof("response") == "request_headers"
+    assert len(director.requests) == 1 and out[0].WhichOneof("response") == "request_headers"
 
 
 def test_the_limit_is_a_flag() -> None:
@@ -66,4 +67,4 @@ async def test_envoys_own_reply_on_a_stream_without_request_passes_through() -> 
     assert out[1].response_body.response.body_mutation.streamed_response.body == (
         b"Request Header Fields Too Large"
     )
-    assert director.requests == 0 and director.finished == []
+    assert len(director.requests) == 0 and director.finished == []

@@ -15,11 +15,11 @@ import asyncio
 import json
 from typing import Any
 
-import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.unit.extproc_fakes import FakeDirector
+from tests.fakes.director import FakeDirector
+from tests.unit.extproc_fakes import scripted
 from tests.unit.reliability_support import World, make_world
 
 from endpoint_picker.errors import BadRequest, InferenceError
@@ -113,20 +113,7 @@ def streams(draw: st.DrawFn) -> list[Any]:
 
 
 async def _drive(director: FakeDirector, msgs: list[Any]) -> list[bytes]:
-    queue = list(msgs)
-    out: list[bytes] = []
-
-    async def read() -> Any:
-        if not queue:
-            return grpc.aio.EOF
-        item = queue.pop(0)
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    async def write(data: bytes) -> None:
-        out.append(data)
-
+    read, write, _, out = scripted(msgs)
     try:
         await handle_stream(director, read, write, max_body_bytes=100)
     except (StreamFailed, ConnectionResetError):
@@ -139,9 +126,11 @@ async def _drive(director: FakeDirector, msgs: list[Any]) -> list[bytes]:
 def test_a_stream_never_raises_and_accounts_every_request_once(
     msgs: list[Any], error: BaseException | None
 ) -> None:
-    director = FakeDirector(error)
+    director = FakeDirector()
+    director.error = error
     out = asyncio.run(_drive(director, msgs))
-    assert director.handed_out == len(director.finished)  # exactly once each
+    handed_out = 0 if error is not None else len(director.requests)
+    assert handed_out == len(director.finished)  # exactly once each
     for data in out:
         pb.ProcessingResponse.FromString(data)  # every answer is a valid message
 
