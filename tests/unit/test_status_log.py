@@ -10,6 +10,7 @@ from endpoint_picker.clock import FakeClock
 from endpoint_picker.config import build, load_config
 from endpoint_picker.datastore import Datastore
 from endpoint_picker.flowcontrol import build_admission
+from endpoint_picker.flowcontrol.learned import LearnedCapacityDetector
 from endpoint_picker.requests.types import InferenceRequest
 from endpoint_picker.runner.status import DecisionLog, StatusPage
 from endpoint_picker.scheduling.framework import ProfileRunResult, SchedulingResult
@@ -64,11 +65,18 @@ async def test_snapshot_shows_bands_flows_and_saturation_from_real_flow_control(
     built = build(load_config(None), clock=clock)
     admission = build_admission(built.flow_control, built.detector, ds.endpoints, clock)
     page = StatusPage(ds, DecisionLog(clock=clock), lambda: admission, clock=clock)
+    detector = admission.detector
+    assert isinstance(detector, LearnedCapacityDetector)  # the default with flow control on
+    detector.saturation(ds.endpoints(), clock.now())
     page.sample()
     snap = page.snapshot()
     json.dumps(snap)  # serialisable as served
     assert {e["name"] for e in snap["endpoints"]} == {"a", "b"}
     assert all(not e["healthy"] and e["metrics_age_s"] is None for e in snap["endpoints"])
+    # The default detector learns each endpoint's capacity; the page shows what it holds.
+    assert [e["capacity"] for e in snap["endpoints"]] == [
+        detector.learned(ep.name) for ep in ds.endpoints()
+    ]
     assert snap["flow_control"]["enabled"] is True
     assert len(snap["saturation_history"]) == 1
 

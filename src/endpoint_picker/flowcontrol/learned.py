@@ -86,6 +86,11 @@ class LearnedCapacityDetector:
             self._gauges[ep.name].set(found.capacity)
         return found
 
+    def learned(self, name: str) -> int | None:
+        """The capacity learned so far for endpoint ``name`` (None before its first sight)."""
+        found = self._learners.get(name)
+        return found.capacity if found is not None else None
+
     def capacity(self, ep: Endpoint, now: float) -> int:
         """The endpoint's learned capacity, after learning from a scrape not yet seen."""
         learner = self.learner(ep)

@@ -116,7 +116,9 @@ def _decision(
     return summary
 
 
-def _endpoint(ep: Endpoint, now: float, stale_after: float) -> dict[str, Any]:
+def _endpoint(
+    ep: Endpoint, now: float, stale_after: float, learned: Callable[[str], int | None] | None
+) -> dict[str, Any]:
     m = ep.metrics
     age = m.age(now)
     return {
@@ -128,7 +130,7 @@ def _endpoint(ep: Endpoint, now: float, stale_after: float) -> dict[str, Any]:
         "lora_active": sorted(m.active_models),
         "lora_waiting": sorted(m.waiting_models),
         "inflight": ep.inflight_requests,
-        "capacity": ep.attributes.get("learned_capacity"),
+        "capacity": learned(ep.name) if learned is not None else None,
         "metrics_age_s": None if age == float("inf") else round(age, 3),
         "healthy": age <= stale_after,
     }
@@ -193,6 +195,8 @@ class StatusPage:
         now = self.clock.now()
         pool = self.datastore.pool
         admission = self.admission()
+        # The learned-capacity detector's per-endpoint capacity, when that detector is in use.
+        learned = getattr(getattr(admission, "detector", None), "learned", None)
         totals: dict[str, dict[str, int]] = {}
         for (objective, status), n in self.decisions.totals.items():
             totals.setdefault(objective or "(none)", {})[status] = n
@@ -201,7 +205,8 @@ class StatusPage:
             "wall_time": time.time(),
             "pool": pool.metadata.name if pool is not None else "",
             "endpoints": [
-                _endpoint(ep, now, self.staleness_threshold) for ep in self.datastore.endpoints()
+                _endpoint(ep, now, self.staleness_threshold, learned)
+                for ep in self.datastore.endpoints()
             ],
             "flow_control": _flow_control(admission, now),
             "saturation_history": [[round(t, 3), round(s, 4)] for t, s in self.saturation],
