@@ -8,7 +8,6 @@ A request names its objective in the ``x-llm-d-inference-objective`` header (or 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field
@@ -22,6 +21,8 @@ from endpoint_picker.api.types import (
     Model,
     ObjectName,
     Resource,
+    pending_condition,
+    pending_conditions,
     unique_condition_types,
 )
 
@@ -30,26 +31,8 @@ OBJECTIVE_API_VERSION = f"{OBJECTIVE_GROUP}/v1alpha2"
 
 # The CRD's default when status carries no conditions. Upstream's CRD says type "Ready" while its
 # docs name "Accepted"; we keep the CRD's value so objects read the same as from a cluster.
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-DEFAULT_CONDITION = {
-    "type": "Ready",
-    "status": "Unknown",
-    "reason": "Pending",
-    "message": "Waiting for controller",
-    "lastTransitionTime": "1970-01-01T00:00:00Z",
-}
-
-
-def _default_conditions() -> list[Condition]:
-    return [
-        Condition(
-            type="Ready",
-            status="Unknown",
-            reason="Pending",
-            message="Waiting for controller",
-            last_transition_time=_EPOCH,
-        )
-    ]
+DEFAULT_CONDITION = pending_condition("Ready")
+_default_conditions = pending_conditions("Ready")
 
 
 class PoolObjectReference(Model):

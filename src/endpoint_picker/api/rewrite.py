@@ -10,7 +10,6 @@ them, ``requests/rewrite.py``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field
@@ -22,30 +21,14 @@ from endpoint_picker.api.types import (
     Condition,
     Model,
     Resource,
+    pending_condition,
+    pending_conditions,
     unique_condition_types,
 )
 
 REWRITE_API_VERSION = f"{OBJECTIVE_GROUP}/v1alpha2"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-DEFAULT_CONDITION = {
-    "type": "Accepted",
-    "status": "Unknown",
-    "reason": "Pending",
-    "message": "Waiting for controller",
-    "lastTransitionTime": "1970-01-01T00:00:00Z",
-}
-
-
-def _default_conditions() -> list[Condition]:
-    return [
-        Condition(
-            type="Accepted",
-            status="Unknown",
-            reason="Pending",
-            message="Waiting for controller",
-            last_transition_time=_EPOCH,
-        )
-    ]
+DEFAULT_CONDITION = pending_condition("Accepted")
+_default_conditions = pending_conditions("Accepted")
 
 
 class ModelMatch(Model):

@@ -7,6 +7,7 @@ validation here and the OpenAPI schema in the generated CRDs (see :mod:`.crds`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -163,6 +164,38 @@ class Condition(Model):
         Annotated[int, Field(ge=0, json_schema_extra=INT64), AfterValidator(_int64)] | None
     ) = None
     """The .metadata.generation the condition was set based upon."""
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def pending_condition(condition_type: str) -> dict[str, str]:
+    """The CRD's default condition before a controller reports: ``condition_type`` Unknown,
+    Pending, "Waiting for controller" (as it appears in the CRD's schema)."""
+    return {
+        "type": condition_type,
+        "status": "Unknown",
+        "reason": "Pending",
+        "message": "Waiting for controller",
+        "lastTransitionTime": "1970-01-01T00:00:00Z",
+    }
+
+
+def pending_conditions(condition_type: str) -> Callable[[], list[Condition]]:
+    """A ``default_factory`` for a status's conditions: :func:`pending_condition` as a model."""
+
+    def make() -> list[Condition]:
+        return [
+            Condition(
+                type=condition_type,
+                status="Unknown",
+                reason="Pending",
+                message="Waiting for controller",
+                last_transition_time=_EPOCH,
+            )
+        ]
+
+    return make
 
 
 def unique_condition_types(conditions: list[Condition]) -> list[Condition]:
