@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from routing_metrics import fetch, parse, total
 
 OBJECTIVE_HEADER = "x-gateway-inference-objective"
 MODEL = "sim-model"
@@ -187,12 +188,12 @@ class SlotSampler:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             while True:
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    pages = await asyncio.gather(*(_get(session, u) for u in self.urls))
+                    pages = await asyncio.gather(*(fetch(session, u) for u in self.urls))
                     run = sum(_gauge(p, "vllm:num_requests_running") for p in pages)
                     wait = sum(_gauge(p, "vllm:num_requests_waiting") for p in pages)
                     self.samples.append((time.monotonic(), run, wait))
                     if self.epp_url:
-                        page = await _get(session, self.epp_url)
+                        page = await fetch(session, self.epp_url)
                         self.learned.append(_gauge(page, LEARNED))
                 await asyncio.sleep(self.interval)
 
@@ -204,18 +205,9 @@ class SlotSampler:
         return (sum(r for r, _ in picked) / len(picked), sum(w for _, w in picked) / len(picked))
 
 
-async def _get(session: aiohttp.ClientSession, url: str) -> str:
-    async with session.get(url) as resp:
-        return await resp.text()
-
-
 def _gauge(page: str, name: str) -> float:
-    """A plain gauge's value from Prometheus text (summed over its series)."""
-    total = 0.0
-    for line in page.splitlines():
-        if line.startswith(name) and line[len(name) : len(name) + 1] in (" ", "{"):
-            total += float(line.rsplit(" ", 1)[-1])
-    return total
+    """A gauge's value from Prometheus text, summed over its series."""
+    return total(parse(page), name)
 
 
 async def pool_idle(urls: list[str], wait_s: float = 60.0) -> bool:
@@ -224,7 +216,7 @@ async def pool_idle(urls: list[str], wait_s: float = 60.0) -> bool:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
         while time.monotonic() < deadline:
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                pages = await asyncio.gather(*(_get(session, u) for u in urls))
+                pages = await asyncio.gather(*(fetch(session, u) for u in urls))
                 busy = sum(
                     _gauge(p, "vllm:num_requests_running") + _gauge(p, "vllm:num_requests_waiting")
                     for p in pages

@@ -32,7 +32,8 @@ async def fetch(session: aiohttp.ClientSession, url: str) -> str:
         return await resp.text()
 
 
-def _total(samples: list[tuple[str, dict[str, str], float]], name: str) -> float:
+def total(samples: list[tuple[str, dict[str, str], float]], name: str) -> float:
+    """The sum of ``name``'s samples (all its series)."""
     return sum(v for n, _, v in samples if n == name)
 
 
@@ -63,9 +64,9 @@ class Sampler:
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     texts = await asyncio.gather(*(fetch(session, u) for u in self.urls))
                     per = [parse(t) for t in texts]
-                    self.waiting.append(sum(_total(s, "vllm:num_requests_waiting") for s in per))
-                    self.running.append(sum(_total(s, "vllm:num_requests_running") for s in per))
-                    kv = [_total(s, "vllm:kv_cache_usage_perc") for s in per]
+                    self.waiting.append(sum(total(s, "vllm:num_requests_waiting") for s in per))
+                    self.running.append(sum(total(s, "vllm:num_requests_running") for s in per))
+                    kv = [total(s, "vllm:kv_cache_usage_perc") for s in per]
                     self.kv.append(sum(kv) / len(kv))
                 await asyncio.sleep(self.interval)
 
@@ -94,12 +95,12 @@ async def pool_counters(urls: list[str]) -> dict[str, Any]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         texts = await asyncio.gather(*(fetch(session, u) for u in urls))
     per = [parse(t) for t in texts]
-    hits = sum(_total(s, "vllm:prefix_cache_hits_total") for s in per)
-    queries = sum(_total(s, "vllm:prefix_cache_queries_total") for s in per)
+    hits = sum(total(s, "vllm:prefix_cache_hits_total") for s in per)
+    queries = sum(total(s, "vllm:prefix_cache_queries_total") for s in per)
     # What a router knowing every server's cache at each arrival would have hit (the simulator's
     # fleet-wide oracle, sim/server.py).
-    oracle = sum(_total(s, "sim:oracle_prefix_cache_hits_total") for s in per)
-    requests = [int(_total(s, "vllm:request_success_total")) for s in per]
+    oracle = sum(total(s, "sim:oracle_prefix_cache_hits_total") for s in per)
+    requests = [int(total(s, "vllm:request_success_total")) for s in per]
     return {
         "prefix_hits": hits,
         "prefix_queries": queries,
