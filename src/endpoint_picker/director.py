@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from endpoint_picker import latency, request_log
 from endpoint_picker import metrics as m
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
+from endpoint_picker.datalayer.freshness import DEFAULT_STALENESS_THRESHOLD
 from endpoint_picker.datalayer.freshness import candidates as ready_candidates
 from endpoint_picker.datastore import Datastore, Endpoint
 from endpoint_picker.errors import Code, InferenceError, Internal, ServiceUnavailable
@@ -182,8 +183,10 @@ class Director:
         disable_subset_filter: bool = False,
         decisions: DecisionSink | None = None,
         tracer: RequestTracer | None = None,
+        staleness_threshold: float = DEFAULT_STALENESS_THRESHOLD,
     ) -> None:
         self.datastore = datastore
+        self.staleness_threshold = staleness_threshold  # --metrics-staleness-threshold: "ready"
         self.decisions = decisions
         self.tracer = tracer
         self.parser = parser
@@ -260,7 +263,9 @@ class Director:
         admission itself, so the next admission decision sees this request's load.
         ``trace``: the request's span and its parse start and end, when it is traced."""
         t2 = perf_counter() if trace is not None else 0.0
-        candidates = ready_candidates(self._candidates(subset_hint), self.clock.now())
+        candidates = ready_candidates(
+            self._candidates(subset_hint), self.clock.now(), self.staleness_threshold
+        )
         if not candidates:
             raise ServiceUnavailable("failed to find endpoint candidates for serving the request")
         self.scheduler.admit_request(request, candidates)

@@ -33,16 +33,26 @@ class World:
             ep.dispatched_since_scrape = 0
 
 
-async def make_world(config_text: str | None = None) -> World:
-    """Started flow control; call ``await world.admission.stop()`` when done."""
+async def make_world(config_text: str | None = None, staleness: float = 2.0) -> World:
+    """Started flow control; call ``await world.admission.stop()`` when done. ``staleness``:
+    ``--metrics-staleness-threshold``, as ``epp run`` passes it to admission and the director."""
     clock = FakeClock()
     datastore = Datastore()
     datastore.set_static_endpoints(ADDRESSES)
     built = build(load_config_text(config_text), clock=clock)
-    admission = build_admission(built.flow_control, built.detector, datastore.endpoints, clock)
+    admission = build_admission(
+        built.flow_control, built.detector, datastore.endpoints, clock, ready_threshold=staleness
+    )
     assert isinstance(admission, FlowController), "the config must turn flow control on"
     await admission.start()
-    director = Director(datastore, built.parser, admission, built.scheduler, clock=clock)
+    director = Director(
+        datastore,
+        built.parser,
+        admission,
+        built.scheduler,
+        clock=clock,
+        staleness_threshold=staleness,
+    )
     world = World(director, datastore, admission, clock)
     world.scrape()
     return world

@@ -114,3 +114,33 @@ async def test_an_endpoint_whose_scrapes_fail_leaves_the_candidate_set() -> None
         assert chosen == {a.name, b.name}
     finally:
         await world.admission.stop()
+
+
+async def test_the_ready_rule_follows_metrics_staleness_threshold() -> None:
+    """With ``--metrics-staleness-threshold 5s`` an endpoint whose last scrape is 2.5 s old is
+    still ready: it keeps its share, where the default 2 s would have dropped it."""
+    world = await make_world(CONFIG, staleness=5.0)
+    try:
+        a, b = world.datastore.endpoints()
+        world.clock.advance(2.5)
+        a.metrics.update_time = world.clock.now()
+        chosen: set[str] = set()
+        for _ in range(20):
+            a.dispatched_since_scrape = b.dispatched_since_scrape = 0
+            ctx = await world.director.handle_request(headers(), body())
+            assert ctx.endpoint is not None
+            chosen.add(ctx.endpoint.name)
+            world.director.finish(ctx)
+        assert chosen == {a.name, b.name}
+        world.clock.advance(3)  # b's scrape is now 5.5 s old: stale under the 5 s threshold
+        a.metrics.update_time = world.clock.now()
+        chosen.clear()
+        for _ in range(20):
+            a.dispatched_since_scrape = 0
+            ctx = await world.director.handle_request(headers(), body())
+            assert ctx.endpoint is not None
+            chosen.add(ctx.endpoint.name)
+            world.director.finish(ctx)
+        assert chosen == {a.name}
+    finally:
+        await world.admission.stop()

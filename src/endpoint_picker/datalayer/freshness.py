@@ -4,7 +4,9 @@ There is no active health probe of model servers: a server that stops answering 
 refreshing its ``Metrics.update_time``. Consumers decide what "too old" means for them
 (upstream: 2 s for the pool gauges, 200 ms for the utilization detector).
 
-*Ready* means what ``inference_pool_ready_pods`` counts: metrics at most 2 s old. Scheduling
+*Ready* means what ``inference_pool_ready_pods`` counts: metrics at most
+``--metrics-staleness-threshold`` old (2 s by default, as upstream). The same threshold is used
+by the gauges, the scheduler's candidates and flow control's view of the pool. Scheduling
 candidates and flow control's view of the pool are the ready endpoints when there are any
 (upstream's default profiles do not filter: an endpoint whose ``/metrics`` timed out kept
 taking traffic, twice its share, and a killed server kept getting requests until Envoy failed

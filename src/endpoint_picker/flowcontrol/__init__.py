@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
+from endpoint_picker.datalayer.freshness import DEFAULT_STALENESS_THRESHOLD
 from endpoint_picker.datastore import Endpoint
 
 from .config import FlowControlConfig, PriorityBandConfig
@@ -53,8 +54,13 @@ def build_admission(
     clock: Clock = SYSTEM_CLOCK,
     *,
     pool_name: str = "",
+    ready_threshold: float = DEFAULT_STALENESS_THRESHOLD,
 ) -> FlowController | LegacyAdmission:
-    """The admitter the config asks for: flow control (default) or legacy shedding."""
+    """The admitter the config asks for: flow control (default) or legacy shedding.
+    ``ready_threshold``: how old an endpoint's metrics may be for it to count as ready
+    (``--metrics-staleness-threshold``)."""
     if config.enabled:
-        return FlowController(config, detector, endpoints, clock, pool_name=pool_name)
+        return FlowController(
+            config, detector, endpoints, clock, pool_name=pool_name, ready_threshold=ready_threshold
+        )
     return LegacyAdmission(detector, endpoints, clock)

@@ -97,6 +97,7 @@ class Epp:
             self.datastore.endpoints,
             self.clock,
             pool_name=pool.metadata.name if pool else "",
+            ready_threshold=o.metrics_staleness_threshold,
         )
         await self._start_part(self.admission)
         scheduler = built.scheduler
@@ -137,6 +138,7 @@ class Epp:
             disable_subset_filter=o.disable_endpoint_subset_filter,
             decisions=decisions,
             tracer=tracer,
+            staleness_threshold=o.metrics_staleness_threshold,
         )
         notify = getattr(self.admission, "notify", None)
         datalayer = DataLayer(
