@@ -71,3 +71,36 @@ async def test_an_envoy_that_keeps_dying_fails_the_run(
         os.kill(stack.envoy.pid, signal.SIGKILL)
         await asyncio.wait_for(stack.failed.wait(), 30)
         assert stack.envoy_restarts == 0
+
+
+async def _retries(stack: Stack, session: aiohttp.ClientSession) -> int:
+    async with session.get(
+        f"{stack.envoy.admin_url}/stats?filter=cluster.pool.upstream_rq_retry$"
+    ) as r:
+        text = await r.text()
+    return sum(int(line.rsplit(":", 1)[1]) for line in text.splitlines() if ":" in line)
+
+
+async def test_a_refused_connection_is_retried_on_another_endpoint(
+    front: str, tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """Item 10: a server that has just died, whose metrics still look fresh, is still picked;
+    Envoy retries the refused connection on the live endpoint, so the client gets 200, and the
+    EPP's in-flight counts follow the endpoint that served."""
+    async with running_stack(front, tmp_path, simulate=2) as stack:
+        dead_server, live_server = stack.epp.datastore.endpoints()
+        victim = next(s for s in stack.fleet.servers if s.endpoint == dead_server.hostport)
+        await victim.stop()  # its port now refuses connections
+        replies = []
+        for _ in range(10):  # each round: the dead endpoint looks freshly scraped
+            if await _retries(stack, session) >= 3:
+                break
+            dead_server.metrics.update_time = stack.epp.clock.now()
+            replies += await asyncio.gather(*(post(session, stack, completion()) for _ in range(4)))
+        assert await _retries(stack, session) >= 1, "the EPP never picked the dead endpoint"
+        assert [r.status for r in replies] == [200] * len(replies)
+        assert {r.served_by for r in replies} == {live_server.hostport}
+        await wait_until(
+            lambda: dead_server.inflight_requests == 0 and live_server.inflight_requests == 0,
+            what="in-flight counts back to 0",
+        )

@@ -144,3 +144,32 @@ def test_validate_reports_envoys_reason() -> None:
     config["static_resources"]["clusters"][0]["type"] = "NOT_A_TYPE"
     with pytest.raises(ConfigError, match="NOT_A_TYPE"):
         validate(config)
+
+
+def _route(config: dict[str, Any]) -> dict[str, Any]:
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    route: dict[str, Any] = hcm["typed_config"]["route_config"]["virtual_hosts"][0]["routes"][0]
+    return route
+
+
+def test_with_a_pool_a_failed_connection_is_retried_elsewhere() -> None:
+    route = _route(bootstrap(8081, "127.0.0.1", 9002, pool_endpoints=["10.0.0.1:8000"]))
+    policy = route["route"]["retry_policy"]
+    # only failures where the request never reached a server: nothing is sent twice
+    assert set(policy["retry_on"].split(",")) == {
+        "connect-failure",
+        "refused-stream",
+        "reset-before-request",
+    }
+    assert policy["retry_host_predicate"][0]["name"].endswith("previous_hosts")
+    served = route["response_headers_to_add"][0]["header"]
+    assert served == {
+        "key": "x-gateway-destination-endpoint-served",
+        "value": "%UPSTREAM_REMOTE_ADDRESS%",
+    }
+
+
+def test_without_a_pool_there_is_no_other_host_to_retry() -> None:
+    route = _route(bootstrap(8081, "127.0.0.1", 9002))
+    assert "retry_policy" not in route["route"]
+    assert "response_headers_to_add" not in route

@@ -202,3 +202,21 @@ async def test_subset_hint_is_passed_on() -> None:
     (out,) = await run(d, [msg])
     assert d.calls[0][4] == ["10.0.0.9:80"]
     assert out.immediate_response.status.code == 503
+
+
+async def test_the_served_endpoint_header_reaches_the_director_but_not_the_client() -> None:
+    """Our Envoy reports the endpoint that really served (after a retry) as a response header:
+    the director gets it, and the answer removes it so clients never see pool addresses."""
+    d = FakeDirector()
+    served = response_headers_msg()
+    served.response_headers.headers.headers.add(
+        key="x-gateway-destination-endpoint-served", raw_value=b"10.0.0.2:8000"
+    )
+    out = await run(d, [headers_msg(eos=True), served])
+    seen = next(c[1] for c in d.calls if c[0] == "response_headers")
+    assert seen["x-gateway-destination-endpoint-served"] == "10.0.0.2:8000"
+    mutation = out[1].response_headers.response.header_mutation
+    assert list(mutation.remove_headers) == ["x-gateway-destination-endpoint-served"]
+    assert "x-gateway-destination-endpoint-served" not in set_headers(
+        out[1].response_headers.response
+    )

@@ -218,6 +218,32 @@ def file_access_log(path: str, line_format: str) -> dict[str, Any]:
     }
 
 
+# Retried only where the request never reached a server: the connection failed, was refused
+# (HTTP/2 REFUSED_STREAM), or was reset before the request was sent. Envoy's override_host takes
+# the next endpoint of the EPP's list on a retry, then the pool's round robin; previous_hosts keeps
+# a retry off an endpoint that already failed it.
+RETRY_ON = "connect-failure,refused-stream,reset-before-request"
+RETRIES = 2
+
+
+def retry_policy() -> dict[str, Any]:
+    """The route's retry policy: a failed connection is retried on another endpoint (issue 18,
+    item 10). A request that reached its server is never sent twice."""
+    return {
+        "retry_on": RETRY_ON,
+        "num_retries": RETRIES,
+        "retry_host_predicate": [
+            {
+                "name": "envoy.retry_host_predicates.previous_hosts",
+                "typed_config": {
+                    "@type": _T + "extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+                },
+            }
+        ],
+        "host_selection_retry_max_attempts": 5,
+    }
+
+
 def gateway_bootstrap(
     *,
     listen_host: str,
@@ -231,20 +257,34 @@ def gateway_bootstrap(
     hcm_extra: dict[str, Any] | None = None,
     listener_extra: dict[str, Any] | None = None,
     pool_cluster: dict[str, Any] | None = None,
+    report_served: bool = False,
 ) -> dict[str, Any]:
     """The bootstrap both fronts share: one listener, one catch-all route to the pool (with a
     pool list) or to ``ORIGINAL_DST`` on the EPP's header, ``http_filters`` then the router, the
     EPP's clusters and the upstream cluster (``pool_cluster`` in place of the default pool
     cluster, which routes on the ``envoy.lb`` metadata ext_proc writes). Ports 0 let the kernel
-    choose (``ManagedEnvoy`` reads them back from the admin API)."""
+    choose (``ManagedEnvoy`` reads them back from the admin API). With a pool list, a failed
+    connection is retried on another endpoint (``retry_policy``); ``report_served`` adds the
+    endpoint that really served as the response header ``x-gateway-destination-endpoint-served``
+    for the EPP (ext_proc sees the response before the client; the EPP removes it)."""
     router = {
         "name": "envoy.filters.http.router",
         "typed_config": {"@type": _T + "extensions.filters.http.router.v3.Router"},
     }
-    route = {
+    route: dict[str, Any] = {
         "cluster": "pool" if pool else "original_destination_cluster",
         "timeout": f"{route_timeout_s:g}s",
     }
+    if pool:  # ORIGINAL_DST has no other host to retry on
+        route["retry_policy"] = retry_policy()
+    served: dict[str, Any] = {}
+    if report_served and pool:
+        served["response_headers_to_add"] = [
+            {
+                "header": {"key": DESTINATION_SERVED_HEADER, "value": "%UPSTREAM_REMOTE_ADDRESS%"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ]
     hcm = {
         "@type": _T + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "ingress",
@@ -257,7 +297,7 @@ def gateway_bootstrap(
                 {
                     "name": "all",
                     "domains": ["*"],
-                    "routes": [{"match": {"prefix": "/"}, "route": route}],
+                    "routes": [{"match": {"prefix": "/"}, "route": route, **served}],
                 }
             ],
         },
@@ -343,4 +383,5 @@ def bootstrap(
         ],
         access_log=[file_access_log(access_log_path, ACCESS_LOG_FORMAT)] if access_log_path else [],
         epp_clusters=[_epp_cluster(epp_host, epp_port, tls)],
+        report_served=True,
     )

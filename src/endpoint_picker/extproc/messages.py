@@ -177,9 +177,14 @@ def response_headers(backend: Mapping[str, str], extra: Mapping[str, str]) -> by
     headers.extend(
         (k, v)
         for k, v in merged.items()
-        if not k.startswith(":") and k.lower() not in SYSTEM_OWNED_HEADERS
+        if not k.startswith(":")
+        and k.lower() not in SYSTEM_OWNED_HEADERS
+        and k.lower() != DESTINATION_SERVED_HEADER
     )
-    common = pb.CommonResponse(header_mutation=pb.HeaderMutation(set_headers=_set_headers(headers)))
+    # The served endpoint, when our Envoy reports it as a header, is for the EPP, not clients.
+    removed = [DESTINATION_SERVED_HEADER] if DESTINATION_SERVED_HEADER in backend else []
+    mutation = pb.HeaderMutation(set_headers=_set_headers(headers), remove_headers=removed)
+    common = pb.CommonResponse(header_mutation=mutation)
     return _ser(pb.ProcessingResponse(response_headers=pb.HeadersResponse(response=common)))
 
 
