@@ -104,3 +104,43 @@ async def test_a_refused_connection_is_retried_on_another_endpoint(
             lambda: dead_server.inflight_requests == 0 and live_server.inflight_requests == 0,
             what="in-flight counts back to 0",
         )
+
+
+async def _raw(port: int, request: bytes) -> bytes:
+    """Send ``request`` as raw bytes (a client that breaks HTTP/1.1) and read the reply."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(65536), 10)
+    finally:
+        writer.close()
+
+
+_BODY = b'{"model": "m", "prompt": "x", "max_tokens": 1}'
+CODEC_ERRORS = {
+    "70 KiB header": (
+        b"GET /v1/models HTTP/1.1\r\nhost: x\r\nx-big: %s\r\n\r\n" % (b"a" * 70 * 1024),
+        431,
+    ),
+    "200 headers": (
+        b"GET /v1/models HTTP/1.1\r\nhost: x\r\n"
+        + b"".join(b"x-h%d: v\r\n" % i for i in range(200))
+        + b"\r\n",
+        431,
+    ),
+    "content-length and chunked": (
+        b"POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n"
+        b"transfer-encoding: chunked\r\n\r\n%s" % (len(_BODY), _BODY),
+        400,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CODEC_ERRORS))
+async def test_envoys_own_codec_error_reply_reaches_the_client(stack: Stack, case: str) -> None:
+    """Item 14: Envoy's local reply to a request it cannot parse gets to the client on both
+    fronts (on the ext_proc front the filter is enabled by the route, and such a reply has none)."""
+    request, status = CODEC_ERRORS[case]
+    reply = await _raw(stack.envoy.port, request)
+    assert reply.startswith(b"HTTP/1.1 %d " % status), reply[:100]

@@ -173,3 +173,15 @@ def test_without_a_pool_there_is_no_other_host_to_retry() -> None:
     route = _route(bootstrap(8081, "127.0.0.1", 9002))
     assert "retry_policy" not in route["route"]
     assert "response_headers_to_add" not in route
+
+
+@pytest.mark.parametrize("kwargs", VARIANTS, ids=lambda k: json.dumps(k, sort_keys=True))
+def test_ext_proc_runs_only_on_routed_requests(kwargs: dict[str, Any]) -> None:
+    """Envoy's codec-error replies have no route: with the filter off by default and on in the
+    route, they skip ext_proc and reach the client (issue 18, item 14)."""
+    config = bootstrap(10000, "127.0.0.1", 9002, **kwargs)
+    (f,) = [f for f in filters(config) if f["name"] == "envoy.filters.http.ext_proc"]
+    assert f["disabled"] is True
+    per_route = _route(config)["typed_per_filter_config"]["envoy.filters.http.ext_proc"]
+    assert per_route["config"]["overrides"] == {}
+    assert not per_route.get("disabled", False)

@@ -258,6 +258,7 @@ def gateway_bootstrap(
     listener_extra: dict[str, Any] | None = None,
     pool_cluster: dict[str, Any] | None = None,
     report_served: bool = False,
+    route_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The bootstrap both fronts share: one listener, one catch-all route to the pool (with a
     pool list) or to ``ORIGINAL_DST`` on the EPP's header, ``http_filters`` then the router, the
@@ -297,7 +298,9 @@ def gateway_bootstrap(
                 {
                     "name": "all",
                     "domains": ["*"],
-                    "routes": [{"match": {"prefix": "/"}, "route": route, **served}],
+                    "routes": [
+                        {"match": {"prefix": "/"}, "route": route, **served, **(route_extra or {})}
+                    ],
                 }
             ],
         },
@@ -319,6 +322,20 @@ def gateway_bootstrap(
             "clusters": [*epp_clusters, upstream],
         },
     }
+
+
+# The catch-all route turns on the ext_proc filter, which is disabled by default (see bootstrap).
+ROUTE_ENABLES_EXT_PROC: dict[str, Any] = {
+    "typed_per_filter_config": {
+        "envoy.filters.http.ext_proc": {
+            "@type": _T + "config.route.v3.FilterConfig",
+            "config": {
+                "@type": _T + "extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
+                "overrides": {},  # the filter's own settings, unchanged
+            },
+        }
+    }
+}
 
 
 def bootstrap(
@@ -354,6 +371,10 @@ def bootstrap(
         )
     ext_proc = {
         "name": "envoy.filters.http.ext_proc",
+        # Off unless a route turns it on (ROUTE_ENABLES_EXT_PROC): Envoy's own codec-error replies
+        # (431 headers too large, 400 bad framing) have no route, so they reach the client
+        # instead of waiting on the EPP while Envoy closes the connection under them.
+        "disabled": True,
         "typed_config": {
             "@type": _T + "extensions.filters.http.ext_proc.v3.ExternalProcessor",
             "grpc_service": {"envoy_grpc": {"cluster_name": "epp"}, "timeout": "10s"},
@@ -384,4 +405,5 @@ def bootstrap(
         access_log=[file_access_log(access_log_path, ACCESS_LOG_FORMAT)] if access_log_path else [],
         epp_clusters=[_epp_cluster(epp_host, epp_port, tls)],
         report_served=True,
+        route_extra=ROUTE_ENABLES_EXT_PROC,
     )
