@@ -14,8 +14,10 @@ Requirements checked at the end (exit status 1 if one fails):
 - RSS of ``epp run`` (EPP + its Python) grows by less than 5 MB after the warm-up;
 - ``/metrics`` under 1 MB.
 
-Run: ``.venv/bin/python benchmarks/soak.py --front fast --duration 1800`` (30 minutes), or
-``--quick`` (3 minutes, a fault every 30 s). The integration test runs a shorter one.
+Run: ``.venv/bin/python benchmarks/soak.py --write`` (30 minutes, both fronts side by side, each
+with its own simulators, EPP and Envoy; ``--write`` records ``benchmarks/results/soak.json``,
+rendered into docs/reliability.md), or ``--quick`` (3 minutes, a fault every 30 s), which the
+integration test runs.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from results_file import write_results
 
 MODEL = "soak-model"
 OBJECTIVES = {"critical": 10, "standard": 0, "sheddable": -10}
@@ -102,6 +106,8 @@ class Soak:
         self.metrics_port = free_port()
         self.tally = Tally()
         self.stop = asyncio.Event()
+        self.summary: dict[str, Any] = {}
+        self.fault_log: dict[str, int] = {}  # fault kind -> times injected
 
     async def _sim(self, port: int) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
@@ -189,16 +195,22 @@ class Soak:
                 await proc.wait()
                 await asyncio.sleep(self.fault_every / 2)
                 self.sims[0] = (port, await self._sim(port))
+                self._fault("simulator killed and restarted")
                 print(f"  fault: simulator on :{port} killed and restarted", flush=True)
             elif kind == 1:
                 pid = self.envoy_pid()
                 if pid is not None:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)  # epp run's managed Envoy
+                self._fault("Envoy killed")
                 print(f"  fault: Envoy (pid {pid}) killed", flush=True)
             else:
                 write_atomically(self.manifest, manifest(random.choice([10, 20, 30])))
+                self._fault("manifest rewritten")
                 print("  fault: manifest rewritten", flush=True)
+
+    def _fault(self, kind: str) -> None:
+        self.fault_log[kind] = self.fault_log.get(kind, 0) + 1
 
     async def metrics(self, session: aiohttp.ClientSession) -> tuple[int, dict[str, float]]:
         async with session.get(f"http://127.0.0.1:{self.metrics_port}/metrics") as r:
@@ -227,12 +239,13 @@ class Soak:
             rss_end = rss_kib(self.epp.pid)
         t = self.tally
         growth = (rss_end - rss_warm) / 1024
-        print(json.dumps({"front": self.front, "requests": t.total, "answered": t.answered,
-                          "refused_while_envoy_down": t.refused, "cut_by_a_killed_server": t.cut,
-                          "hung": t.hung,
-                          "idle_gauges": gauges, "metrics_bytes": size,
-                          "rss_warm_mib": round(rss_warm / 1024, 1),
-                          "rss_growth_mib": round(growth, 2)}))  # fmt: skip
+        self.summary = {"front": self.front, "requests": t.total, "answered": t.answered,
+                        "refused_while_envoy_down": t.refused, "cut_by_a_killed_server": t.cut,
+                        "hung": t.hung, "faults": self.fault_log,
+                        "idle_gauges": gauges, "metrics_bytes": size,
+                        "rss_warm_mib": round(rss_warm / 1024, 1),
+                        "rss_growth_mib": round(growth, 2)}  # fmt: skip
+        print(json.dumps(self.summary), flush=True)
         ok = t.hung == 0 and all(v == 0 for v in gauges.values())
         return ok and size < 1_000_000 and growth < 5.0
 
@@ -249,13 +262,21 @@ class Soak:
                 await proc.wait()
 
 
-async def soak(front: str, duration: float, fault_every: float) -> bool:
+async def soak(front: str, duration: float, fault_every: float) -> tuple[bool, dict[str, Any]]:
+    """One front's soak: (requirements met, its summary)."""
     with tempfile.TemporaryDirectory(prefix="epp-soak-") as tmp:
         run = Soak(front, duration, fault_every, Path(tmp))
         try:
-            return await run.run()
+            return await run.run(), run.summary
         finally:
             await run.close()
+
+
+async def soak_fronts(
+    fronts: list[str], duration: float, fault_every: float
+) -> list[tuple[bool, dict[str, Any]]]:
+    """The fronts' soaks side by side (each its own simulators, EPP and Envoy)."""
+    return list(await asyncio.gather(*(soak(f, duration, fault_every) for f in fronts)))
 
 
 def main() -> int:
@@ -264,11 +285,26 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=1800.0, help="seconds per front")
     p.add_argument("--fault-every", type=float, default=120.0, help="seconds between faults")
     p.add_argument("--quick", action="store_true", help="3 minutes per front, a fault per 30 s")
+    p.add_argument(
+        "--write", action="store_true", help="write benchmarks/results/soak.json (docs' figures)"
+    )
     args = p.parse_args()
     if args.quick:
         args.duration, args.fault_every = 180.0, 30.0
     fronts = ["extproc", "fast"] if args.front == "both" else [args.front]
-    ok = all([asyncio.run(soak(f, args.duration, args.fault_every)) for f in fronts])
+    runs = asyncio.run(soak_fronts(fronts, args.duration, args.fault_every))
+    ok = all(passed for passed, _ in runs)
+    if args.write:
+        path = write_results(
+            "soak",
+            {
+                "duration_s": args.duration,
+                "fault_every_s": args.fault_every,
+                "passed": ok,
+                "fronts": {summary["front"]: summary for _, summary in runs if summary},
+            },
+        )
+        print(f"wrote {path}")
     print("soak:", "pass" if ok else "FAIL")
     return 0 if ok else 1
 
