@@ -38,6 +38,7 @@ COMMANDS = {
     "flowcontrol": ".venv/bin/python benchmarks/flowcontrol.py",
     "scheduling": ".venv/bin/python benchmarks/scheduling.py",
     "sim_capacity": ".venv/bin/python benchmarks/sim_capacity.py",
+    "soak": ".venv/bin/python benchmarks/soak.py --write",
     "priority-4x4-default": ".venv/bin/python benchmarks/priority.py --servers 4 --seqs 4 "
     "--outputs short --stream on --overloads 2 --fronts fast,extproc --name priority-4x4-default",
 }
@@ -263,6 +264,35 @@ def readme_table(results: Callable[[str], dict[str, Any] | None]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def soak_table(r: dict[str, Any] | None) -> str:
+    """The soak's figures per front, against the issue's four requirements."""
+    if r is None:
+        return _missing("soak") + "\n"
+    minutes = r["duration_s"] / 60
+    lines = [
+        f"{minutes:g} minutes per front, a fault every {r['fault_every_s']:g} s "
+        f"(`{r['command']}`; {_when(r)}). Requirements "
+        f"{'all met' if r['passed'] else 'NOT all met'}.",
+        "",
+        "| front | requests | 200 | other statuses | refused while Envoy was down | cut by a "
+        "killed server | hung | faults | gauges when idle | `/metrics` | RSS growth after "
+        "warm-up |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for front, f in sorted(r["fronts"].items()):
+        answered = {str(k): v for k, v in f["answered"].items()}
+        other = ", ".join(f"{k}: {v:,}" for k, v in sorted(answered.items()) if k != "200")
+        faults = ", ".join(f"{k} {v}x" for k, v in sorted(f["faults"].items()))
+        gauges = "0" if all(v == 0 for v in f["idle_gauges"].values()) else str(f["idle_gauges"])
+        lines.append(
+            f"| {front} | {f['requests']:,} | {answered.get('200', 0):,} | {other or '-'} | "
+            f"{f['refused_while_envoy_down']:,} | {f['cut_by_a_killed_server']:,} | {f['hung']} | "
+            f"{faults} | {gauges} | {f['metrics_bytes'] / 1024:.0f} KiB | "
+            f"{f['rss_growth_mib']:.2f} MiB (from {f['rss_warm_mib']:g} MiB) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 # -- the blocks and where they live -----------------------------------------------------------
 def blocks(directory: Path = RESULTS) -> dict[str, dict[str, str]]:
     """File (relative to the repository) -> block name -> the block's text."""
@@ -276,6 +306,7 @@ def blocks(directory: Path = RESULTS) -> dict[str, dict[str, str]]:
         "docs/fast-front.md": {"overhead": overhead_table(results("overhead"))},
         "docs/flow-control.md": {"flowcontrol": flowcontrol_paragraph(results("flowcontrol"))},
         "docs/scheduling.md": {"scheduling": scheduling_block(results("scheduling"))},
+        "docs/reliability.md": {"soak": soak_table(results("soak"))},
     }
 
 
