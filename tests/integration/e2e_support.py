@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -275,3 +278,18 @@ def access_log(stack: Stack) -> dict[str, tuple[str, str]]:
     path = Path(stack.options.access_log_path or "")
     lines = path.read_text().splitlines() if path.exists() else []
     return {m[3]: (m[1], m[2]) for m in map(ACCESS_LOG_LINE.search, lines) if m}
+
+
+def run_in_own_group(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``args`` in a new process group; on timeout the whole group (the harness and every
+    simulator, EPP and Envoy it started) is killed, so nothing outlives the test."""
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the group this test started, by its id
+        out, err = proc.communicate()
+        raise AssertionError(f"timed out after {timeout:g}s:\n{out}\n{err}") from None
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)

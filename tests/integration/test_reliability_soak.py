@@ -5,32 +5,15 @@ side, a fault every 30 s (each of the three faults at least twice). Real process
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from e2e_support import run_in_own_group
 
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration
-
-
-def run_in_own_group(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run ``args`` in a new process group; on timeout the whole group (the harness and every
-    simulator, EPP and Envoy it started) is killed, so nothing outlives the test."""
-    proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the group this test started, by its id
-        out, err = proc.communicate()
-        raise AssertionError(f"timed out after {timeout:g}s:\n{out}\n{err}") from None
-    return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
 @pytest.mark.timeout(480)

@@ -9,11 +9,11 @@ spreading evenly, prefix-aware routing hitting the prefix cache more often than 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from e2e_support import run_in_own_group
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks" / "routing"))
@@ -34,7 +34,7 @@ def client_ready() -> None:
 @pytest.mark.timeout(420)
 def test_quick_run_reports_every_arm(client_ready: None, tmp_path: Path) -> None:
     report = tmp_path / "REPORT.md"
-    proc = subprocess.run(
+    proc = run_in_own_group(
         [
             sys.executable,
             str(ROOT / "benchmarks" / "routing.py"),
@@ -46,10 +46,7 @@ def test_quick_run_reports_every_arm(client_ready: None, tmp_path: Path) -> None
             "--report",
             str(report),
         ],
-        capture_output=True,
-        text=True,
         timeout=400,
-        check=False,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
