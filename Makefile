@@ -25,7 +25,7 @@ browser:
 
 # The test command (README, .ci/run): lint first, then the whole suite.
 test: lint browser
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
 
 # mypy's files (src, tests, benchmarks) and strictness are in pyproject.toml.
 lint: $(STAMP)
