@@ -169,6 +169,13 @@ class RequestContext:
     # Tracing (only for a sampled request): the request's span, and when the response began.
     span: Any = None
     response_started: float = 0.0
+    # For the gateway, as ext_proc dynamic metadata (namespace -> key -> value): the primary
+    # profile's score per candidate "ip:port" (--emit-endpoint-scores), and what response-body
+    # plugins (request-attribute-reporter) reported, which rides on every later body answer.
+    endpoint_scores: dict[str, float] | None = None
+    response_metadata: dict[str, dict[str, Any]] | None = None
+    _reported_usage: Any = None
+    _reported: bool = False
 
 
 class Director:
@@ -194,6 +201,10 @@ class Director:
         self.scheduler = scheduler
         self.clock = clock
         self.disable_subset_filter = disable_subset_filter
+        # llm-d-router's --emit-endpoint-scores: keep each decision's scores for the front.
+        self.emit_endpoint_scores = False
+        # Response-body plugins run only when configured: no per-chunk cost otherwise.
+        self._body_plugins = bool(getattr(scheduler, "response_body_processors", None))
         # Counters of every outcome, so totals can be reconciled with clients (demo, benchmarks).
         self.outcomes: dict[str, int] = {}
         self._series: dict[tuple[str, str], _Series] = {}
@@ -287,6 +298,8 @@ class Director:
             streaming=request.stream,
         )
         ctx.headers_to_set[REQUEST_ID_HEADER] = request.request_id
+        if self.emit_endpoint_scores:
+            ctx.endpoint_scores = _endpoint_scores(result)
         forward_headers = request.state.get(FORWARD_HEADERS_KEY)
         if forward_headers:  # e.g. llm-d's x-prefiller-host-port from disagg-profile-handler
             ctx.headers_to_set.update(forward_headers)
@@ -374,6 +387,16 @@ class Director:
         request.body["model"] = request.target_model
         return json.dumps(request.body, separators=(",", ":")).encode()
 
+    def response_only(self) -> RequestContext:
+        """A context for a stream that begins with the response (the gateway sent no request
+        phase): nothing was routed or is in flight, but the response is still read for usage,
+        given to response-body plugins and counted, under empty model labels, as upstream's
+        hermetic "SSE token counting" case expects."""
+        request = InferenceRequest(request_id="", headers={})
+        return RequestContext(
+            request=request, destination="", body=b"", received_at=self.clock.now()
+        )
+
     # -- response path -----------------------------------------------------------------------------
     def handle_response_headers(
         self, ctx: RequestContext, headers: dict[str, str]
@@ -425,12 +448,27 @@ class Director:
             ctx._no_tracker = ctx._tracker is None
         if ctx._tracker is not None:
             ctx._tracker.feed(chunk)
+        if self._body_plugins and (ctx.streaming or end_of_stream):
+            self._report(ctx, end_of_stream)
         req = ctx.request
         if req.incoming_model and req.target_model and req.incoming_model != req.target_model:
             chunk = rewrite_model_name(chunk, req.target_model, req.incoming_model)
         if end_of_stream:
             self.finish(ctx)
         return chunk
+
+    def _report(self, ctx: RequestContext, end_of_stream: bool) -> None:
+        """Run the response-body plugins as upstream does on each streamed chunk (a held JSON
+        body: once, at its end), with the usage so far; skipped while the usage is the one
+        they already saw, since their answer depends on nothing else."""
+        usage = ctx._tracker.usage if ctx._tracker is not None else ctx.usage
+        if ctx._reported and usage is ctx._reported_usage:
+            return
+        ctx._reported, ctx._reported_usage = True, usage
+        metadata = self.scheduler.process_response_body(  # type: ignore[attr-defined]
+            ctx.request, usage, end_of_stream
+        )
+        ctx.response_metadata = metadata or None
 
     def finish(self, ctx: RequestContext, *, error: BaseException | None = None) -> None:
         """Close a request's books: exactly once, whatever happened to the stream."""
@@ -578,6 +616,19 @@ def _error_code(error: BaseException) -> str:
 
 
 __all__ = ["DESTINATION_HEADER", "Director", "RequestContext"]
+
+
+def _endpoint_scores(result: Any) -> dict[str, float] | None:
+    """llm-d-router's ``x-gateway-destination-endpoint-scores``: the primary profile's weighted
+    total for every candidate it scored ("ip:port" -> score), picked or not; None when no
+    profile result carries candidates (e.g. a handler that rebuilt the result)."""
+    results = getattr(result, "profile_results", None) or {}
+    primary = results.get(getattr(result, "primary_profile_name", ""))
+    if primary is None or not primary.candidates or len(primary.totals) != len(primary.candidates):
+        return None
+    return {
+        ep.hostport: total for ep, total in zip(primary.candidates, primary.totals, strict=True)
+    }
 
 
 def _destination(result: SchedulingResult) -> str:

@@ -43,6 +43,11 @@ class DirectorLike(Protocol[C]):
         """Admit and schedule; raises ``InferenceError`` to answer the client directly."""
         ...
 
+    def response_only(self) -> C:
+        """A context for a stream that begins with the response (no request was routed):
+        the front then passes the response through the calls below as for any other."""
+        ...
+
     def handle_response_headers(self, ctx: C, headers: dict[str, str]) -> dict[str, str]:
         """Extra response headers to set (may be empty)."""
         ...

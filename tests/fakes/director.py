@@ -40,9 +40,10 @@ class FakeDirector:
     carries, as a parser that generated one would).
 
     Records: ``calls`` (every call in order: ``("request", headers, body, has_body, hint)``,
-    ``("response_headers", headers)``, ``("response_body", chunk, eos)``), ``requests`` (the
-    request calls' arguments), ``recorded`` (``record_response``), ``finished`` (``(ctx,
-    error)``; ``finished_event`` is set on each), ``cancelled`` (picks cancelled while held).
+    ``("response_only",)``, ``("response_headers", headers)``, ``("response_body", chunk,
+    eos)``), ``requests`` (the request calls' arguments), ``recorded`` (``record_response``),
+    ``finished`` (``(ctx, error)``; ``finished_event`` is set on each), ``cancelled`` (picks
+    cancelled while held).
     """
 
     def __init__(self, destinations: Sequence[str] = (DEFAULT_DESTINATION,)) -> None:
@@ -86,6 +87,10 @@ class FakeDirector:
         request = InferenceRequest(request_id=rid, headers=headers)
         # As the real director: a header-only request has no books to close.
         return FakeContext(request, dest, forward, finished=not has_body)
+
+    def response_only(self) -> FakeContext:
+        self.calls.append(("response_only",))
+        return FakeContext(InferenceRequest(request_id="", headers={}), "", b"")
 
     def handle_response_headers(self, ctx: FakeContext, headers: dict[str, str]) -> dict[str, str]:
         self.calls.append(("response_headers", headers))

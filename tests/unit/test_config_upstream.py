@@ -66,6 +66,9 @@ UPSTREAM_REJECTS: dict[str, str] = {
     "gie-v1.5.0/site-src__guides__troubleshooting-2.yaml": "unregistered gate prepareDataPlugins",
     "gie-v1.5.0/test__integration__epp__testdata__datalayer-config.yaml": "mock-metrics-source",
     "llm-d-router/test__integration__epp__testdata__datalayer-config.yaml": "mock-metrics-source",
+    "llm-d-router/test__integration__epp__testdata__request-attribute-reporter-config.yaml": (
+        "mock-metrics-source"
+    ),
     "gie-v1.5.0/test__testdata__configloader_1_test.yaml": "mocks test-one, test-two",
     "llm-d-router/test__testdata__configloader_1_test.yaml": "mocks test-one, test-two",
     # Plugins with plugin dependencies (upstream's DAG tests) have no counterpart here.

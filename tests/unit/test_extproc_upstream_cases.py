@@ -135,6 +135,45 @@ async def test_response_only_sse_streams_chunk_by_chunk(world: World) -> None:
     assert body_answers(out) == [(chunks[0], False), (chunks[1], False), ("", True)]
 
 
+def _tokens(kind: str) -> tuple[float, float]:
+    """(sum, count) of ``inference_objective_<kind>_tokens`` under empty model labels, where
+    upstream counts a stream whose request phase it never saw."""
+    labels = {"model_name": "", "target_model_name": ""}
+    name = f"inference_objective_{kind}_tokens"
+    return _sample(f"{name}_sum", **labels), _sample(f"{name}_count", **labels)
+
+
+async def test_response_only_sse_counts_the_tokens_under_empty_labels(world: World) -> None:
+    """Hermetic "response streaming: SSE token counting": input 7 (and output 10) counted."""
+    before_in, before_out = _tokens("input"), _tokens("output")
+    chunks = [
+        "data: {}",
+        'data: {"usage":{"prompt_tokens":7,"total_tokens":17,"completion_tokens":10}}\n'
+        "data: [DONE]",
+        "",
+    ]
+    await run(world, resp_only({"content-type": "text/event-stream", "status": "200"}, *chunks))
+    after_in, after_out = _tokens("input"), _tokens("output")
+    assert (after_in[0] - before_in[0], after_in[1] - before_in[1]) == (7, 1)
+    assert (after_out[0] - before_out[0], after_out[1] - before_out[1]) == (10, 1)
+
+
+async def test_response_only_json_counts_the_tokens(world: World) -> None:
+    before = _tokens("output")
+    body = '{"choices":[],"usage":{"prompt_tokens":11,"total_tokens":111,"completion_tokens":100}}'
+    await run(world, resp_only({"content-type": "application/json"}, body[:40], body[40:]))
+    after = _tokens("output")
+    assert (after[0] - before[0], after[1] - before[1]) == (100, 1)
+
+
+async def test_response_only_stream_cut_short_counts_nothing(world: World) -> None:
+    """No end of stream seen: the context is finished as failed, and no usage is invented."""
+    before = _tokens("input")
+    await run(world, [resp_headers(**{"content-type": "text/event-stream"}), resp_body("d", False)])
+    assert _tokens("input") == before
+    assert world.director.admission is not None  # the director is still serving
+
+
 async def test_response_only_grpc_body_flushes_at_the_trailers(world: World) -> None:
     msgs = [
         resp_headers(**{"content-type": "application/grpc"}),

@@ -67,4 +67,6 @@ async def test_envoys_own_reply_on_a_stream_without_request_passes_through() -> 
     assert out[1].response_body.response.body_mutation.streamed_response.body == (
         b"Request Header Fields Too Large"
     )
-    assert len(director.requests) == 0 and director.finished == []
+    # Nothing is routed; the response-only context (usage counting) is finished exactly once.
+    assert len(director.requests) == 0 and director.calls[0] == ("response_only",)
+    assert [error for _, error in director.finished] == [None]

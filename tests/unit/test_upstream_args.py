@@ -203,8 +203,9 @@ def test_llmd_chart_standalone_with_llmd_additions() -> None:
     assert k.endpoint_selector == "app=vllm,tier=gpu" and k.endpoint_target_ports == ["8000,8001"]
     assert up.drain_timeout == 45.0
     assert (up.grpc_max_recv, up.grpc_max_send) == (10 * 2**20, 25 * 10**6)
+    assert up.emit_endpoint_scores  # implemented: no "accepted" note
     said = " ".join(up.notes)
-    assert "emit-endpoint-scores" in said and "tls-min-version" in said
+    assert "emit-endpoint-scores" not in said and "tls-min-version" in said
     assert "enable-pprof" not in said  # given as false: nothing asked for
 
 

@@ -278,7 +278,16 @@ def _validate(cfg: EppConfig, errors: list[ConfigError], parser_path: str) -> No
                 err(_undefined(cfg, ref.plugin_ref), rpath)
                 continue
             if not p.kinds & sched_kinds:
-                err(f"plugin {p.name!r} ({p.type_name}) is not a filter, scorer or picker", rpath)
+                # Upstream's SchedulerProfile.AddPlugins skips such a plugin without a word
+                # (GIE's own request-attribute-reporter test config lists its parser and
+                # reporter in a profile); the plugin still works where it belongs.
+                log.warning(
+                    "%s: plugin %r (%s) is not a filter, scorer or picker: ignored in the "
+                    "profile, as upstream does",
+                    rpath,
+                    p.name,
+                    p.type_name,
+                )
             if ref.weight is not None and r.SCORER not in p.kinds:
                 err("weight is only valid for scorers", f"{where}.plugins[{j}].weight")
             pickers += r.PICKER in p.kinds

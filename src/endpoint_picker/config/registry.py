@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from endpoint_picker.datalayer.params import MetricsExtractorParams, MetricsSourceParams
 from endpoint_picker.flowcontrol.config import StaticUsageLimitParams
 from endpoint_picker.flowcontrol.fairness import FAIRNESS_POLICIES
@@ -36,6 +38,7 @@ ADMITTER = "admitter"  # llm-d's request-control admission plugins (before sched
 DECIDER = "decider"  # llm-d's disaggregation deciders, named by disagg-profile-handler
 PRODUCER = "data-producer"
 RESPONSE_HEADER = "response-header-processor"
+RESPONSE_BODY = "response-body-processor"
 PARSER = "parser"
 DATA_SOURCE = "data-source"
 EXTRACTOR = "extractor"
@@ -105,6 +108,7 @@ _SCHEDULING_KINDS = {
     "load-aware-scorer": {SCORER},
     "probabilistic-admitter": {ADMITTER},
     "session-affinity-scorer": {SCORER, RESPONSE_HEADER},
+    "request-attribute-reporter": {RESPONSE_BODY},
 }
 for _type, _kinds in _SCHEDULING_KINDS.items():
     _cls = PLUGIN_CLASSES[_type]
@@ -184,7 +188,6 @@ UPSTREAM_NOT_IMPLEMENTED: dict[str, str] = {
     "p2p-source-producer": "data producer",
     "multicluster-approx-prefix-cache-producer": "data producer",
     # request control and admission
-    "request-attribute-reporter": "request control",
     "agent-identity": "request control",
     "latency-slo-admitter": "admission",
     "disaggregatedset-rollout-screener": "request control",
@@ -241,8 +244,13 @@ def plugin_tables() -> str:
 
 
 def _defaults(model: type[PluginParams]) -> dict[str, str]:
-    """Parameter name -> its default as a config would write it (every model has defaults)."""
-    return _flat(model().model_dump(by_alias=True, mode="json"), "")
+    """Parameter name -> its default as a config would write it. A model with a required
+    entry (``request-attribute-reporter``'s one attribute) shows its empty defaults."""
+    try:
+        defaults = model()
+    except ValidationError:
+        defaults = model.model_construct()
+    return _flat(defaults.model_dump(by_alias=True, mode="json"), "")
 
 
 def _flat(values: dict[str, Any], prefix: str) -> dict[str, str]:

@@ -127,15 +127,35 @@ def routing_headers(
     return out
 
 
-def _destination_metadata(destination: str) -> struct_pb2.Struct:
+# llm-d-router's --emit-endpoint-scores key, beside the destination in ``envoy.lb``.
+DESTINATION_SCORES_KEY = "x-gateway-destination-endpoint-scores"
+
+
+def _destination_metadata(
+    destination: str, scores: Mapping[str, float] | None = None
+) -> struct_pb2.Struct:
     md = struct_pb2.Struct()
-    md.fields[DESTINATION_NAMESPACE].struct_value.fields[
-        DESTINATION_HEADER
-    ].string_value = destination
+    lb = md.fields[DESTINATION_NAMESPACE].struct_value
+    lb.fields[DESTINATION_HEADER].string_value = destination
+    if scores:
+        by_endpoint = lb.fields[DESTINATION_SCORES_KEY].struct_value
+        for endpoint, score in scores.items():
+            by_endpoint.fields[endpoint].number_value = score
     return md
 
 
-def route_on_headers(destination: str, headers: list[tuple[str, str]]) -> bytes:
+def with_metadata(answer: bytes, metadata: Mapping[str, Mapping[str, object]]) -> bytes:
+    """``answer`` with ``dynamic_metadata`` added (namespace -> key -> value). Serialized
+    protobuf messages merge when concatenated, so the hand-encoded body chunk stays as it is."""
+    md = struct_pb2.Struct()
+    for namespace, values in metadata.items():
+        md.fields[namespace].struct_value.update(values)
+    return answer + _ser(pb.ProcessingResponse(dynamic_metadata=md))
+
+
+def route_on_headers(
+    destination: str, headers: list[tuple[str, str]], scores: Mapping[str, float] | None = None
+) -> bytes:
     """Request-headers answer (duplex, header-only): set headers, metadata, re-route."""
     common = pb.CommonResponse(
         header_mutation=pb.HeaderMutation(set_headers=_set_headers(headers)),
@@ -144,12 +164,17 @@ def route_on_headers(destination: str, headers: list[tuple[str, str]]) -> bytes:
     return _ser(
         pb.ProcessingResponse(
             request_headers=pb.HeadersResponse(response=common),
-            dynamic_metadata=_destination_metadata(destination),
+            dynamic_metadata=_destination_metadata(destination, scores),
         )
     )
 
 
-def route_on_body(destination: str, headers: list[tuple[str, str]], body: bytes | None) -> bytes:
+def route_on_body(
+    destination: str,
+    headers: list[tuple[str, str]],
+    body: bytes | None,
+    scores: Mapping[str, float] | None = None,
+) -> bytes:
     """BUFFERED-mode request-body answer: Envoy still holds the headers, so mutate them here."""
     common = pb.CommonResponse(
         header_mutation=pb.HeaderMutation(set_headers=_set_headers(headers)),
@@ -160,7 +185,7 @@ def route_on_body(destination: str, headers: list[tuple[str, str]], body: bytes 
     return _ser(
         pb.ProcessingResponse(
             request_body=pb.BodyResponse(response=common),
-            dynamic_metadata=_destination_metadata(destination),
+            dynamic_metadata=_destination_metadata(destination, scores),
         )
     )
 

@@ -10,8 +10,12 @@ collected, so server-sent events flow as they are produced; a non-streaming answ
 held in FULL_DUPLEX_STREAMED mode and answered once at its end, as upstream does, so a model-name
 rewrite sees the whole body. Response headers are answered as upstream's: the marker
 ``x-went-into-resp-headers: true`` and the backend's headers re-set. A stream that begins with
-the response (Envoy processing only the response phase) is answered the same way, with no
-request to route or account for.
+the response (Envoy processing only the response phase) is answered the same way, through a
+director context with no request (``response_only``): nothing was routed, but the usage is still
+counted and reported, as upstream's. What response-body plugins report
+(``request-attribute-reporter``) rides on body answers as dynamic metadata; with
+``--emit-endpoint-scores`` the routing answer's ``envoy.lb`` metadata carries every candidate's
+score.
 
 Request bodies are bounded (``max_body_bytes``, 16 MiB by default as the fast front's
 ``max_request_bytes``): in FULL_DUPLEX_STREAMED mode Envoy streams a body of any size, and
@@ -77,7 +81,13 @@ async def handle_stream(
     if msg is eof:
         return
     if msg.WhichOneof("request") == "response_headers":
-        await _response_only(msg, read, write)
+        mode = msg.protocol_config.response_body_mode if msg.HasField("protocol_config") else DUPLEX
+        first: list[Any] = [msg]
+
+        async def read_from_first() -> Any:
+            return first.pop() if first else await read()
+
+        await _respond(director, director.response_only(), read_from_first, write, mode, [])
         return
     if msg.WhichOneof("request") != "request_headers":
         raise StreamFailed(
@@ -143,7 +153,9 @@ async def handle_stream(
         hs = m.routing_headers(
             ctx.destination, _extra(ctx, headers), len(ctx.body) if changed else None
         )
-        answers = [m.route_on_body(ctx.destination, hs, ctx.body if changed else None)]
+        answers = [
+            m.route_on_body(ctx.destination, hs, ctx.body if changed else None, _scores(ctx))
+        ]
     else:
         answers = _answer_headers(ctx, headers, len(ctx.body))
         answers.extend(m.streamed_chunks(m.REQUEST_BODY_FIELD, ctx.body, not trailers))
@@ -169,7 +181,12 @@ def _answer_headers(
     ctx: RoutingContext, headers: dict[str, str], content_length: int | None = None
 ) -> list[bytes]:
     hs = m.routing_headers(ctx.destination, _extra(ctx, headers), content_length)
-    return [m.route_on_headers(ctx.destination, hs)]
+    return [m.route_on_headers(ctx.destination, hs, _scores(ctx))]
+
+
+def _scores(ctx: RoutingContext) -> dict[str, float] | None:
+    """The per-endpoint scores the director kept (``--emit-endpoint-scores``), if any."""
+    return getattr(ctx, "endpoint_scores", None)
 
 
 async def _route(
@@ -235,12 +252,12 @@ async def _respond(
                 # the whole body (content-length) and gone before Envoy gets this answer.
                 complete = complete or eos
                 if response_mode == DUPLEX:
-                    for answer in m.streamed_chunks(m.RESPONSE_BODY_FIELD, out, eos):
-                        await write(answer)
+                    outs = m.streamed_chunks(m.RESPONSE_BODY_FIELD, out, eos)
                 elif out is chunk or out == chunk:
-                    await write(m.RESPONSE_BODY_CONTINUE)
+                    outs = [m.RESPONSE_BODY_CONTINUE]
                 else:
-                    await write(m.replaced_response_body(out))
+                    outs = [m.replaced_response_body(out)]
+                await _write_body(ctx, write, outs)
             elif kind == "response_headers":
                 rh = msg.response_headers
                 resp_headers = m.header_map(rh.headers)
@@ -254,8 +271,9 @@ async def _respond(
                 if held:  # gRPC ends with trailers, not an end-of-stream body: flush, no EOS
                     out = director.handle_response_body(ctx, b"".join(held), True)
                     held.clear()
-                    for answer in m.streamed_chunks(m.RESPONSE_BODY_FIELD, out, False):
-                        await write(answer)
+                    await _write_body(
+                        ctx, write, m.streamed_chunks(m.RESPONSE_BODY_FIELD, out, False)
+                    )
                 complete = True
                 await write(m.RESPONSE_TRAILERS_CONTINUE)
             elif kind == "request_trailers":
@@ -270,36 +288,11 @@ async def _respond(
         director.finish(ctx, error=error)
 
 
-async def _response_only(first: Any, read: Read, write: Write) -> None:
-    """A stream that starts with response headers (no request phase was sent to us): answer
-    as upstream does, headers re-set with the marker, a streamed (SSE) body chunk by chunk,
-    any other body held and answered once at its end. Nothing was routed, so nothing is
-    accounted; the body passes unchanged."""
-    headers = m.header_map(first.response_headers.headers)
-    await write(m.response_headers(headers, {}))
-    streaming = "text/event-stream" in headers.get("content-type", "")
-    held: list[bytes] = []
-    while True:
-        msg = await read()
-        if msg is grpc.aio.EOF:
-            return
-        kind = msg.WhichOneof("request")
-        if kind == "response_body":
-            part = msg.response_body
-            if streaming:
-                for answer in m.streamed_chunks(
-                    m.RESPONSE_BODY_FIELD, part.body, part.end_of_stream
-                ):
-                    await write(answer)
-                continue
-            held.append(part.body)
-            if part.end_of_stream:
-                for answer in m.streamed_chunks(m.RESPONSE_BODY_FIELD, b"".join(held), True):
-                    await write(answer)
-                held.clear()
-        elif kind == "response_trailers":
-            if held:
-                for answer in m.streamed_chunks(m.RESPONSE_BODY_FIELD, b"".join(held), False):
-                    await write(answer)
-                held.clear()
-            await write(m.RESPONSE_TRAILERS_CONTINUE)
+async def _write_body(ctx: RoutingContext, write: Write, answers: list[bytes]) -> None:
+    """Send body answers; what response-body plugins reported (``request-attribute-reporter``)
+    rides on the last one as dynamic metadata, as upstream's ``generateResponseBodyResponses``."""
+    metadata = getattr(ctx, "response_metadata", None)
+    if metadata:
+        answers[-1] = m.with_metadata(answers[-1], metadata)
+    for answer in answers:
+        await write(answer)

@@ -65,6 +65,9 @@ def _has_real_usage(region: bytes) -> bool:
     return region.count(_USAGE) > sum(region.count(n) for n in _NULL_USAGE)
 
 
+_EVENT_STARTS = (b"data:", b"event:")
+
+
 class UsageTracker:
     """Accumulates a response and reports its usage; ``content_type`` picks JSON vs SSE
     (``text/event-stream``); without it the first bytes decide (``data:``/``event:``/``:``)."""
@@ -101,6 +104,11 @@ class UsageTracker:
                 self._parsed = False
             return
         tail = self._tail
+        if tail and chunk.startswith(_EVENT_STARTS) and tail.rstrip().endswith((b"}", b"]")):
+            # The last chunk ended a complete event without its newline, and this one starts
+            # the next: the boundary was the line's end (upstream parses chunk by chunk, and
+            # its hermetic SSE case sends events with no trailing newline).
+            tail += b"\n"
         if b"\n" not in chunk:
             if len(tail) <= MAX_BUFFER_BYTES:
                 self._tail = tail + chunk

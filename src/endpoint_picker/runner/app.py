@@ -140,6 +140,7 @@ class Epp:
             tracer=tracer,
             staleness_threshold=o.metrics_staleness_threshold,
         )
+        self.director.emit_endpoint_scores = o.upstream.emit_endpoint_scores
         notify = getattr(self.admission, "notify", None)
         datalayer = DataLayer(
             self.datastore,

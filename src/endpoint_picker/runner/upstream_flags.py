@@ -32,7 +32,6 @@ LEGACY_METRIC_FLAGS = {
 NO_MEANING = {
     "enable_pprof": "there is no pprof in a Python process",
     "enable_grpc_stream_metrics": "ext_proc stream metrics are not built yet",
-    "emit_endpoint_scores": "per-endpoint scores in envoy.lb metadata are not built yet",
     "allow_experimental_plugins": "every plugin here is always available",
     "tls_cipher_suites": "grpc-python does not take a cipher list per server",
     "tls_min_version": "grpc-python serves TLS 1.2 and 1.3 and takes no minimum per server",
@@ -100,8 +99,15 @@ def add_arguments(parser: argparse.ArgumentParser, duration: Any) -> None:
     for dest in LEGACY_METRIC_FLAGS:
         flag = "--" + dest.replace("_", "-")
         up.add_argument(flag, default=None, help="Legacy metric name; sets the default engine.")
-    for dest in ("enable_pprof", "enable_grpc_stream_metrics", "emit_endpoint_scores"):
+    for dest in ("enable_pprof", "enable_grpc_stream_metrics"):
         _bool(up, "--" + dest.replace("_", "-"), None, "Accepted; " + NO_MEANING[dest] + ".")
+    _bool(
+        up,
+        "--emit-endpoint-scores",
+        False,
+        "Put every candidate's score in the routing answer's envoy.lb metadata, under "
+        "x-gateway-destination-endpoint-scores (ext_proc front).",
+    )
     _bool(up, "--allow-experimental-plugins", None, "Accepted; all plugins are available.")
 
 
@@ -122,6 +128,7 @@ class UpstreamSettings:
     scrape_params: dict[str, Any] = field(default_factory=dict)  # metrics-data-source params
     legacy_metrics: dict[str, str] = field(default_factory=dict)  # engineConfigs field -> spec
     tracing: bool = False  # --tracing (endpoint_picker.tracing)
+    emit_endpoint_scores: bool = False  # per-endpoint scores in envoy.lb (Director)
     notes: list[str] = field(default_factory=list)  # one log line each
 
 
@@ -206,6 +213,7 @@ def settings_from_args(args: argparse.Namespace, *, kubernetes: bool) -> Upstrea
         if value is not None:
             s.legacy_metrics[field_name] = unquote(value)
     s.tracing = bool(args.tracing) if args.tracing is not None else kubernetes
+    s.emit_endpoint_scores = bool(args.emit_endpoint_scores)
     for dest, why in NO_MEANING.items():
         if getattr(args, dest) not in (None, False):
             s.notes.append(f"--{dest.replace('_', '-')} accepted: {why}")

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from endpoint_picker.datastore import Endpoint
-from endpoint_picker.requests.types import InferenceRequest
+from endpoint_picker.requests.types import InferenceRequest, Usage
 
 # ``request.state`` key of a traced request: profiles append (plugin name, extension point,
 # start, end) in perf_counter seconds, from which the tracer makes one span per plugin.
@@ -106,6 +106,21 @@ class ResponseHeaderProcessor(Plugin, Protocol):
     ) -> None:
         """Add or change response ``headers``; ``metadata`` is the request's dynamic metadata
         by namespace (e.g. ``envoy.lb``), as the gateway sent it."""
+        ...
+
+
+@runtime_checkable
+class ResponseBodyProcessor(Plugin, Protocol):
+    def process_response_body(
+        self,
+        request: InferenceRequest | None,
+        usage: Usage | None,
+        end_of_stream: bool,
+        metadata: dict[str, dict[str, Any]],
+    ) -> None:
+        """Write values for the gateway into ``metadata`` (namespace -> key -> value), which
+        ext_proc returns as the body answer's dynamic metadata. ``request`` is None for a
+        stream that began with the response; ``usage`` is the response's so far."""
         ...
 
 

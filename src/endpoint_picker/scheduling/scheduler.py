@@ -15,7 +15,7 @@ from typing import Any
 from endpoint_picker.datastore import Endpoint
 from endpoint_picker.errors import InferenceError, ResourceExhausted
 from endpoint_picker.metrics import FastHistogram
-from endpoint_picker.requests.types import InferenceRequest
+from endpoint_picker.requests.types import InferenceRequest, Usage
 from endpoint_picker.scheduling import metrics as m
 from endpoint_picker.scheduling.framework import (
     Admitter,
@@ -24,6 +24,7 @@ from endpoint_picker.scheduling.framework import (
     PreRequest,
     ProfileHandler,
     ProfileRunResult,
+    ResponseBodyProcessor,
     ResponseComplete,
     ResponseHeaderProcessor,
     SchedulingError,
@@ -69,6 +70,9 @@ class Scheduler:
         self.removal_plugins = [p for p in everything if isinstance(p, EndpointRemoved)]
         self.response_header_processors: list[ResponseHeaderProcessor] = [
             p for p in everything if isinstance(p, ResponseHeaderProcessor)
+        ]
+        self.response_body_processors: list[ResponseBodyProcessor] = [
+            p for p in everything if isinstance(p, ResponseBodyProcessor)
         ]
         self._producer_timers = [
             (p, m.plugin_timer(m.PREPARE_DATA, p.type_name, p.name)) for p in self.producers
@@ -211,6 +215,19 @@ class Scheduler:
         """Let response-header plugins (e.g. the conformance verifier) edit ``headers``."""
         for plugin in self.response_header_processors:
             plugin.process_response_headers(request, headers, metadata)
+
+    def process_response_body(
+        self,
+        request: InferenceRequest | None,
+        usage: Usage | None,
+        end_of_stream: bool,
+    ) -> dict[str, dict[str, Any]]:
+        """Run the response-body plugins (``request-attribute-reporter``): the dynamic metadata
+        they wrote, by namespace (empty when none wrote any)."""
+        metadata: dict[str, dict[str, Any]] = {}
+        for plugin in self.response_body_processors:
+            plugin.process_response_body(request, usage, end_of_stream, metadata)
+        return metadata
 
     def remove_endpoint(self, endpoint: Endpoint) -> None:
         """Forget index state kept for an endpoint that left the pool."""

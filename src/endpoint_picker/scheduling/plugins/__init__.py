@@ -26,6 +26,7 @@ from endpoint_picker.scheduling.plugins.pickers import (
 )
 from endpoint_picker.scheduling.plugins.precise import PrecisePrefixCacheProducer
 from endpoint_picker.scheduling.plugins.prefix import ApproxPrefixCacheProducer, PrefixCacheScorer
+from endpoint_picker.scheduling.plugins.reporter import RequestAttributeReporter
 from endpoint_picker.scheduling.plugins.roles import (
     DecodeFilter,
     EncodeFilter,
@@ -75,6 +76,7 @@ PLUGIN_CLASSES = {
         LoadAwareScorer,
         ProbabilisticAdmitter,
         SessionAffinityScorer,
+        RequestAttributeReporter,
     )
 }
 """Type name -> class; each class has ``from_params(name, params)``."""
@@ -105,6 +107,7 @@ __all__ = [
     "ProbabilisticAdmitter",
     "QueueScorer",
     "RandomPicker",
+    "RequestAttributeReporter",
     "RunningRequestsSizeScorer",
     "SaturationFilter",
     "SessionAffinityScorer",
