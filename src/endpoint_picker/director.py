@@ -33,6 +33,7 @@ from endpoint_picker.datastore import Datastore, Endpoint
 from endpoint_picker.errors import Code, InferenceError, Internal, ServiceUnavailable
 from endpoint_picker.metrics import FastHistogram
 from endpoint_picker.requests.common import base_request
+from endpoint_picker.requests.registry import PARSER_KEY
 from endpoint_picker.requests.rewrite import pick_target, rewrite_model_name
 from endpoint_picker.requests.types import (
     CHARS_PER_TOKEN,
@@ -444,7 +445,9 @@ class Director:
         if chunk and not ctx.first_byte_at:
             ctx.first_byte_at = self.clock.now()
         if ctx._tracker is None and not ctx._no_tracker:
-            ctx._tracker = self.parser.usage_tracker(ctx.content_type)
+            # With several parsers (requests/registry.py), the one that parsed the request.
+            parser = ctx.request.state.get(PARSER_KEY) or self.parser
+            ctx._tracker = parser.usage_tracker(ctx.content_type)
             ctx._no_tracker = ctx._tracker is None
         if ctx._tracker is not None:
             ctx._tracker.feed(chunk)

@@ -23,6 +23,7 @@ from endpoint_picker.datalayer.params import (
 from endpoint_picker.flowcontrol.config import FlowControlConfig
 from endpoint_picker.flowcontrol.saturation import SaturationDetector
 from endpoint_picker.requests import Parser
+from endpoint_picker.requests.registry import ParserRegistry
 from endpoint_picker.scheduling import Scheduler, SchedulerProfile, WeightedScorer
 from endpoint_picker.scheduling.plugins import SaturationFilter
 
@@ -93,10 +94,18 @@ def build(cfg: EppConfig, *, clock: Clock = SYSTEM_CLOCK) -> Built:
         plugins=objects,
         scheduler=Scheduler(profiles, handler, plugins=extras),
         detector=objects[cfg.saturation_detector],
-        parser=objects[cfg.parser],
+        parser=_parser(cfg, objects),
         data_layer=_data_layer(cfg, objects),
         flow_control=cfg.flow_control,
     )
+
+
+def _parser(cfg: EppConfig, objects: dict[str, Any]) -> Any:
+    """The one parser, or with several (``requestHandler.parsers``) a registry that picks one
+    per request by its path, as llm-d-router."""
+    if len(cfg.parsers) == 1:
+        return objects[cfg.parsers[0]]
+    return ParserRegistry([(name, objects[name]) for name in cfg.parsers])
 
 
 def _data_layer(cfg: EppConfig, objects: dict[str, Any]) -> dict[str, Any] | None:

@@ -100,6 +100,18 @@ class OpenAIParser:
     """Upstream's ``openai-parser`` (completions, chat, responses, conversations, embeddings)."""
 
     type_name = "openai-parser"
+    # The path suffixes it claims when several parsers are configured (llm-d-router's
+    # ``OpenAIParser.Claims``; requests/registry.py picks by them).
+    claims = (
+        "chat/completions",
+        "completions",
+        "embeddings",
+        "responses",
+        "conversations",
+        "chat/completions/render",
+        "completions/render",
+        "images/generations",
+    )
 
     def parse(self, headers: Mapping[str, str], body: bytes, path: str = "") -> InferenceRequest:
         """Parse one request. Raises :class:`BadRequest` with upstream's messages."""

@@ -17,6 +17,7 @@ class PassthroughParser:
     """Upstream's ``passthrough-parser``."""
 
     type_name = "passthrough-parser"
+    claims: tuple[str, ...] = ()  # none: the fallback for paths no other parser claims
 
     def parse(self, headers: Mapping[str, str], body: bytes, path: str = "") -> InferenceRequest:
         req = base_request(headers, body)
