@@ -109,6 +109,7 @@ _SCHEDULING_KINDS = {
     "probabilistic-admitter": {ADMITTER},
     "session-affinity-scorer": {SCORER, RESPONSE_HEADER},
     "request-attribute-reporter": {RESPONSE_BODY},
+    "by-label": {FILTER},  # llm-d's deprecated label filter (scheduling/plugins/bylabel.py)
 }
 for _type, _kinds in _SCHEDULING_KINDS.items():
     _cls = PLUGIN_CLASSES[_type]

@@ -1,6 +1,7 @@
 """Upstream's in-tree scheduling plugins, by type name (see ``PLUGIN_CLASSES``)."""
 
 from endpoint_picker.scheduling.plugins.admitter import ProbabilisticAdmitter
+from endpoint_picker.scheduling.plugins.bylabel import ByLabelFilter
 from endpoint_picker.scheduling.plugins.dataparallel import DataParallelProfileHandler
 from endpoint_picker.scheduling.plugins.deciders import (
     AlwaysDisaggMultimodalDecider,
@@ -77,6 +78,7 @@ PLUGIN_CLASSES = {
         ProbabilisticAdmitter,
         SessionAffinityScorer,
         RequestAttributeReporter,
+        ByLabelFilter,
     )
 }
 """Type name -> class; each class has ``from_params(name, params)``."""
@@ -87,6 +89,7 @@ __all__ = [
     "AlwaysDisaggMultimodalDecider",
     "AlwaysDisaggPDDecider",
     "ApproxPrefixCacheProducer",
+    "ByLabelFilter",
     "DataParallelProfileHandler",
     "DecodeFilter",
     "DestinationEndpointServedVerifier",
