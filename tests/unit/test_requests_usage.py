@@ -226,3 +226,21 @@ def test_rewrite_is_noop_when_not_needed() -> None:
 def test_rewrite_every_sse_event_in_a_chunk() -> None:
     chunk = b'data: {"model":"t","x":1}\n\ndata: {"model":"t","x":2}\n\n'
     assert rewrite_model_name(chunk, "t", "client") == chunk.replace(b'"t"', b'"client"')
+
+
+def test_sse_events_without_newlines_split_at_chunk_boundaries() -> None:
+    """Upstream parses chunk by chunk, and its hermetic SSE case sends ``data: {}`` then the
+    usage event with no newline between: the chunk boundary ends the first event."""
+    tracker = UsageTracker("text/event-stream")
+    tracker.feed(b"data: {}")
+    tracker.feed(b'data: {"usage":{"prompt_tokens":7,"total_tokens":17,"completion_tokens":10}}')
+    tracker.feed(b"\ndata: [DONE]")
+    assert tracker.usage == Usage(prompt_tokens=7, completion_tokens=10)
+
+
+def test_a_json_value_split_mid_event_is_not_cut() -> None:
+    """Only a complete-looking event (ending in ``}``/``]``) followed by a new ``data:`` is cut."""
+    tracker = UsageTracker("text/event-stream")
+    tracker.feed(b'data: {"usage":{"prompt_tokens":7,')
+    tracker.feed(b'"total_tokens":9,"completion_tokens":2}}\n')
+    assert tracker.usage == Usage(prompt_tokens=7, completion_tokens=2)
