@@ -20,7 +20,7 @@ upstream's, case for case:
   ``usage``, is a config error with its path.
 
 CEL comes from ``common-expression-language`` (Rust bindings): strict types as cel-go (``1 +
-2.0`` is an error, not 3.0) and about 30 us per evaluation. Its package import costs about half a
+2.0`` is an error, not 3.0) and 30-40 us per evaluation. Its package import costs about half a
 second (it also loads a CLI), so it is imported only when a config names this plugin.
 """
 
