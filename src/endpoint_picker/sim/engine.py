@@ -51,6 +51,7 @@ class SimRequest:
     token_ids: list[int] = field(default_factory=list)  # for KV events only
     lora: str | None = None
     stream: bool = False
+    remote_prefill: bool = False  # P/D: the prompt's KV comes from a prefiller (pulled here)
     id: int = field(default_factory=lambda: next(_ids))
     arrival: float = 0.0
     admitted_at: float = 0.0
@@ -60,6 +61,7 @@ class SimRequest:
     generated: int = 0
     cached_tokens: int = 0
     capacity: int = 0  # tokens the pinned blocks hold
+    transfer_time: float = 0.0  # P/D: modelled KV pull from the prefiller
     alloc: Allocation | None = None
     finished: bool = False
     done: asyncio.Future[None] | None = None
@@ -234,14 +236,32 @@ class Engine:
             req.cached_tokens = alloc.cached_tokens
             req.capacity = (len(alloc.hashes) + alloc.private) * cfg.block_size
             req.admitted_at = now
-            mean = cfg.prefill_overhead + (req.prompt_tokens - req.cached_tokens) * (
-                cfg.prefill_time_per_token
-            )
-            prefill = self._jitter(mean) * self._factor(self.num_running + 1)
+            if req.remote_prefill:
+                prefill = self._remote_prefill(req)
+            else:
+                mean = cfg.prefill_overhead + (req.prompt_tokens - req.cached_tokens) * (
+                    cfg.prefill_time_per_token
+                )
+                prefill = self._jitter(mean) * self._factor(self.num_running + 1)
             req.prefill_done = max(now, ready) + prefill
             self.prefilling.append(req)
             self.stats.queue.observe(req.queue_time)
         self.waiting.extendleft(reversed(blocked))
+
+    def _remote_prefill(self, req: SimRequest) -> float:
+        """P/D decode side: pull the prompt's uncached blocks from the prefiller, then compute
+        the first token in one decode step (vLLM's NIXL connector reads only the blocks this
+        engine does not hold already)."""
+        cfg = self.config
+        pulled = req.prompt_tokens - req.cached_tokens
+        req.transfer_time = (
+            cfg.kv_transfer_latency + pulled * cfg.kv_bytes_per_token / cfg.kv_transfer_bandwidth
+        )
+        self.stats.remote_prefills += 1
+        self.stats.kv_transfer_tokens += pulled
+        self.stats.kv_transfer.observe(req.transfer_time)
+        first = self._jitter(cfg.inter_token_latency) * self._factor(self.num_running + 1)
+        return req.transfer_time + first
 
     def _start_step(self, now: float) -> None:
         self._batch = list(self.decoding)
