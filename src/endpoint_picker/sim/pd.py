@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
+from endpoint_picker.pd_headers import PREFILLER_HEADER
 from endpoint_picker.sim.openai import ApiError
 
 if TYPE_CHECKING:
     from endpoint_picker.sim.server import SimServer
 
-PREFILLER_HEADER = "x-prefiller-host-port"  # llm-d's pkg/common/routing PrefillEndpointHeader
 PREFILLER_SERVED_HEADER = "x-sim-prefiller"  # which prefiller did it (the simulator's own)
 _NIXL_PREFILL = {
     "do_remote_decode": True,

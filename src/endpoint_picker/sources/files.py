@@ -33,10 +33,12 @@ Stamp = tuple[int, int, int] | None  # (mtime_ns, size, inode), None when the fi
 
 
 def parse_endpoint(text: str) -> tuple[str, tuple[str, int]]:
-    """``"[name=]host:port"`` -> ``(name, (host, port))``; IPv6 hosts go in brackets.
+    """``"[name=]host:port[;key=value...]"`` -> ``(name, (host, port))``; IPv6 hosts go in
+    brackets; labels after ``;`` are read by :func:`parse_endpoint_labels`.
 
     Without a name the endpoint is named by its ``host:port``.
     """
+    text = text.split(";", 1)[0]
     name, sep, hostport = text.strip().rpartition("=")
     if not sep:
         name, hostport = "", text.strip()
@@ -68,6 +70,26 @@ def parse_endpoints(texts: Iterable[str]) -> dict[str, tuple[str, int]]:
     return out
 
 
+def parse_endpoint_labels(texts: Iterable[str]) -> dict[str, dict[str, str]]:
+    """The labels of endpoint strings that carry any: ``p0=10.0.0.1:8000;llm-d.ai/role=prefill``
+    (several labels separated by ``;``), keyed by endpoint name, so a run without pods can
+    give endpoints the roles the P/D filters select by."""
+    out: dict[str, dict[str, str]] = {}
+    for text in texts:
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            head, _, rest = item.partition(";")
+            if not rest:
+                continue
+            labels: dict[str, str] = {}
+            for pair in filter(None, (p.strip() for p in rest.split(";"))):
+                key, eq, value = pair.partition("=")
+                if not eq or not key.strip():
+                    raise ConfigError(f"endpoint {item!r}: label {pair!r} must be key=value")
+                labels[key.strip()] = value.strip()
+            out[parse_endpoint(head)[0]] = labels
+    return out
+
+
 def _stamp(path: Path) -> Stamp:
     try:
         st = path.stat()
@@ -90,9 +112,13 @@ class FileSource:
     ) -> None:
         self.datastore = datastore
         self.paths = [Path(p) for p in manifests]
-        self.endpoints = (
-            dict(endpoints) if isinstance(endpoints, Mapping) else parse_endpoints(endpoints)
-        )
+        self.labels: dict[str, dict[str, str]] = {}
+        if isinstance(endpoints, Mapping):
+            self.endpoints = dict(endpoints)
+        else:
+            texts = list(endpoints)
+            self.endpoints = parse_endpoints(texts)
+            self.labels = parse_endpoint_labels(texts)
         self.pool_name = pool_name
         self.poll_interval = poll_interval
         self.errors: list[ManifestError | ConfigError] = []
@@ -211,7 +237,7 @@ class FileSource:
         for verb, names in (("added", added), ("changed", changed), ("removed", removed)):
             if names:
                 said.append(f"objectives {verb}: {', '.join(sorted(names))}")
-        ds.set_static_endpoints(self.endpoints)
+        ds.set_static_endpoints(self.endpoints, self.labels)
         return "; ".join(said) or "no change"
 
     def _write_rewrites(
