@@ -180,3 +180,33 @@ async def test_decoder_without_header_serves_aggregated(
     assert status == 200
     assert "x-sim-prefiller" not in headers and "x-sim-kv-transfer-ms" not in headers
     assert d.engine.stats.remote_prefills == remote
+
+
+async def test_chunked_prefill_takes_steps_and_stalls_decodes(
+    client: aiohttp.ClientSession,
+) -> None:
+    """With ``max_num_batched_tokens`` a prompt is computed in chunks by the engine's steps,
+    and a step that carries a chunk is longer for every request decoding beside it."""
+    cfg = SimConfig.from_profile("tiny-test", max_num_batched_tokens=64, max_model_len=1024)
+    server = SimServer(cfg)
+    await server.start()
+    try:
+        # Alone: 200 tokens in chunks of 64 = 4 steps, each ITL + its tokens' compute time.
+        status, headers, _ = await generate(client, server, {"prompt": prompt("i", 200)})
+        assert status == 200
+        expected = 4 * cfg.inter_token_latency + cfg.prefill_overhead
+        expected += 200 * cfg.prefill_time_per_token
+        assert float(headers["x-sim-ttft-ms"]) / 1000 == pytest.approx(expected)
+        # A long decode with a long prompt arriving meanwhile: its steps get longer.
+        decode = asyncio.create_task(
+            generate(client, server, {"prompt": "short one", "max_tokens": 200})
+        )
+        while server.engine.stats.generation_tokens < 5:
+            await asyncio.sleep(0.005)
+        itl_before = server.engine.stats.itl.sum / max(server.engine.stats.itl.count, 1)
+        await generate(client, server, {"prompt": prompt("j", 600)})
+        await decode
+        itl = server.engine.stats.itl
+        assert itl.sum / itl.count > itl_before  # the prompt's chunks stretched the steps
+    finally:
+        await server.stop()

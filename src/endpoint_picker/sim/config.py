@@ -34,6 +34,10 @@ class SimConfig:
     prefill_time_per_token: float = 0.0002
     inter_token_latency: float = 0.012
     time_factor_under_load: float = 1.0
+    # vLLM's token budget per engine step with chunked prefill. 0: prefills run beside the
+    # decode steps (no interference, the model above); N > 0: each step computes its decode
+    # tokens plus prompt chunks up to N tokens and lasts longer by their prefill time.
+    max_num_batched_tokens: int = 0
     jitter: float = 0.0  # std-dev as a fraction of each mean, at most 0.3; samples clamped to +-70%
     seed: int = 0
     # KV cache.
@@ -93,6 +97,7 @@ class SimConfig:
             "seed",
             "kv_bytes_per_token",
             "kv_transfer_latency",
+            "max_num_batched_tokens",
         )
         for name in non_negative:
             if getattr(self, name) < 0:
