@@ -13,6 +13,7 @@ from endpoint_picker.config.loader import load_config, load_config_text
 from endpoint_picker.datastore import Endpoint
 from endpoint_picker.errors import ConfigError
 from endpoint_picker.metrics import REGISTRY
+from endpoint_picker.pd_headers import PREFILLER_HEADER
 from endpoint_picker.requests.types import InferenceRequest
 from endpoint_picker.scheduling.framework import FORWARD_HEADERS_KEY
 from endpoint_picker.scheduling.plugins import (
@@ -23,7 +24,7 @@ from endpoint_picker.scheduling.plugins import (
     PrefillFilter,
     PrefixBasedPDDecider,
 )
-from endpoint_picker.scheduling.plugins.disagg import PREFILLER_HEADER, DisaggParams
+from endpoint_picker.scheduling.plugins.disagg import DisaggParams
 from endpoint_picker.scheduling.plugins.prefix import STATE_KEY, PrefixMatch
 
 ROLE = "llm-d.ai/role"

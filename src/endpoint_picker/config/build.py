@@ -86,7 +86,7 @@ def build(cfg: EppConfig, *, clock: Clock = SYSTEM_CLOCK) -> Built:
     extras = [
         objects[n]
         for n, p in cfg.plugins.items()
-        if p.kinds & {r.PRODUCER, r.RESPONSE_HEADER, r.ADMITTER}
+        if p.kinds & {r.PRODUCER, r.RESPONSE_HEADER, r.ADMITTER, r.PRE_REQUEST}
     ]
     return Built(
         config=cfg,

@@ -65,6 +65,8 @@ class SimRequest:
     transfer_time: float = 0.0  # P/D: modelled KV pull from the prefiller
     remaining: int = 0  # chunked prefill: prompt tokens still to compute
     ready_at: float = 0.0  # chunked prefill: when it may join a step (LoRA loaded, KV pulled)
+    last_token_at: float = 0.0
+    max_itl: float = 0.0  # the longest gap between two of its tokens (a decode stall)
     alloc: Allocation | None = None
     finished: bool = False
     done: asyncio.Future[None] | None = None
@@ -73,6 +75,13 @@ class SimRequest:
     @property
     def ttft(self) -> float:
         return self.first_token_at - self.arrival
+
+    @property
+    def mean_itl(self) -> float:
+        """Mean gap between its tokens (0 with fewer than two)."""
+        if self.generated < 2:
+            return 0.0
+        return (self.last_token_at - self.first_token_at) / (self.generated - 1)
 
     @property
     def queue_time(self) -> float:
@@ -189,10 +198,13 @@ class Engine:
     async def _run(self) -> None:
         vt = self.clock.now()
         while True:
+            event = vt  # the time of the event just applied
             vt = max(vt, self._last_arrival)
             self._admit(vt)
             if not self._stepping and self._has_step_work(vt):
-                self._start_step(vt)
+                # Requests already decoding go on at the event's own time: an arrival the loop
+                # saw late (a busy machine) must not open a gap between their steps.
+                self._start_step(event if self.decoding else vt)
             when = self._next_event()
             if (when is None or when > self.clock.now()) and await self._sleep_until(when):
                 continue  # an arrival: admit it at its arrival time
@@ -356,6 +368,9 @@ class Engine:
 
     def _emit(self, req: SimRequest, at: float) -> None:
         """One more token for ``req`` at ``at``; finishes it at its output length."""
+        if req.generated:
+            req.max_itl = max(req.max_itl, at - req.last_token_at)
+        req.last_token_at = at
         req.generated += 1
         self.stats.generation_tokens += 1
         if req.prompt_tokens + req.generated > req.capacity and req.alloc is not None:

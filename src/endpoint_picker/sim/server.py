@@ -3,7 +3,8 @@
 Every response, errors included, names the instance in ``x-sim-endpoint: host:port`` and echoes
 ``x-request-id``, so a test behind a gateway can tell which endpoint served it. Non-streaming
 generation responses also carry the engine's own timings (``x-sim-ttft-ms``,
-``x-sim-queue-ms``), which tests use instead of wall-clock measurements.
+``x-sim-queue-ms``, mean and longest inter-token gap ``x-sim-itl-ms`` / ``x-sim-itl-max-ms``),
+which tests and benchmarks use instead of wall-clock measurements.
 """
 
 from __future__ import annotations
@@ -266,6 +267,8 @@ class SimServer:
         ttft = req.ttft + (remote.ttft if remote is not None else 0.0)
         headers["x-sim-ttft-ms"] = f"{ttft * 1000:.6f}"
         headers["x-sim-queue-ms"] = f"{req.queue_time * 1000:.6f}"
+        headers["x-sim-itl-ms"] = f"{req.mean_itl * 1000:.6f}"
+        headers["x-sim-itl-max-ms"] = f"{req.max_itl * 1000:.6f}"
         if req.remote_prefill:
             headers["x-sim-kv-transfer-ms"] = f"{req.transfer_time * 1000:.6f}"
         return web.json_response(out_body, headers=headers)
