@@ -32,6 +32,7 @@ from endpoint_picker.pd_headers import PREFILLER_HEADER
 from endpoint_picker.sim.openai import ApiError
 
 if TYPE_CHECKING:
+    from endpoint_picker.sim.engine import SimRequest
     from endpoint_picker.sim.server import SimServer
 
 PREFILLER_SERVED_HEADER = "x-sim-prefiller"  # which prefiller did it (the simulator's own)
@@ -77,6 +78,20 @@ def prefill_body(body: dict[str, Any]) -> dict[str, Any]:
     if "max_completion_tokens" in out:
         out["max_completion_tokens"] = 1
     return out
+
+
+def kv_params(endpoint: str, host: str, port: int, req: SimRequest) -> dict[str, Any]:
+    """What vLLM's NIXL connector answers a ``do_remote_decode`` prefill with: where the
+    decoder reads the prompt's KV (the block hashes stand in for block ids)."""
+    return {
+        "do_remote_prefill": True,
+        "do_remote_decode": False,
+        "remote_block_ids": req.hashes,
+        "remote_engine_id": f"sim-{endpoint}",
+        "remote_host": host,
+        "remote_port": port,
+        "tp_size": 1,
+    }
 
 
 @dataclass(slots=True, frozen=True)

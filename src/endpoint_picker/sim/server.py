@@ -32,7 +32,13 @@ from endpoint_picker.sim.openai import (
     parse_json,
     resolve_model,
 )
-from endpoint_picker.sim.pd import RemotePrefill, Sidecar, kv_transfer_mode, prefiller_of
+from endpoint_picker.sim.pd import (
+    RemotePrefill,
+    Sidecar,
+    kv_params,
+    kv_transfer_mode,
+    prefiller_of,
+)
 from endpoint_picker.sim.tokenizer import token_id, tokenize
 
 ENDPOINT_HEADER = "x-sim-endpoint"
@@ -263,7 +269,7 @@ class SimServer:
         out_body = completion_body(p, rid, req.generated, req.finish_reason, cached)
         if kv_mode == "remote_decode":
             self.engine.stats.prefills_for_remote_decode += 1
-            out_body["kv_transfer_params"] = self.kv_params(req)
+            out_body["kv_transfer_params"] = kv_params(self.endpoint, self.host, self.port, req)
         ttft = req.ttft + (remote.ttft if remote is not None else 0.0)
         headers["x-sim-ttft-ms"] = f"{ttft * 1000:.6f}"
         headers["x-sim-queue-ms"] = f"{req.queue_time * 1000:.6f}"
@@ -272,19 +278,6 @@ class SimServer:
         if req.remote_prefill:
             headers["x-sim-kv-transfer-ms"] = f"{req.transfer_time * 1000:.6f}"
         return web.json_response(out_body, headers=headers)
-
-    def kv_params(self, req: SimRequest) -> dict[str, Any]:
-        """What vLLM's NIXL connector answers a ``do_remote_decode`` prefill with: where the
-        decoder reads the prompt's KV (the block hashes stand in for block ids)."""
-        return {
-            "do_remote_prefill": True,
-            "do_remote_decode": False,
-            "remote_block_ids": req.hashes,
-            "remote_engine_id": f"sim-{self.endpoint}",
-            "remote_host": self.host,
-            "remote_port": self.port,
-            "tp_size": 1,
-        }
 
     async def _stream(
         self,
