@@ -226,14 +226,17 @@ async def run_workload(
     async with aiohttp.ClientSession(connector=conn) as http:
         decode_ports = stack.sim_ports.get("decode", [])
         pulled0 = await counter_sum(http, decode_ports, "sim:pd_remote_prefills_total")
+        # One arrival schedule per workload, the same for every arm.
+        offsets, t = [], 0.0
+        while t < args.duration:
+            offsets.append(t)
+            t += rng.expovariate(rate)
         tasks: list[asyncio.Task[Sample | None]] = []
         start = time.monotonic()
-        n = 0
-        while time.monotonic() - start < args.duration:
-            n += 1
+        for n, offset in enumerate(offsets):
+            await asyncio.sleep(max(0.0, start + offset - time.monotonic()))
             words = " ".join(f"r{seed}x{n}w{i}" for i in range(prompt_tokens))
             tasks.append(asyncio.create_task(one(http, stack.url, words, max_tokens)))
-            await asyncio.sleep(rng.expovariate(rate))
         results = await asyncio.gather(*tasks, return_exceptions=True)
         wall = time.monotonic() - start
         pulled = await counter_sum(http, decode_ports, "sim:pd_remote_prefills_total") - pulled0
