@@ -18,8 +18,8 @@ first step): TTFT p50/p90, ITL p50/p90 (each request's mean gap between tokens) 
 each request's longest gap (a decode stall); from this client's clock: end-to-end latency
 p50/p90 (which includes the P/D hop) and throughput (output tokens/s, requests/s).
 
-    .venv/bin/python benchmarks/pd.py            # ~4 min: 2P:2D vs 4 aggregated
-    .venv/bin/python benchmarks/pd.py --quick    # ~1 min, smaller windows (pd-2p2d-quick.json)
+    .venv/bin/python benchmarks/pd.py            # ~5 min: 2P:2D vs 4 aggregated
+    .venv/bin/python benchmarks/pd.py --quick    # ~2 min, smaller windows (pd-2p2d-quick.json)
 """
 
 from __future__ import annotations
