@@ -126,3 +126,53 @@ def test_labelled_endpoints_with_a_manifest_reach_the_role_filters(tmp_path: Pat
     decode = DecodeFilter.from_params("d")
     assert [e.name for e in prefill.filter(request, eps)] == ["p0"]
     assert [e.name for e in decode.filter(request, eps)] == ["d0", "u0"]  # unlabelled: decode
+
+
+POD_MANIFEST = """
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata: {name: pd}
+spec:
+  selector: {matchLabels: {app: vllm}}
+  targetPorts: [{number: 8000}, {number: 8001}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p0, labels: {app: vllm, llm-d.ai/role: prefill}}
+spec: {containers: [{name: vllm}]}
+status: {podIP: 10.0.0.1, hostIP: 10.1.0.1, phase: Running}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: d0, labels: {app: vllm, llm-d.ai/role: decode}}
+status: {podIP: 10.0.0.2, conditions: [{type: Ready, status: "False"}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: elsewhere, labels: {app: other}}
+status: {podIP: 10.0.0.3}
+"""
+
+
+def test_pods_in_a_manifest_become_labelled_endpoints(tmp_path: Path) -> None:
+    from endpoint_picker.sources.files import FileSource
+
+    path = tmp_path / "pd.yaml"
+    path.write_text(POD_MANIFEST)
+    ds = Datastore()
+    FileSource(ds, [path]).load_or_raise()
+    got = {(e.name, e.hostport): e.labels.get("llm-d.ai/role") for e in ds.endpoints()}
+    # Selected by the pool's selector, one endpoint per target port; a pod not Ready is out.
+    assert got == {
+        ("p0-rank-0", "10.0.0.1:8000"): "prefill",
+        ("p0-rank-1", "10.0.0.1:8001"): "prefill",
+    }
+
+
+def test_a_manifest_pod_needs_its_ip(tmp_path: Path) -> None:
+    from endpoint_picker.api.manifests import load_manifests
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: p0}\nstatus: {phase: Running}\n")
+    errors = load_manifests([path]).errors
+    assert errors and "status.podIP" in str(errors[0])

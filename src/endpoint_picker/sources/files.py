@@ -2,12 +2,13 @@
 
 For runs without Kubernetes: the same InferencePool / InferenceObjective YAML a user would
 ``kubectl apply`` is read from disk, and endpoints come from a list (``name=host:port`` or just
-``host:port``) instead of pods. :meth:`FileSource.run` polls the files' modification stamps and
-reloads on change. An invalid edit is reported (logged and kept in :attr:`FileSource.errors`)
-and the last good state stays in force, so a typo never empties a running pool. A file with no
-documents left (emptied, or cut short by a truncated write) and a reload that would drop the
-pool are reported the same way: they once cleared the pool silently, and ``critical`` requests
-fell to priority 0. Each applied reload logs one INFO line saying what changed.
+``host:port``, optionally followed by ``;key=value`` labels) and from any Pods the manifests
+hold (selected by the pool's selector, as in a cluster). :meth:`FileSource.run` polls the
+files' modification stamps and reloads on change. An invalid edit is reported (logged and kept
+in :attr:`FileSource.errors`) and the last good state stays in force, so a typo never empties a
+running pool. A file with no documents left (emptied, or cut short by a truncated write) and a
+reload that would drop the pool are reported the same way: they once cleared the pool silently,
+and ``critical`` requests fell to priority 0. Each applied reload logs one INFO line saying what changed.
 
 Parsing happens off the event loop (``asyncio.to_thread``); writes to the datastore happen on it.
 """
@@ -22,9 +23,10 @@ from pathlib import Path
 
 from endpoint_picker.api.manifests import ManifestError, ManifestSet, load_manifests
 from endpoint_picker.api.objective import InferenceObjective
+from endpoint_picker.api.pod import ManifestPod
 from endpoint_picker.api.pool import POOL_GROUP, InferencePool
 from endpoint_picker.api.rewrite import InferenceModelRewrite
-from endpoint_picker.datastore import Datastore
+from endpoint_picker.datastore import Datastore, Pod
 from endpoint_picker.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -189,6 +191,7 @@ class FileSource:
             return False
         self.errors = []
         changes = self._write(pool, result.objectives)
+        self._write_pods(result.pods)
         self._write_rewrites(pool, result.rewrites)
         self.loads += 1
         log.info("manifests %s: %s", "reloaded" if self.loads > 1 else "loaded", changes)
@@ -239,6 +242,21 @@ class FileSource:
                 said.append(f"objectives {verb}: {', '.join(sorted(names))}")
         ds.set_static_endpoints(self.endpoints, self.labels)
         return "; ".join(said) or "no change"
+
+    def _write_pods(self, pods: list[ManifestPod]) -> None:
+        """Pods given in the manifests: the pool's selector and target ports make them
+        endpoints, with their labels, as a cluster's pods would be."""
+        self.datastore.replace_pods(
+            Pod(
+                name=p.metadata.name,
+                ip=p.status.pod_ip,
+                namespace=p.metadata.namespace,
+                labels=dict(p.metadata.labels),
+                annotations=dict(p.metadata.annotations),
+                ready=p.ready,
+            )
+            for p in pods
+        )
 
     def _write_rewrites(
         self, pool: InferencePool | None, rewrites: list[InferenceModelRewrite]
