@@ -8,7 +8,8 @@ files' modification stamps and reloads on change. An invalid edit is reported (l
 in :attr:`FileSource.errors`) and the last good state stays in force, so a typo never empties a
 running pool. A file with no documents left (emptied, or cut short by a truncated write) and a
 reload that would drop the pool are reported the same way: they once cleared the pool silently,
-and ``critical`` requests fell to priority 0. Each applied reload logs one INFO line saying what changed.
+and ``critical`` requests fell to priority 0. Each applied reload logs one INFO line saying
+what changed.
 
 Parsing happens off the event loop (``asyncio.to_thread``); writes to the datastore happen on it.
 """
