@@ -39,6 +39,7 @@ COMMANDS = {
     "scheduling": ".venv/bin/python benchmarks/scheduling.py",
     "sim_capacity": ".venv/bin/python benchmarks/sim_capacity.py",
     "soak": ".venv/bin/python benchmarks/soak.py --write",
+    "pd-2p2d": ".venv/bin/python benchmarks/pd.py",
     "priority-4x4-default": ".venv/bin/python benchmarks/priority.py --servers 4 --seqs 4 "
     "--outputs short --stream on --overloads 2 --fronts fast,extproc --name priority-4x4-default",
 }
@@ -293,6 +294,64 @@ def soak_table(r: dict[str, Any] | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+# -- P/D vs aggregated (benchmarks/results/pd-2p2d.json, written by pd.py) ----------------------
+_PD_METRICS = (  # key, words, True when lower is better
+    ("ttft_p90_ms", "p90 TTFT", True),
+    ("itl_p90_ms", "p90 ITL", True),
+    ("itl_max_p90_ms", "p90 longest decode gap", True),
+    ("output_tokens_per_s", "throughput", False),
+)
+
+
+def _pd_verdict(pd: dict[str, Any], agg: dict[str, Any]) -> str:
+    """Where P/D wins and where it loses, from the numbers (5% either way counts as even)."""
+    wins, losses, even = [], [], []
+    for key, words, lower in _PD_METRICS:
+        a, b = pd[key], agg[key]
+        r = ratio(b, a) if lower else ratio(a, b)
+        if r is None or 0.95 <= r <= 1.05:
+            even.append(words)
+        elif r > 1:
+            wins.append(f"{words} {a:g} vs {b:g}")
+        else:
+            losses.append(f"{words} {a:g} vs {b:g}")
+    parts = [f"P/D wins on {', '.join(wins)}" if wins else "P/D wins on nothing"]
+    parts.append(f"loses on {', '.join(losses)}" if losses else "loses on nothing")
+    if even:
+        parts.append(f"even on {', '.join(even)}")
+    return "; ".join(parts)
+
+
+def pd_block(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return _missing("pd-2p2d") + "\n"
+    setup = r["setup"]
+    lines = [
+        f"{setup['pd']} against {setup['servers']} aggregated servers (`{setup['profile']}`, "
+        f"`max_num_batched_tokens` {setup['max_num_batched_tokens']}, {setup['front']} front, "
+        f"{setup['duration_s']:g} s of Poisson arrivals per cell; {_when(r)}). TTFT and ITL are "
+        "the servers' model times (P/D: both legs); end-to-end is the client's clock. Command: "
+        f"`{r['command']}`.",
+        "",
+        "| workload | arm | offered req/s | TTFT p50 / p90 ms | ITL p50 / p90 ms | longest gap "
+        "p90 ms | end-to-end p50 / p90 ms | output tok/s | disaggregated |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for workload, arms in r["workloads"].items():
+        for arm, c in arms.items():
+            lines.append(
+                f"| {workload} ({c['prompt_tokens']} -> {c['output_tokens']} tokens) | {arm} | "
+                f"{c['offered_rps']:g} | {c['ttft_p50_ms']:g} / {c['ttft_p90_ms']:g} | "
+                f"{c['itl_p50_ms']:g} / {c['itl_p90_ms']:g} | {c['itl_max_p90_ms']:g} | "
+                f"{c['e2e_p50_ms']:g} / {c['e2e_p90_ms']:g} | {c['output_tokens_per_s']:g} | "
+                f"{c['disaggregated']} of {c['requests']} |"
+            )
+        if "pd" in arms and "aggregated" in arms:
+            verdicts.append(f"- **{workload}**: {_pd_verdict(arms['pd'], arms['aggregated'])}.")
+    return "\n".join([*lines, "", *verdicts]) + "\n"
+
+
 # -- the blocks and where they live -----------------------------------------------------------
 def blocks(directory: Path = RESULTS) -> dict[str, dict[str, str]]:
     """File (relative to the repository) -> block name -> the block's text."""
@@ -305,8 +364,14 @@ def blocks(directory: Path = RESULTS) -> dict[str, dict[str, str]]:
         "README.md": {"benchmarks": readme_table(results)},
         "docs/fast-front.md": {"overhead": overhead_table(results("overhead"))},
         "docs/flow-control.md": {"flowcontrol": flowcontrol_paragraph(results("flowcontrol"))},
-        "docs/scheduling.md": {"scheduling": scheduling_block(results("scheduling"))},
         "docs/reliability.md": {"soak": soak_table(results("soak"))},
+        "docs/scheduling.md": {
+            "scheduling": scheduling_block(results("scheduling")),
+            "pd": pd_block(results("pd-2p2d")),
+        },
+        "BENCHMARKS.md": {"pd": pd_block(results("pd-2p2d"))},
+        # BENCHMARKS.md's notes are copied from here by routing.py: keep the copy current too.
+        "benchmarks/routing/NOTES.md": {"pd": pd_block(results("pd-2p2d"))},
     }
 
 

@@ -302,11 +302,18 @@ class Datastore:
             self._snapshot = None
             self._emit(Event.ENDPOINT_REMOVED, ep)
 
-    def set_static_endpoints(self, endpoints: Mapping[str, tuple[str, int]]) -> None:
-        """Endpoints given directly as ``name -> (address, port)`` (runs without pods).
+    def set_static_endpoints(
+        self,
+        endpoints: Mapping[str, tuple[str, int]],
+        labels: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        """Endpoints given directly as ``name -> (address, port)`` (runs without pods), with
+        optional labels per name (as a pod's: ``llm-d.ai/role`` for the P/D filters).
 
-        Unchanged entries keep their Endpoint object; a changed address is a remove plus an add.
+        Unchanged entries keep their Endpoint object; a changed address is a remove plus an add;
+        changed labels are updated in place.
         """
+        labels = labels or {}
         for name in [n for n in self._static if n not in endpoints]:
             gone = self._static.pop(name)
             self._snapshot = None
@@ -314,12 +321,19 @@ class Datastore:
         for name, (address, port) in endpoints.items():
             old = self._static.get(name)
             if old is not None and (old.address, old.port) == (address, port):
+                old.labels = dict(labels.get(name, {}))
                 continue
             if old is not None:
                 del self._static[name]
                 self._snapshot = None
                 self._emit(Event.ENDPOINT_REMOVED, old)
-            ep = Endpoint(name=name, pod_name=name, address=address, port=port)
+            ep = Endpoint(
+                name=name,
+                pod_name=name,
+                address=address,
+                port=port,
+                labels=dict(labels.get(name, {})),
+            )
             self._static[name] = ep
             self._snapshot = None
             self._emit(Event.ENDPOINT_ADDED, ep)

@@ -126,6 +126,7 @@ def _options(
     failure_mode: str,
     access_log: bool,
     als_flush_interval: float,
+    simulate_pd: tuple[int, int] | None = None,
 ) -> StackOptions:
     if front not in FRONTS:
         raise ValueError(f"unknown front {front!r}")
@@ -142,7 +143,8 @@ def _options(
     return StackOptions(
         epp=epp,
         listen_port=0,
-        simulate=simulate,
+        simulate=0 if simulate_pd else simulate,
+        simulate_pd=simulate_pd,
         sim_profile="tiny-test",
         sim_overrides=dict(sim_overrides),
         mode=mode,
@@ -166,8 +168,12 @@ async def running_stack(
     failure_mode: str = "FailClose",
     access_log: bool = False,
     als_flush_interval: float = 0.05,
+    simulate_pd: tuple[int, int] | None = None,
 ) -> AsyncIterator[Stack]:
     """Simulators + EPP + front on 127.0.0.1 ephemeral ports; stopped on exit.
+
+    ``simulate_pd=(P, D)`` starts role-labelled prefill and decode simulators instead of
+    ``simulate`` plain ones (``epp run --simulate-pd P:D``).
 
     ``mode`` is the ext_proc processing mode (FailOpen needs ``"buffered"``);
     ``als_flush_interval`` is the fast front's access-log flush interval (seconds).
@@ -183,6 +189,7 @@ async def running_stack(
         failure_mode=failure_mode,
         access_log=access_log,
         als_flush_interval=als_flush_interval,
+        simulate_pd=simulate_pd,
     )
     stack = Stack(options)
     await stack.start()

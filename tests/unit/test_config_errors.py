@@ -44,7 +44,7 @@ BAD = [
         "unknown plugin type 'queue-scorrer'; did you mean 'queue-scorer'?",
     ),
     (  # upstream's type we lack: says so, distinct from a typo
-        "plugins:\n- type: pd-profile-handler\n",
+        "plugins:\n- type: disaggregatedset-rollout-screener\n",
         "plugins[0].type",
         "is not implemented here",
     ),

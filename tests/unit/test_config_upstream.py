@@ -184,7 +184,7 @@ def _assert_names_unimplemented(err: ConfigError, types: set[str]) -> None:
 
 
 def test_not_implemented_is_not_a_typo() -> None:
-    reason = r.unknown_type_reason("pd-profile-handler")
+    reason = r.unknown_type_reason("disaggregatedset-rollout-screener")
     assert "not implemented here" in reason and "did you mean" not in reason
     assert "did you mean" in r.unknown_type_reason("queue-scorrer")
 

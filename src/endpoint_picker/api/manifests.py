@@ -21,18 +21,20 @@ from pydantic import ValidationError
 
 from endpoint_picker.api.errors import describe
 from endpoint_picker.api.objective import InferenceObjective, LlmdInferenceObjective
+from endpoint_picker.api.pod import ManifestPod
 from endpoint_picker.api.pool import InferencePool
 from endpoint_picker.api.rewrite import InferenceModelRewrite, LlmdInferenceModelRewrite
 from endpoint_picker.api.types import Resource
 from endpoint_picker.errors import ConfigError
 from endpoint_picker.validation import field_path
 
-ApiObject = InferencePool | InferenceObjective | InferenceModelRewrite
+ApiObject = InferencePool | InferenceObjective | InferenceModelRewrite | ManifestPod
 # kind -> the models that serve it, one per apiVersion (x-k8s.io and llm-d.ai for the alphas).
 KINDS: dict[str, tuple[type[Resource], ...]] = {
     InferencePool.KIND: (InferencePool,),
     InferenceObjective.KIND: (InferenceObjective, LlmdInferenceObjective),
     InferenceModelRewrite.KIND: (InferenceModelRewrite, LlmdInferenceModelRewrite),
+    ManifestPod.KIND: (ManifestPod,),  # pool members with their labels, for runs without pods
 }
 
 
@@ -108,6 +110,10 @@ class ManifestSet:
     @property
     def rewrites(self) -> list[InferenceModelRewrite]:
         return [d.obj for d in self.documents if isinstance(d.obj, InferenceModelRewrite)]
+
+    @property
+    def pods(self) -> list[ManifestPod]:
+        return [d.obj for d in self.documents if isinstance(d.obj, ManifestPod)]
 
 
 def parse_object(

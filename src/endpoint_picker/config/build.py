@@ -87,7 +87,7 @@ def build(cfg: EppConfig, *, clock: Clock = SYSTEM_CLOCK) -> Built:
     extras = [
         objects[n]
         for n, p in cfg.plugins.items()
-        if p.kinds & {r.PRODUCER, r.RESPONSE_HEADER, r.RESPONSE_BODY, r.ADMITTER}
+        if p.kinds & {r.PRODUCER, r.RESPONSE_HEADER, r.RESPONSE_BODY, r.ADMITTER, r.PRE_REQUEST}
     ]
     return Built(
         config=cfg,

@@ -36,6 +36,7 @@ PICKER = "picker"
 PROFILE_HANDLER = "profile-handler"
 ADMITTER = "admitter"  # llm-d's request-control admission plugins (before scheduling)
 DECIDER = "decider"  # llm-d's disaggregation deciders, named by disagg-profile-handler
+PRE_REQUEST = "pre-request"  # llm-d's request-control PreRequest plugins (header handlers)
 PRODUCER = "data-producer"
 RESPONSE_HEADER = "response-header-processor"
 RESPONSE_BODY = "response-body-processor"
@@ -101,6 +102,10 @@ _SCHEDULING_KINDS = {
     "label-selector-filter": {FILTER},
     # Disaggregated scheduling (llm-d): scheduling/plugins/{disagg,deciders}.py.
     "disagg-profile-handler": {PROFILE_HANDLER},
+    # llm-d's deprecated forms of it: scheduling/plugins/disagg_legacy.py.
+    "pd-profile-handler": {PROFILE_HANDLER},
+    "disagg-headers-handler": {PRE_REQUEST},
+    "prefill-header-handler": {PRE_REQUEST},
     "prefix-based-pd-decider": {DECIDER},
     "always-disagg-pd-decider": {DECIDER},
     "always-disagg-multimodal-decider": {DECIDER},
@@ -177,10 +182,7 @@ UPSTREAM_NOT_IMPLEMENTED: dict[str, str] = {
     "multicluster-queue-scorer": "scorer",
     "multicluster-kv-cache-utilization-scorer": "scorer",
     "multicluster-prefix-cache-scorer": "scorer",
-    "pd-profile-handler": "profile handler",
     "header-profile-handler": "profile handler",
-    "prefill-header-handler": "request control",
-    "disagg-headers-handler": "request control",
     "burst-prefix-cache-producer": "data producer",
     "mm-embeddings-cache-producer": "data producer",
     "inflight-load-producer": "data producer",

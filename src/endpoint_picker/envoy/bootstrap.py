@@ -20,6 +20,7 @@ import ipaddress
 from typing import Any, Literal
 
 from endpoint_picker.errors import ConfigError
+from endpoint_picker.pd_headers import SIDECAR_HEADERS
 from endpoint_picker.requests.types import (
     DESTINATION_HEADER,
     DESTINATION_NAMESPACE,
@@ -398,6 +399,7 @@ def bootstrap(
                     DESTINATION_HEADER,
                     DESTINATION_SERVED_HEADER,
                     *HEADER_ALIASES[MODEL_REWRITE_HEADER],
+                    *SIDECAR_HEADERS,  # llm-d's P/D sidecar's: only the EPP may choose them
                 )
             ),
             ext_proc,

@@ -37,6 +37,7 @@ from endpoint_picker.envoy.bootstrap import (
     strip_headers,
 )
 from endpoint_picker.errors import ConfigError
+from endpoint_picker.pd_headers import SIDECAR_HEADERS
 from endpoint_picker.requests.types import (
     DESTINATION_HEADER,
     DESTINATION_SERVED_HEADER,
@@ -68,7 +69,8 @@ FAST_ACCESS_LOG_FORMAT = ACCESS_LOG_FORMAT.replace(
 STATUS_STANDINS = {500: 450, 503: 453}
 
 # Headers the pick answer may put on the upstream request (everything else in it is ignored).
-UPSTREAM_HEADERS = (DESTINATION_HEADER, TICKET_HEADER, REQUEST_ID_HEADER)
+# llm-d's P/D sidecar headers: the EPP's choice (disagg/data-parallel handlers) is forwarded.
+UPSTREAM_HEADERS = (DESTINATION_HEADER, TICKET_HEADER, REQUEST_ID_HEADER, *SIDECAR_HEADERS)
 # Headers a client may never send: removed before the side-call, so they cannot steer routing.
 STRIPPED_HEADERS = (
     DESTINATION_HEADER,
@@ -76,6 +78,8 @@ STRIPPED_HEADERS = (
     TICKET_HEADER,
     # No gateway sets it in an Envoy we write: a client's must not apply (both names).
     *HEADER_ALIASES[MODEL_REWRITE_HEADER],
+    # llm-d's P/D sidecar acts on them (it would call the host a client named).
+    *SIDECAR_HEADERS,
 )
 
 

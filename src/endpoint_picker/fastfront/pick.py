@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -29,6 +29,7 @@ from endpoint_picker.director_api import DirectorLike
 from endpoint_picker.envoy.fast import PICK_PATH_PREFIX, STATUS_STANDINS, TICKET_HEADER
 from endpoint_picker.errors import InferenceError
 from endpoint_picker.fastfront.complete import Completions
+from endpoint_picker.pd_headers import SIDECAR_HEADERS
 from endpoint_picker.requests.types import DESTINATION_HEADER, REQUEST_ID_HEADER
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,14 @@ def error_response(status: int, body: str, keep_alive: bool = True) -> bytes:
 
 
 def ok_response(
-    destination: str, ticket: str | None, request_id: str | None, keep_alive: bool = True
+    destination: str,
+    ticket: str | None,
+    request_id: str | None,
+    keep_alive: bool = True,
+    extra: Mapping[str, str] | None = None,
 ) -> bytes:
+    """The pick's 200: the destination, ticket, request id and ``extra`` headers (the EPP's
+    P/D sidecar headers, which Envoy copies onto the upstream request)."""
     parts = [
         "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n",
         DESTINATION_HEADER,
@@ -75,6 +82,8 @@ def ok_response(
         parts += [TICKET_HEADER, ": ", ticket, "\r\n"]
     if request_id is not None:
         parts += [REQUEST_ID_HEADER, ": ", request_id, "\r\n"]
+    for name, value in (extra or {}).items():
+        parts += [name, ": ", value, "\r\n"]
     if not keep_alive:
         parts.append("connection: close\r\n")
     parts.append("\r\n")
@@ -220,7 +229,8 @@ class PickProtocol(asyncio.Protocol):
             return
         destination = ctx.destination.split(",", 1)[0]
         request_id = rid if rid and rid != headers.get(REQUEST_ID_HEADER) else None
-        self._write(ok_response(destination, ticket, request_id, keep_alive), keep_alive)
+        sidecar = {k: v for k, v in ctx.headers_to_set.items() if k in SIDECAR_HEADERS}
+        self._write(ok_response(destination, ticket, request_id, keep_alive, sidecar), keep_alive)
 
     def _write(self, data: bytes, keep_alive: bool) -> None:
         transport = self.transport

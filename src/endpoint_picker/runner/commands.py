@@ -39,7 +39,18 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="Also start N simulated vLLM servers (epp sim) and route to them.",
     )
-    src.add_argument("--sim-profile", default="8b-h100", help="Simulator profile (--simulate).")
+    src.add_argument(
+        "--simulate-pd",
+        type=_pd_split,
+        default=None,
+        metavar="P:D",
+        help="Also start P prefill-role and D decode-role simulated vLLM servers (the decode "
+        "ones run llm-d's P/D sidecar), labelled llm-d.ai/role in the pool, and route with "
+        "llm-d's P/D config (pd-epp-config.yaml) unless --config-file/--config-text is given.",
+    )
+    src.add_argument(
+        "--sim-profile", default="8b-h100", help="Simulator profile (--simulate, --simulate-pd)."
+    )
     epp = p.add_argument_group("epp", "The EPP itself (upstream flag names and defaults).")
     epp.add_argument(
         "--host",
@@ -165,6 +176,18 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _pd_split(text: str) -> tuple[int, int]:
+    """``P:D`` -> ``(P, D)``, both at least 1."""
+    head, colon, tail = text.partition(":")
+    try:
+        prefill, decode = int(head), int(tail)
+    except ValueError:
+        prefill = decode = 0
+    if not colon or prefill < 1 or decode < 1:
+        raise argparse.ArgumentTypeError(f"must be P:D with P and D >= 1 (e.g. 2:2), got {text!r}")
+    return prefill, decode
+
+
 def _quantity(text: str) -> int:
     """A positive byte count: plain or a Kubernetes quantity (``16Mi``)."""
     try:
@@ -223,6 +246,8 @@ def options_from_args(args: argparse.Namespace) -> Any:
     from endpoint_picker.runner.upstream_flags import settings_from_args
 
     kube = args if is_kubernetes(args) else None
+    if args.simulate and args.simulate_pd:
+        raise ConfigError("--simulate and --simulate-pd are mutually exclusive")
     if args.upstream_mode and kube is None:
         # Upstream's own rule, in its words: its argument lists always name the pool.
         raise ConfigError("either pool-name or endpoint-selector must be set")
@@ -262,6 +287,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         listen_port=args.port,
         admin_port=args.envoy_admin_port,
         simulate=args.simulate,
+        simulate_pd=args.simulate_pd,
         sim_profile=args.sim_profile,
         envoy=not args.no_envoy and kube is None,
         mode=args.envoy_mode or ("buffered" if args.failure_mode == "FailOpen" else "duplex"),

@@ -30,6 +30,7 @@ class StackOptions:
     listen_port: int = 8081
     admin_port: int | None = None
     simulate: int = 0
+    simulate_pd: tuple[int, int] | None = None  # (prefill, decode) role-labelled simulators
     sim_profile: str = "8b-h100"
     sim_base_port: int = 0
     sim_overrides: dict[str, Any] = field(default_factory=dict)
@@ -65,7 +66,9 @@ class Stack:
     async def start(self) -> None:
         o = self.options
         try:
-            if o.simulate:
+            if o.simulate_pd is not None:
+                await self._start_pd_fleet(*o.simulate_pd)
+            elif o.simulate:
                 from endpoint_picker.runner.sim_kvevents import sim_kv_event_overrides
                 from endpoint_picker.sim import start_fleet
 
@@ -119,6 +122,31 @@ class Stack:
         except BaseException:
             await self.stop()
             raise
+
+    async def _start_pd_fleet(self, prefill: int, decode: int) -> None:
+        """P prefill-role and D decode-role simulators, labelled ``llm-d.ai/role`` in the pool
+        (static endpoints ``sim-prefill-i`` / ``sim-decode-j``), and llm-d's P/D config unless
+        the run names its own."""
+        from endpoint_picker.runner.defaults import pd_config_path
+        from endpoint_picker.scheduling.plugins.roles import ROLE_LABEL
+        from endpoint_picker.sim import start_pd_fleet
+
+        o = self.options
+        self.fleet = await start_pd_fleet(
+            prefill, decode, o.sim_profile, base_port=o.sim_base_port, **o.sim_overrides
+        )
+        roles = ["prefill"] * prefill + ["decode"] * decode
+        names = [f"sim-prefill-{i}" for i in range(prefill)]
+        names += [f"sim-decode-{j}" for j in range(decode)]
+        o.epp.endpoints = [
+            *o.epp.endpoints,
+            *(
+                f"{name}=127.0.0.1:{port};{ROLE_LABEL}={role}"
+                for name, port, role in zip(names, self.fleet.ports, roles, strict=True)
+            ),
+        ]
+        if not o.epp.config_file and not o.epp.config_text:
+            o.epp.config_file = pd_config_path()
 
     async def _watch_envoy(self) -> None:
         from endpoint_picker.envoy.process import EnvoyError

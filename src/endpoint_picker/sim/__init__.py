@@ -14,16 +14,25 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from endpoint_picker.sim.config import PROFILES, SimConfig
-    from endpoint_picker.sim.fleet import SimFleet, start_fleet
+    from endpoint_picker.sim.fleet import SimFleet, start_fleet, start_pd_fleet
     from endpoint_picker.sim.server import ENDPOINT_HEADER, SimServer
 
-__all__ = ["ENDPOINT_HEADER", "PROFILES", "SimConfig", "SimFleet", "SimServer", "start_fleet"]
+__all__ = [
+    "ENDPOINT_HEADER",
+    "PROFILES",
+    "SimConfig",
+    "SimFleet",
+    "SimServer",
+    "start_fleet",
+    "start_pd_fleet",
+]
 
 _WHERE = {
     "PROFILES": "config",
     "SimConfig": "config",
     "SimFleet": "fleet",
     "start_fleet": "fleet",
+    "start_pd_fleet": "fleet",
     "ENDPOINT_HEADER": "server",
     "SimServer": "server",
 }

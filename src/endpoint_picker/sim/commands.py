@@ -28,6 +28,11 @@ _HELP = {
     "kv_events_topic": "KV-event topic; {endpoint} and {model} are filled in",
     "kv_events_engine": "KV-event dialect: vllm or sglang",
     "hash_seed": "the engine's block-hash seed (as vLLM's PYTHONHASHSEED)",
+    "role": "llm-d role: prefill, decode, both or '' (decode and both run the P/D sidecar)",
+    "kv_bytes_per_token": "P/D: KV-cache bytes per token, for the modelled KV pull",
+    "kv_transfer_bandwidth": "P/D: prefiller -> decoder link, bytes/s",
+    "kv_transfer_latency": "P/D: fixed cost of one KV pull, seconds",
+    "max_num_batched_tokens": "chunked prefill: tokens per engine step (0: prefill beside decode)",
 }
 
 

@@ -13,6 +13,10 @@ from typing import Any
 
 from endpoint_picker.errors import ConfigError
 
+# llm-d.ai/role values a simulator can play; "decode" and "both" run the P/D sidecar.
+ROLES = ("", "prefill", "decode", "both")
+SIDECAR_ROLES = ("decode", "both")
+
 
 @dataclass(slots=True)
 class SimConfig:
@@ -30,6 +34,10 @@ class SimConfig:
     prefill_time_per_token: float = 0.0002
     inter_token_latency: float = 0.012
     time_factor_under_load: float = 1.0
+    # vLLM's token budget per engine step with chunked prefill. 0: prefills run beside the
+    # decode steps (no interference, the model above); N > 0: each step computes its decode
+    # tokens plus prompt chunks up to N tokens and lasts longer by their prefill time.
+    max_num_batched_tokens: int = 0
     jitter: float = 0.0  # std-dev as a fraction of each mean, at most 0.3; samples clamped to +-70%
     seed: int = 0
     # KV cache.
@@ -55,10 +63,22 @@ class SimConfig:
     slow_metrics: float = 0.0  # seconds /metrics waits before answering
     stale_metrics: float = 0.0  # seconds a rendered /metrics body is served again unchanged
     stream_interval: int = 1  # tokens per SSE write (vLLM --stream-interval)
+    # Prefill/decode disaggregation (docs/simulator.md, "P/D"). A "decode" (or "both") instance
+    # runs llm-d's routing sidecar: given x-prefiller-host-port it has that prefiller do the
+    # prefill, then pulls the KV over a link of this bandwidth and decodes locally.
+    role: str = ""  # "" (aggregated, no sidecar), "prefill", "decode" or "both"
+    kv_bytes_per_token: int = 131072  # KV bytes one token takes (Llama-3-8B fp16: 128 KiB)
+    kv_transfer_bandwidth: float = 25e9  # bytes/s of the prefiller -> decoder link (200 Gb/s)
+    kv_transfer_latency: float = 0.001  # fixed cost of one KV transfer (handshake, notify), s
     profile: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
         self.validate()
+
+    @property
+    def sidecar(self) -> bool:
+        """Whether this instance acts as llm-d's decode sidecar on ``x-prefiller-host-port``."""
+        return self.role in SIDECAR_ROLES
 
     def validate(self) -> None:
         """Reject impossible settings with the field name and the reason."""
@@ -75,10 +95,17 @@ class SimConfig:
             "slow_metrics",
             "stale_metrics",
             "seed",
+            "kv_bytes_per_token",
+            "kv_transfer_latency",
+            "max_num_batched_tokens",
         )
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ConfigError(f"must be >= 0, got {getattr(self, name)}", path=name)
+        if self.role not in ROLES:
+            raise ConfigError(f"must be one of {ROLES}, got {self.role!r}", path="role")
+        if self.kv_transfer_bandwidth <= 0:
+            raise ConfigError("must be > 0 (bytes per second)", path="kv_transfer_bandwidth")
         if self.time_factor_under_load < 1.0:
             raise ConfigError("must be >= 1.0", path="time_factor_under_load")
         if not 0.0 <= self.jitter <= 0.3:
@@ -138,6 +165,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "inter_token_latency": 0.002,
         "block_size": 4,
         "num_gpu_blocks": 256,
+        "kv_bytes_per_token": 8192,
+        "kv_transfer_bandwidth": 1e9,
         "max_loras": 2,
         "lora_load_time": 0.005,
     },

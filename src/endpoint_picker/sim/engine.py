@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import random
 from collections import deque
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ class SimRequest:
     token_ids: list[int] = field(default_factory=list)  # for KV events only
     lora: str | None = None
     stream: bool = False
+    remote_prefill: bool = False  # P/D: the prompt's KV comes from a prefiller (pulled here)
     id: int = field(default_factory=lambda: next(_ids))
     arrival: float = 0.0
     admitted_at: float = 0.0
@@ -60,6 +62,11 @@ class SimRequest:
     generated: int = 0
     cached_tokens: int = 0
     capacity: int = 0  # tokens the pinned blocks hold
+    transfer_time: float = 0.0  # P/D: modelled KV pull from the prefiller
+    remaining: int = 0  # chunked prefill: prompt tokens still to compute
+    ready_at: float = 0.0  # chunked prefill: when it may join a step (LoRA loaded, KV pulled)
+    last_token_at: float = 0.0
+    max_itl: float = 0.0  # the longest gap between two of its tokens (a decode stall)
     alloc: Allocation | None = None
     finished: bool = False
     done: asyncio.Future[None] | None = None
@@ -68,6 +75,13 @@ class SimRequest:
     @property
     def ttft(self) -> float:
         return self.first_token_at - self.arrival
+
+    @property
+    def mean_itl(self) -> float:
+        """Mean gap between its tokens (0 with fewer than two)."""
+        if self.generated < 2:
+            return 0.0
+        return (self.last_token_at - self.first_token_at) / (self.generated - 1)
 
     @property
     def queue_time(self) -> float:
@@ -92,6 +106,8 @@ class Engine:
         self.prefilling: list[SimRequest] = []
         self.decoding: list[SimRequest] = []
         self._batch: list[SimRequest] = []
+        self._chunks: list[tuple[SimRequest, int]] = []  # chunked prefill: this step's share
+        self._stepping = False
         self._step_start = 0.0
         self._step_end = 0.0
         self._last_arrival = 0.0
@@ -182,10 +198,13 @@ class Engine:
     async def _run(self) -> None:
         vt = self.clock.now()
         while True:
+            event = vt  # the time of the event just applied
             vt = max(vt, self._last_arrival)
             self._admit(vt)
-            if not self._batch and self.decoding:
-                self._start_step(vt)
+            if not self._stepping and self._has_step_work(vt):
+                # Requests already decoding go on at the event's own time: an arrival the loop
+                # saw late (a busy machine) must not open a gap between their steps.
+                self._start_step(event if self.decoding else vt)
             when = self._next_event()
             if (when is None or when > self.clock.now()) and await self._sleep_until(when):
                 continue  # an arrival: admit it at its arrival time
@@ -193,9 +212,21 @@ class Engine:
             vt = when
             self._advance(vt)
 
+    @property
+    def _chunked(self) -> bool:
+        return self.config.max_num_batched_tokens > 0
+
+    def _has_step_work(self, now: float) -> bool:
+        if self.decoding:
+            return True
+        return self._chunked and any(r.ready_at <= now for r in self.prefilling)
+
     def _next_event(self) -> float | None:
-        times = [r.prefill_done for r in self.prefilling]
-        if self._batch:
+        if self._chunked:
+            times = [] if self._stepping else [r.ready_at for r in self.prefilling]
+        else:
+            times = [r.prefill_done for r in self.prefilling]
+        if self._stepping:
             times.append(self._step_end)
         return min(times) if times else None
 
@@ -234,20 +265,70 @@ class Engine:
             req.cached_tokens = alloc.cached_tokens
             req.capacity = (len(alloc.hashes) + alloc.private) * cfg.block_size
             req.admitted_at = now
-            mean = cfg.prefill_overhead + (req.prompt_tokens - req.cached_tokens) * (
-                cfg.prefill_time_per_token
-            )
-            prefill = self._jitter(mean) * self._factor(self.num_running + 1)
+            if self._chunked:  # the prompt is computed by the steps (see _start_step)
+                req.remaining = 0 if req.remote_prefill else req.prompt_tokens - req.cached_tokens
+                ready = max(now, ready)
+                req.ready_at = ready + (self._remote_prefill(req, 0.0) if req.remote_prefill else 0)
+                req.prefill_done = math.inf
+                self.prefilling.append(req)
+                self.stats.queue.observe(req.queue_time)
+                continue
+            if req.remote_prefill:
+                prefill = self._remote_prefill(req)
+            else:
+                mean = cfg.prefill_overhead + (req.prompt_tokens - req.cached_tokens) * (
+                    cfg.prefill_time_per_token
+                )
+                prefill = self._jitter(mean) * self._factor(self.num_running + 1)
             req.prefill_done = max(now, ready) + prefill
             self.prefilling.append(req)
             self.stats.queue.observe(req.queue_time)
         self.waiting.extendleft(reversed(blocked))
 
+    def _remote_prefill(self, req: SimRequest, first_step: float | None = None) -> float:
+        """P/D decode side: pull the prompt's uncached blocks from the prefiller, then compute
+        the first token in one decode step (vLLM's NIXL connector reads only the blocks this
+        engine does not hold already)."""
+        cfg = self.config
+        pulled = req.prompt_tokens - req.cached_tokens
+        req.transfer_time = (
+            cfg.kv_transfer_latency + pulled * cfg.kv_bytes_per_token / cfg.kv_transfer_bandwidth
+        )
+        self.stats.remote_prefills += 1
+        self.stats.kv_transfer_tokens += pulled
+        self.stats.kv_transfer.observe(req.transfer_time)
+        if first_step is None:
+            first_step = self._jitter(cfg.inter_token_latency) * self._factor(self.num_running + 1)
+        return req.transfer_time + first_step
+
     def _start_step(self, now: float) -> None:
+        cfg = self.config
         self._batch = list(self.decoding)
-        itl = self._jitter(self.config.inter_token_latency) * self._factor(self.num_running)
-        self._step_end = now + itl
+        mean = cfg.inter_token_latency
+        self._chunks = []
+        if self._chunked:
+            mean += self._plan_chunks(now)
+        self._step_end = now + self._jitter(mean) * self._factor(self.num_running)
         self._step_start = now
+        self._stepping = True
+
+    def _plan_chunks(self, now: float) -> float:
+        """vLLM's chunked prefill: a step computes the batch's decode tokens plus prompt chunks
+        (oldest first) up to ``max_num_batched_tokens``, and lasts longer by their compute time,
+        so long prompts stall every decode on the engine. Returns the added seconds."""
+        cfg = self.config
+        budget = cfg.max_num_batched_tokens - len(self._batch)
+        extra = 0.0
+        for req in self.prefilling:
+            if req.ready_at > now or budget <= 0:
+                continue
+            take = min(req.remaining, budget)
+            budget -= max(take, 1)  # a pulled prompt's first token is one decode token
+            if take and req.remaining == req.prompt_tokens - req.cached_tokens:
+                extra += cfg.prefill_overhead  # a prompt's first chunk
+            extra += take * cfg.prefill_time_per_token
+            self._chunks.append((req, take))
+        return extra
 
     def _advance(self, now: float) -> None:
         """Apply every event scheduled at or before ``now``."""
@@ -257,24 +338,39 @@ class Engine:
                 if req.prefill_done > now:
                     still.append(req)
                     continue
-                req.first_token_at = req.prefill_done
-                self.stats.ttft.observe(req.ttft)
-                self.stats.prompt_tokens += req.prompt_tokens
-                self._emit(req, req.prefill_done)
-                if not req.finished:
-                    self.decoding.append(req)
+                self._first_token(req)
             self.prefilling = still
-        if self._batch and self._step_end <= now:
+        if self._stepping and self._step_end <= now:
             end = self._step_end
             batch, self._batch = self._batch, []
+            chunks, self._chunks = self._chunks, []
+            self._stepping = False
             live = [r for r in batch if not r.finished]
             self.stats.itl.observe(end - self._step_start, len(live))
             for req in live:
                 self._emit(req, end)
             self.decoding = [r for r in self.decoding if not r.finished]
+            for req, take in chunks:
+                req.remaining -= take
+                if req.remaining <= 0 and not req.finished:
+                    req.prefill_done = end
+                    self.prefilling.remove(req)
+                    self._first_token(req)
+
+    def _first_token(self, req: SimRequest) -> None:
+        """The prompt is computed (or pulled): its first token, then it decodes."""
+        req.first_token_at = req.prefill_done
+        self.stats.ttft.observe(req.ttft)
+        self.stats.prompt_tokens += req.prompt_tokens
+        self._emit(req, req.prefill_done)
+        if not req.finished:
+            self.decoding.append(req)
 
     def _emit(self, req: SimRequest, at: float) -> None:
         """One more token for ``req`` at ``at``; finishes it at its output length."""
+        if req.generated:
+            req.max_itl = max(req.max_itl, at - req.last_token_at)
+        req.last_token_at = at
         req.generated += 1
         self.stats.generation_tokens += 1
         if req.prompt_tokens + req.generated > req.capacity and req.alloc is not None:

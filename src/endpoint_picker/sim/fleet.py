@@ -75,3 +75,34 @@ async def start_fleet(
     for server in servers:
         server.peers = servers
     return SimFleet(servers, ports)
+
+
+async def start_pd_fleet(
+    prefill: int,
+    decode: int,
+    profile: str = "tiny-test",
+    host: str = "127.0.0.1",
+    base_port: int = 0,
+    **overrides: Any,
+) -> SimFleet:
+    """``prefill`` prefill-role instances, then ``decode`` decode-role ones (which run llm-d's
+    P/D sidecar), on consecutive ports from ``base_port``; one fleet for the oracle."""
+    if prefill < 1 or decode < 1:
+        raise ValueError(f"need a prefill and a decode instance at least, got {prefill}:{decode}")
+    p = await start_fleet(prefill, profile, host, base_port, **{**overrides, "role": "prefill"})
+    try:
+        seed = int(overrides.get("seed", 0)) + prefill
+        d = await start_fleet(
+            decode,
+            profile,
+            host,
+            base_port + prefill if base_port else 0,
+            **{**overrides, "role": "decode", "seed": seed},
+        )
+    except BaseException:
+        await p.stop()
+        raise
+    fleet = SimFleet([*p.servers, *d.servers], [*p.ports, *d.ports])
+    for server in fleet.servers:
+        server.peers = fleet.servers
+    return fleet

@@ -102,6 +102,31 @@ class EngineCollector(Collector):
             "(what a perfect router would have hit; not a vLLM metric).",
             eng.kv.oracle_hits,
         )
+        yield counter(
+            "sim:pd_remote_prefills",
+            "P/D decode side: requests whose prompt KV was pulled from a prefiller (not vLLM).",
+            st.remote_prefills,
+        )
+        yield counter(
+            "sim:pd_kv_transfer_tokens",
+            "P/D decode side: prompt tokens whose KV was pulled from a prefiller (not vLLM).",
+            st.kv_transfer_tokens,
+        )
+        yield hist(
+            "sim:pd_kv_transfer_seconds",
+            "P/D decode side: modelled time of each KV pull (not vLLM).",
+            st.kv_transfer,
+        )
+        yield counter(
+            "sim:pd_prefills_for_remote_decode",
+            "P/D prefill side: prefills run for a remote decoder (do_remote_decode; not vLLM).",
+            st.prefills_for_remote_decode,
+        )
+        yield counter(
+            "sim:pd_remote_prefill_failures",
+            "P/D sidecar: prefill calls that failed, answered to the client as errors (not vLLM).",
+            st.remote_prefill_failures,
+        )
         yield counter("vllm:num_preemptions", "Cumulative number of preemption from the engine.", 0)
         yield counter("vllm:prompt_tokens", "Number of prefill tokens processed.", st.prompt_tokens)
         yield counter(

@@ -3,7 +3,8 @@
 Every response, errors included, names the instance in ``x-sim-endpoint: host:port`` and echoes
 ``x-request-id``, so a test behind a gateway can tell which endpoint served it. Non-streaming
 generation responses also carry the engine's own timings (``x-sim-ttft-ms``,
-``x-sim-queue-ms``), which tests use instead of wall-clock measurements.
+``x-sim-queue-ms``, mean and longest inter-token gap ``x-sim-itl-ms`` / ``x-sim-itl-max-ms``),
+which tests and benchmarks use instead of wall-clock measurements.
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ from endpoint_picker.sim.openai import (
     parse_generation,
     parse_json,
     resolve_model,
+)
+from endpoint_picker.sim.pd import (
+    RemotePrefill,
+    Sidecar,
+    kv_params,
+    kv_transfer_mode,
+    prefiller_of,
 )
 from endpoint_picker.sim.tokenizer import token_id, tokenize
 
@@ -66,6 +74,7 @@ class SimServer:
         # The fleet this server belongs to (start_fleet sets it): the oracle hit count asks
         # every member what it holds when a request arrives.
         self.peers: list[SimServer] = [self]
+        self.sidecar = Sidecar(self)  # llm-d's P/D routing sidecar (used when config.sidecar)
         self.app = self._build_app()
 
     @property
@@ -133,6 +142,7 @@ class SimServer:
     async def stop(self) -> None:
         """Fail unfinished requests, close connections, unbind."""
         await self.engine.stop()
+        await self.sidecar.close()
         if self.kv_events is not None:
             self.engine.kv.sink = None
             await self.kv_events.stop()
@@ -191,7 +201,26 @@ class SimServer:
             raise ApiError(status, f"simulated failure (fail-rate {self.config.fail_rate})")
 
     async def _generate(self, request: web.Request, api: str) -> web.StreamResponse:
-        p = parse_generation(self.config, api, parse_json(await request.read()))
+        body = parse_json(await request.read())
+        prefiller = prefiller_of(request) if self.config.sidecar else None
+        if prefiller:  # llm-d's decode sidecar: the prefill runs there, the decode here
+            return await self.sidecar.disaggregate(request, api, body, prefiller)
+        return await self.serve(request, api, body)
+
+    async def serve(
+        self,
+        request: web.Request,
+        api: str,
+        body: dict[str, Any],
+        remote: RemotePrefill | None = None,
+    ) -> web.StreamResponse:
+        """vLLM's side of a generation request; ``remote`` when the sidecar had it prefilled.
+
+        ``kv_transfer_params`` in the body is vLLM's NIXL convention: ``do_remote_decode``
+        makes this a prefill for a remote decoder (the answer carries the KV's address),
+        ``do_remote_prefill`` makes this the decoder that pulls the prompt's KV."""
+        p = parse_generation(self.config, api, body)
+        kv_mode = kv_transfer_mode(body)
         self._inject_fault()
         total = len(p.tokens) + p.max_tokens
         if not self.engine.fits_at_all(total):
@@ -212,6 +241,7 @@ class SimServer:
             token_ids=[token_id(t) for t in p.tokens] if self.kv_events is not None else [],
             lora=p.lora,
             stream=p.stream,
+            remote_prefill=kv_mode == "remote_prefill",
         )
         self.engine.kv.oracle_hits += max(
             peer.engine.kv.hit_tokens(req.hashes, req.prompt_tokens) for peer in self.peers
@@ -223,8 +253,10 @@ class SimServer:
         except EngineStopped as err:
             raise ApiError(503, str(err)) from None
         rid = ("chatcmpl-" if api == "chat" else "cmpl-") + f"sim-{req.id}"
+        headers = remote.headers() if remote is not None else {}
         if p.stream:
-            return await self._stream(request, p, req, rid)
+            cached_of = None if remote is None else remote.cached_tokens
+            return await self._stream(request, p, req, rid, headers, cached_of)
         try:
             assert req.done is not None
             await req.done
@@ -233,18 +265,33 @@ class SimServer:
         except asyncio.CancelledError:
             self.engine.abort(req)
             raise
-        body = completion_body(p, rid, req.generated, req.finish_reason, req.cached_tokens)
-        headers = {
-            "x-sim-ttft-ms": f"{req.ttft * 1000:.6f}",
-            "x-sim-queue-ms": f"{req.queue_time * 1000:.6f}",
-        }
-        return web.json_response(body, headers=headers)
+        cached = req.cached_tokens if remote is None else remote.cached_tokens
+        out_body = completion_body(p, rid, req.generated, req.finish_reason, cached)
+        if kv_mode == "remote_decode":
+            self.engine.stats.prefills_for_remote_decode += 1
+            out_body["kv_transfer_params"] = kv_params(self.endpoint, self.host, self.port, req)
+        ttft = req.ttft + (remote.ttft if remote is not None else 0.0)
+        headers["x-sim-ttft-ms"] = f"{ttft * 1000:.6f}"
+        headers["x-sim-queue-ms"] = f"{req.queue_time * 1000:.6f}"
+        headers["x-sim-itl-ms"] = f"{req.mean_itl * 1000:.6f}"
+        headers["x-sim-itl-max-ms"] = f"{req.max_itl * 1000:.6f}"
+        if req.remote_prefill:
+            headers["x-sim-kv-transfer-ms"] = f"{req.transfer_time * 1000:.6f}"
+        return web.json_response(out_body, headers=headers)
 
     async def _stream(
-        self, request: web.Request, p: Parsed, req: SimRequest, rid: str
+        self,
+        request: web.Request,
+        p: Parsed,
+        req: SimRequest,
+        rid: str,
+        headers: dict[str, str],
+        cached: int | None = None,
     ) -> web.StreamResponse:
+        """SSE chunks as tokens come; ``cached`` overrides the usage's cached tokens (P/D: the
+        prefiller's, as llm-d's sidecar rewrites them)."""
         resp = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers}
         )
         chunks = ChunkWriter(p, rid)
         loop = asyncio.get_running_loop()
@@ -266,7 +313,8 @@ class SimServer:
                 await wake
             assert req.done is not None
             if req.done.exception() is None and p.include_usage:
-                await resp.write(chunks.usage(req.generated, req.cached_tokens))
+                hit = req.cached_tokens if cached is None else cached
+                await resp.write(chunks.usage(req.generated, hit))
             await resp.write(chunks.done())
             await resp.write_eof()
         except (ConnectionError, asyncio.CancelledError):

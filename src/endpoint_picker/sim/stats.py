@@ -76,3 +76,9 @@ class EngineStats:
         self.request_prompt_tokens = Histogram(tokens)
         self.request_generation_tokens = Histogram(tokens)
         self.request_max_tokens = Histogram(tokens)
+        # P/D (not vLLM metrics): decode side, then prefill side, then the sidecar's failures.
+        self.remote_prefills = 0  # requests whose prompt KV was pulled from a prefiller
+        self.kv_transfer_tokens = 0  # tokens of KV pulled
+        self.kv_transfer = Histogram(TTFT_BUCKETS)  # seconds per modelled pull
+        self.prefills_for_remote_decode = 0  # prefills done here for a remote decoder
+        self.remote_prefill_failures = 0  # the sidecar's prefill call failed

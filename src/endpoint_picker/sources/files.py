@@ -2,12 +2,14 @@
 
 For runs without Kubernetes: the same InferencePool / InferenceObjective YAML a user would
 ``kubectl apply`` is read from disk, and endpoints come from a list (``name=host:port`` or just
-``host:port``) instead of pods. :meth:`FileSource.run` polls the files' modification stamps and
-reloads on change. An invalid edit is reported (logged and kept in :attr:`FileSource.errors`)
-and the last good state stays in force, so a typo never empties a running pool. A file with no
-documents left (emptied, or cut short by a truncated write) and a reload that would drop the
-pool are reported the same way: they once cleared the pool silently, and ``critical`` requests
-fell to priority 0. Each applied reload logs one INFO line saying what changed.
+``host:port``, optionally followed by ``;key=value`` labels) and from any Pods the manifests
+hold (selected by the pool's selector, as in a cluster). :meth:`FileSource.run` polls the
+files' modification stamps and reloads on change. An invalid edit is reported (logged and kept
+in :attr:`FileSource.errors`) and the last good state stays in force, so a typo never empties a
+running pool. A file with no documents left (emptied, or cut short by a truncated write) and a
+reload that would drop the pool are reported the same way: they once cleared the pool silently,
+and ``critical`` requests fell to priority 0. Each applied reload logs one INFO line saying
+what changed.
 
 Parsing happens off the event loop (``asyncio.to_thread``); writes to the datastore happen on it.
 """
@@ -22,9 +24,10 @@ from pathlib import Path
 
 from endpoint_picker.api.manifests import ManifestError, ManifestSet, load_manifests
 from endpoint_picker.api.objective import InferenceObjective
+from endpoint_picker.api.pod import ManifestPod
 from endpoint_picker.api.pool import POOL_GROUP, InferencePool
 from endpoint_picker.api.rewrite import InferenceModelRewrite
-from endpoint_picker.datastore import Datastore
+from endpoint_picker.datastore import Datastore, Pod
 from endpoint_picker.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -33,10 +36,12 @@ Stamp = tuple[int, int, int] | None  # (mtime_ns, size, inode), None when the fi
 
 
 def parse_endpoint(text: str) -> tuple[str, tuple[str, int]]:
-    """``"[name=]host:port"`` -> ``(name, (host, port))``; IPv6 hosts go in brackets.
+    """``"[name=]host:port[;key=value...]"`` -> ``(name, (host, port))``; IPv6 hosts go in
+    brackets; labels after ``;`` are read by :func:`parse_endpoint_labels`.
 
     Without a name the endpoint is named by its ``host:port``.
     """
+    text = text.split(";", 1)[0]
     name, sep, hostport = text.strip().rpartition("=")
     if not sep:
         name, hostport = "", text.strip()
@@ -68,6 +73,26 @@ def parse_endpoints(texts: Iterable[str]) -> dict[str, tuple[str, int]]:
     return out
 
 
+def parse_endpoint_labels(texts: Iterable[str]) -> dict[str, dict[str, str]]:
+    """The labels of endpoint strings that carry any: ``p0=10.0.0.1:8000;llm-d.ai/role=prefill``
+    (several labels separated by ``;``), keyed by endpoint name, so a run without pods can
+    give endpoints the roles the P/D filters select by."""
+    out: dict[str, dict[str, str]] = {}
+    for text in texts:
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            head, _, rest = item.partition(";")
+            if not rest:
+                continue
+            labels: dict[str, str] = {}
+            for pair in filter(None, (p.strip() for p in rest.split(";"))):
+                key, eq, value = pair.partition("=")
+                if not eq or not key.strip():
+                    raise ConfigError(f"endpoint {item!r}: label {pair!r} must be key=value")
+                labels[key.strip()] = value.strip()
+            out[parse_endpoint(head)[0]] = labels
+    return out
+
+
 def _stamp(path: Path) -> Stamp:
     try:
         st = path.stat()
@@ -90,9 +115,13 @@ class FileSource:
     ) -> None:
         self.datastore = datastore
         self.paths = [Path(p) for p in manifests]
-        self.endpoints = (
-            dict(endpoints) if isinstance(endpoints, Mapping) else parse_endpoints(endpoints)
-        )
+        self.labels: dict[str, dict[str, str]] = {}
+        if isinstance(endpoints, Mapping):
+            self.endpoints = dict(endpoints)
+        else:
+            texts = list(endpoints)
+            self.endpoints = parse_endpoints(texts)
+            self.labels = parse_endpoint_labels(texts)
         self.pool_name = pool_name
         self.poll_interval = poll_interval
         self.errors: list[ManifestError | ConfigError] = []
@@ -163,6 +192,7 @@ class FileSource:
             return False
         self.errors = []
         changes = self._write(pool, result.objectives)
+        self._write_pods(result.pods)
         self._write_rewrites(pool, result.rewrites)
         self.loads += 1
         log.info("manifests %s: %s", "reloaded" if self.loads > 1 else "loaded", changes)
@@ -211,8 +241,23 @@ class FileSource:
         for verb, names in (("added", added), ("changed", changed), ("removed", removed)):
             if names:
                 said.append(f"objectives {verb}: {', '.join(sorted(names))}")
-        ds.set_static_endpoints(self.endpoints)
+        ds.set_static_endpoints(self.endpoints, self.labels)
         return "; ".join(said) or "no change"
+
+    def _write_pods(self, pods: list[ManifestPod]) -> None:
+        """Pods given in the manifests: the pool's selector and target ports make them
+        endpoints, with their labels, as a cluster's pods would be."""
+        self.datastore.replace_pods(
+            Pod(
+                name=p.metadata.name,
+                ip=p.status.pod_ip,
+                namespace=p.metadata.namespace,
+                labels=dict(p.metadata.labels),
+                annotations=dict(p.metadata.annotations),
+                ready=p.ready,
+            )
+            for p in pods
+        )
 
     def _write_rewrites(
         self, pool: InferencePool | None, rewrites: list[InferenceModelRewrite]

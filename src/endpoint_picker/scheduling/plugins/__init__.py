@@ -9,6 +9,11 @@ from endpoint_picker.scheduling.plugins.deciders import (
     PrefixBasedPDDecider,
 )
 from endpoint_picker.scheduling.plugins.disagg import DisaggProfileHandler
+from endpoint_picker.scheduling.plugins.disagg_legacy import (
+    DisaggHeadersHandler,
+    PdProfileHandler,
+    PrefillHeaderHandler,
+)
 from endpoint_picker.scheduling.plugins.filters import HeaderBasedTestingFilter, SaturationFilter
 from endpoint_picker.scheduling.plugins.handlers import (
     DestinationEndpointServedVerifier,
@@ -70,6 +75,9 @@ PLUGIN_CLASSES = {
         EncodeFilter,
         LabelSelectorFilter,
         DisaggProfileHandler,
+        PdProfileHandler,
+        DisaggHeadersHandler,
+        PrefillHeaderHandler,
         PrefixBasedPDDecider,
         AlwaysDisaggPDDecider,
         AlwaysDisaggMultimodalDecider,
@@ -93,6 +101,7 @@ __all__ = [
     "DataParallelProfileHandler",
     "DecodeFilter",
     "DestinationEndpointServedVerifier",
+    "DisaggHeadersHandler",
     "DisaggProfileHandler",
     "EncodeFilter",
     "EndpointNotificationSource",
@@ -103,8 +112,10 @@ __all__ = [
     "LoraAffinityScorer",
     "MaxScorePicker",
     "NoHitLruScorer",
+    "PdProfileHandler",
     "PrecisePrefixCacheProducer",
     "PrefillFilter",
+    "PrefillHeaderHandler",
     "PrefixBasedPDDecider",
     "PrefixCacheScorer",
     "ProbabilisticAdmitter",

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import Field
 
 from endpoint_picker.params import PluginParams
+from endpoint_picker.pd_headers import DATA_PARALLEL_HEADER
 from endpoint_picker.requests.types import InferenceRequest
 from endpoint_picker.scheduling.framework import (
     FORWARD_HEADERS_KEY,
@@ -21,8 +22,6 @@ from endpoint_picker.scheduling.framework import (
     SchedulingResult,
 )
 from endpoint_picker.scheduling.plugins.base import PluginBase
-
-DATA_PARALLEL_HEADER = "x-data-parallel-host-port"
 
 
 class DataParallelParams(PluginParams):

@@ -24,6 +24,7 @@ from pydantic.alias_generators import to_camel
 from endpoint_picker.datastore import Endpoint
 from endpoint_picker.errors import ConfigError
 from endpoint_picker.params import PluginParams
+from endpoint_picker.pd_headers import ENCODERS_HEADER, PREFILLER_HEADER
 from endpoint_picker.requests.types import InferenceRequest
 from endpoint_picker.scheduling import metrics as m
 from endpoint_picker.scheduling.framework import (
@@ -37,8 +38,6 @@ from endpoint_picker.scheduling.plugins.base import PluginBase
 
 log = logging.getLogger(__name__)
 
-PREFILLER_HEADER = "x-prefiller-host-port"
-ENCODERS_HEADER = "x-encoder-hosts-ports"
 PEER_ENDPOINT_KEY = "disagg-profile-handler:peer-endpoint"
 
 _LEGACY = {
