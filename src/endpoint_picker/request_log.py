@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("endpoint_picker.request")
@@ -25,15 +26,16 @@ RATE = 20  # error lines per second
 class _Limiter:
     """At most ``rate`` lines per one-second window; counts what it drops."""
 
-    def __init__(self, rate: int) -> None:
+    def __init__(self, rate: int, now: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
+        self.now = now  # seconds; tests set a fixed clock
         self.window = 0
         self.used = 0
         self.dropped = 0
 
     def allow(self) -> int | None:
         """None: drop this line. Otherwise how many were dropped before it (to report)."""
-        now = int(time.monotonic())
+        now = int(self.now())
         if now != self.window:
             self.window, self.used = now, 0
         if self.used >= self.rate:

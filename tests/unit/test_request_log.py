@@ -36,9 +36,13 @@ def lines() -> Iterator[Lines]:
     request_log.log.addHandler(handler)
     old = request_log.log.level
     request_log.log.setLevel(logging.DEBUG)
-    request_log._limiter.window = 0  # a fresh second
-    request_log._limiter.dropped = 0  # and nothing left over from earlier tests' lines
+    limiter = request_log._limiter
+    clock = limiter.now
+    limiter.now = lambda: 100.0  # a fixed second: a slow run cannot straddle two
+    limiter.window = 0  # a fresh second
+    limiter.dropped = 0  # and nothing left over from earlier tests' lines
     yield handler
+    limiter.now = clock
     request_log.log.removeHandler(handler)
     request_log.log.setLevel(old)
 
@@ -91,6 +95,6 @@ def test_error_lines_are_limited_per_second_and_report_what_was_dropped(lines: L
     for _ in range(request_log.RATE + 7):
         request_log.rejected(None, "ResourceExhausted", "saturated", 429, wait=0.0)
     assert len(lines.lines) == request_log.RATE
-    request_log._limiter.window = 0  # the next second
+    request_log._limiter.now = lambda: 101.0  # the next second
     request_log.rejected(None, "ResourceExhausted", "saturated", 429, wait=0.0)
     assert lines.lines[-1]["dropped_lines"] == 7
