@@ -23,7 +23,9 @@ from __future__ import annotations
 import math
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
+from typing import cast
 
 import xxhash
 
@@ -57,6 +59,37 @@ def block_keys(token_ids: Sequence[int], block_size: int, parent: int) -> list[i
         parent = _xxh3(data[start : start + step], parent)
         out.append(parent)
     return out
+
+
+def chain_keys(token_ids: Sequence[int], block_size: int, parent: int) -> list[int]:
+    """:func:`block_keys`, reusing what earlier prompts with the same prefix computed.
+
+    Ids from the chunked tokenizer (requests/tokenize_cache.py) carry the cached segments that
+    cover their start, each standing for one exact text prefix. A segment memoizes the keys of
+    the blocks that *end* inside it (its ``memo``, per block size and chain root), so only the
+    blocks after the last memoized segment are hashed; the result equals :func:`block_keys`.
+    """
+    segments = getattr(token_ids, "segments", ())
+    if not segments:
+        return block_keys(token_ids, block_size, parent)
+    memo_key = (block_size, parent)
+    keys: list[int] = []
+    reused = 0
+    for seg in segments:
+        own = seg.memo.get(memo_key) if seg.memo is not None else None
+        if own is None:
+            break
+        keys.extend(own)
+        reused += 1
+    done = len(keys)
+    rest = block_keys(token_ids[done * block_size :], block_size, keys[-1] if keys else parent)
+    for seg in segments[reused:]:
+        lo, hi = seg.start // block_size, seg.end // block_size
+        if seg.memo is None:
+            seg.memo = {}
+        seg.memo[memo_key] = array("Q", rest[lo - done : hi - done])
+    keys.extend(rest)
+    return keys
 
 
 class BlockIndex:
@@ -133,32 +166,31 @@ class BlockIndex:
 
     def match(self, keys: Sequence[int], now: float) -> dict[str, int]:
         """Leading blocks of ``keys`` each endpoint holds (llm-d's longest-prefix lookup):
-        an endpoint stops counting at its first missing block; the walk stops when none is left.
+        an endpoint stops counting at its first missing (or expired) block.
 
-        Per key this costs one dict lookup and one subset test of small sets (the endpoints
-        still matching), so 512 keys take well under a millisecond.
+        The per-key work runs in C: one ``map`` fetches every key's holders and the walk ends
+        at the first key nobody holds; then, per endpoint holding the first key (at most
+        ``pod_cache_size``), one ``map`` of expiries finds where it stops. Expired speculative
+        entries met on the way are dropped.
         """
+        fetched = list(map(self._keys.get, keys))
+        n = fetched.index(None) if None in fetched else len(fetched)
+        if n == 0:
+            return {}
+        found = cast("list[dict[str, float]]", fetched[:n])
         out: dict[str, int] = {}
-        index = self._keys
-        active: set[str] = set()
-        for i, key in enumerate(keys):
-            holders = index.get(key)
-            if holders and self.speculative:
-                self._expire(key, holders, now)
-            if not holders:
-                for name in active:
-                    out[name] = i
-                return out
-            if i == 0:
-                active = set(holders)
-            elif not active <= holders.keys():
-                for name in active - holders.keys():
-                    out[name] = i
-                active &= holders.keys()
-                if not active:
-                    return out
-        for name in active:
-            out[name] = len(keys)
+        expiry_of = cast("Callable[[dict[str, float], str, float], float]", dict.get)
+        for name in list(found[0]):
+            expiries = list(map(expiry_of, found, repeat(name, n), repeat(0.0, n)))
+            held = expiries.index(0.0) if 0.0 in expiries else n
+            if self.speculative and held and min(expiries[:held]) <= now:
+                held = next(i for i, exp in enumerate(expiries) if exp <= now)
+                for i in range(held, n):  # drop what has expired, so memory follows the TTL
+                    exp = expiries[i]
+                    if exp and exp <= now:
+                        self._expire(keys[i], found[i], now)
+            if held:
+                out[name] = held
         return out
 
     def _expire(self, key: int, holders: dict[str, float], now: float) -> None:
