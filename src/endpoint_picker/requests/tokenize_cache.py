@@ -10,8 +10,14 @@ The cache is a chain: a chunk's entry (a :class:`Segment`) is found by its paren
 own text, so a segment stands for the *whole* prefix up to its end, not just its chunk. That is
 what lets a consumer memoize per segment what depends on the whole prefix: the precise producer
 keeps each segment's block keys there (``Segment.memo``), so the keys of a shared system prompt
-are hashed once too. Only chunks not seen after the same prefix before, typically the last one
-or two, are tokenized. Entries are a bounded LRU (``max_chunks``), ids stored as ``array('I')``.
+are hashed once too. Entries are a bounded LRU (``max_chunks``), ids stored as ``array('I')``.
+
+Two sizes of chunk keep both the number of lookups and the re-tokenized text small: coarse
+chunks of ``chunk_chars`` (4 KB) cover the bulk of a prompt in a few lookups; a coarse chunk not
+seen after its prefix before (the one where a shared system prompt ends and a new question
+begins), and the text after the last coarse cut, are cut again into fine chunks of
+``fine_chars`` (256 characters), each cached under the same chain rule. So a new question after
+a known system prompt costs tokenizing the question and at most ``fine_chars`` before it.
 
 **Exactness.** Tokenizing chunk by chunk equals tokenizing the whole text when the tokenizer
 never merges across such a space: the simulator's tokenizer (a space always ends a token), and
@@ -70,7 +76,8 @@ class ChunkedTokenizer:
     def __init__(
         self,
         backend: TokenizerBackend,
-        chunk_chars: int = 1024,
+        chunk_chars: int = 4096,
+        fine_chars: int = 256,
         max_chunks: int = 16384,
         verify_first: int = 16,
         verify_every: int = 512,
@@ -78,6 +85,7 @@ class ChunkedTokenizer:
         self.backend = backend
         self.name = backend.name
         self.chunk_chars = chunk_chars
+        self.fine_chars = min(fine_chars, chunk_chars)
         self.max_chunks = max_chunks
         self.verify_first = verify_first
         self.verify_every = verify_every
@@ -92,7 +100,7 @@ class ChunkedTokenizer:
 
     def encode(self, text: str, add_special_tokens: bool = True) -> Sequence[int]:
         """Token ids; a :class:`SegmentedIds` when chunked."""
-        if not self.enabled or len(text) < 2 * self.chunk_chars:
+        if not self.enabled or len(text) < 4 * self.fine_chars:
             return self.backend.encode(text, add_special_tokens)
         self.calls += 1
         try:
@@ -115,46 +123,89 @@ class ChunkedTokenizer:
         return ids
 
     def cuts(self, text: str) -> list[int]:
-        """Chunk boundaries: each the first single space between non-space characters at
-        least ``chunk_chars`` after the previous one (the last chunk runs to the end)."""
-        out: list[int] = []
-        start = 0
-        n = len(text)
-        find = text.find
-        step = self.chunk_chars
-        while True:
-            pos = find(" ", start + step)
-            while 0 < pos < n - 1 and (text[pos - 1].isspace() or text[pos + 1].isspace()):
-                pos = find(" ", pos + 1)
-            if pos <= 0 or pos >= n - 1:
-                return out
-            out.append(pos)
-            start = pos
+        """The coarse chunk boundaries of ``text`` (see :func:`cuts`)."""
+        return cuts(text, self.chunk_chars, 0, len(text))
+
+    def _lookup(self, parent: int, add_special: bool, chunk: str) -> Segment | None:
+        seg = self._cache.get((parent, add_special, chunk))
+        if seg is not None:
+            self._cache.move_to_end((parent, add_special, chunk))
+            self.chunk_hits += 1
+        return seg
+
+    def _store(
+        self, parent: int, add_special: bool, chunk: str, ids: array[int], start: int
+    ) -> Segment:
+        seg = self._cache[(parent, add_special, chunk)] = Segment(next(self._serials), ids, start)
+        if len(self._cache) > self.max_chunks:
+            self._cache.popitem(last=False)
+        return seg
+
+    def _fine(
+        self, text: str, lo: int, hi: int, parent: int, tokens: int, add_special: bool, last: bool
+    ) -> tuple[list[Segment], int]:
+        """Segments for ``text[lo:hi]`` cut into fine chunks, each found or tokenized and cached,
+        and where they end: at ``hi``, or when ``last`` (the prompt's own tail, never cached) at
+        the last fine cut."""
+        out: list[Segment] = []
+        start = lo
+        bounds = cuts(text, self.fine_chars, lo, hi)
+        if not last:
+            bounds.append(hi)
+        for cut in bounds:
+            chunk = text[start:cut]
+            seg = self._lookup(parent, add_special, chunk)
+            if seg is None:
+                ids = array("I", self.backend.encode(chunk, add_special and start == 0))
+                seg = self._store(parent, add_special, chunk, ids, tokens)
+            out.append(seg)
+            parent, tokens, start = seg.serial, seg.end, cut
+        return out, start
 
     def _encode_chunked(self, text: str, add_special: bool) -> SegmentedIds:
+        """Coarse chunks first; a coarse chunk seen for the first time after this prefix is
+        built from fine chunks (so a new question re-tokenizes at most ``fine_chars`` of the
+        text before it), and the text after the last coarse cut is cut fine as well."""
         ids = SegmentedIds("I")
         segments: list[Segment] = []
-        cache = self._cache
         parent = 0
         start = 0
         tokens = 0
-        for cut in self.cuts(text):
+        n = len(text)
+        for cut in cuts(text, self.chunk_chars, 0, n):
             chunk = text[start:cut]
-            key = (parent, add_special, chunk)  # the text itself: exact, and str hashing is C
-            seg = cache.get(key)
+            seg = self._lookup(parent, add_special, chunk)
             if seg is None:
-                chunk_ids = array("I", self.backend.encode(chunk, add_special and start == 0))
-                seg = cache[key] = Segment(next(self._serials), chunk_ids, tokens)
-                if len(cache) > self.max_chunks:
-                    cache.popitem(last=False)
-            else:
-                cache.move_to_end(key)
-                self.chunk_hits += 1
+                pieces, _ = self._fine(text, start, cut, parent, tokens, add_special, last=False)
+                joined: array[int] = array("I")
+                for piece in pieces:
+                    joined.extend(piece.ids)
+                seg = self._store(parent, add_special, chunk, joined, tokens)
             segments.append(seg)
             ids.extend(seg.ids)
-            tokens = seg.end
-            parent = seg.serial
-            start = cut
+            parent, tokens, start = seg.serial, seg.end, cut
+        pieces, start = self._fine(text, start, n, parent, tokens, add_special, last=True)
+        for seg in pieces:
+            segments.append(seg)
+            ids.extend(seg.ids)
         ids.extend(array("I", self.backend.encode(text[start:], add_special and start == 0)))
         ids.segments = tuple(segments)
         return ids
+
+
+def cuts(text: str, step: int, lo: int, hi: int) -> list[int]:
+    """Chunk boundaries in ``text[lo:hi]``: each the first single space between non-space
+    characters at least ``step`` after the previous one (or ``lo``), and before ``hi - 1``.
+    Each depends only on the text before it (and the character after it)."""
+    out: list[int] = []
+    start = lo
+    find = text.find
+    end = hi - 1
+    while True:
+        pos = find(" ", start + step, end)
+        while pos > 0 and (text[pos - 1].isspace() or text[pos + 1].isspace()):
+            pos = find(" ", pos + 1, end)
+        if pos <= 0:
+            return out
+        out.append(pos)
+        start = pos
