@@ -15,16 +15,21 @@ recently *written* first, and at most ``pod_cache_size`` endpoints per key
 (``podCacheSize``): memory is O(size x pod_cache_size) whatever the servers send.
 
 **Speculative entries** carry an expiry time; a confirmed (event-backed) entry has none, and a
-``BlockStored`` confirms a speculative entry in place. Expired entries are dropped when met.
+``BlockStored`` confirms a speculative entry in place. Speculative adds wait in a heap by
+expiry, swept at each lookup: an entry still carrying the expiry it was added with is dropped
+then (one confirmed or renewed since is kept).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
-from itertools import repeat
+from collections.abc import Iterable, Sequence
+from itertools import compress, repeat
+from operator import ne
 from typing import cast
 
 import xxhash
@@ -104,7 +109,9 @@ class BlockIndex:
         self._by_endpoint: dict[str, set[int]] = {}
         self.evictions = 0
         self.admissions = 0  # keys written for an endpoint that did not hold them
-        self.speculative = False  # set once a speculative entry exists: lookups check expiry
+        # Speculative adds, earliest expiry first (expiry, order, keys, endpoint): see expire().
+        self._speculative: list[tuple[float, int, Sequence[int], str]] = []
+        self._order = itertools.count()
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -118,7 +125,8 @@ class BlockIndex:
         owned = self._by_endpoint.setdefault(endpoint, set())
         index = self._keys
         if expiry != CONFIRMED:
-            self.speculative = True
+            keys = keys if isinstance(keys, (list, tuple)) else list(keys)
+            heapq.heappush(self._speculative, (expiry, next(self._order), keys, endpoint))
         for key in keys:
             holders = index.get(key)
             if holders is None:
@@ -164,36 +172,50 @@ class BlockIndex:
                 if not holders:
                     del self._keys[key]
 
+    def expire(self, now: float) -> None:
+        """Drop the speculative entries whose TTL has passed (unless confirmed or renewed)."""
+        pending = self._speculative
+        index = self._keys
+        while pending and pending[0][0] <= now:
+            expiry, _, keys, endpoint = heapq.heappop(pending)
+            holders = [h for h in map(index.get, keys) if h]
+            if expiry not in map(dict.get, holders, repeat(endpoint)):
+                continue  # every entry confirmed, renewed or gone: nothing to drop (C loops)
+            owned = self._by_endpoint.get(endpoint)
+            for key, h in zip(keys, map(index.get, keys), strict=True):
+                if h is not None and h.get(endpoint) == expiry:
+                    del h[endpoint]
+                    if owned is not None:
+                        owned.discard(key)
+                    if not h:
+                        del index[key]
+
     def match(self, keys: Sequence[int], now: float) -> dict[str, int]:
         """Leading blocks of ``keys`` each endpoint holds (llm-d's longest-prefix lookup):
-        an endpoint stops counting at its first missing (or expired) block.
+        an endpoint stops counting at its first missing block.
 
-        The per-key work runs in C: one ``map`` fetches every key's holders and the walk ends
-        at the first key nobody holds; then, per endpoint holding the first key (at most
-        ``pod_cache_size``), one ``map`` of expiries finds where it stops. Expired speculative
-        entries met on the way are dropped.
+        The per-key work runs in C: one ``map`` fetches every key's holders, the walk ends at
+        the first key nobody holds, and one more compares each key's holders with the previous
+        key's; Python only visits the keys where the holders change (a handful: where an
+        endpoint's share of the prefix ends).
         """
+        self.expire(now)
         fetched = list(map(self._keys.get, keys))
         n = fetched.index(None) if None in fetched else len(fetched)
         if n == 0:
             return {}
-        found = cast("list[dict[str, float]]", fetched[:n])
+        views = list(map(dict.keys, cast("list[dict[str, float]]", fetched[:n])))
+        active = set(views[0])
         out: dict[str, int] = {}
-        expiry_of = cast("Callable[[dict[str, float], str, float], float]", dict.get)
-        for name in list(found[0]):
-            expiries = list(map(expiry_of, found, repeat(name, n), repeat(0.0, n)))
-            held = expiries.index(0.0) if 0.0 in expiries else n
-            if self.speculative and held and min(expiries[:held]) <= now:
-                held = next(i for i, exp in enumerate(expiries) if exp <= now)
-                for i in range(held, n):  # drop what has expired, so memory follows the TTL
-                    exp = expiries[i]
-                    if exp and exp <= now:
-                        self._expire(keys[i], found[i], now)
-            if held:
-                out[name] = held
+        for i in compress(range(1, n), map(ne, views[1:], views[:-1])):
+            held = views[i]
+            if active <= held:
+                continue
+            for name in active - held:
+                out[name] = i
+            active &= held
+            if not active:
+                return out
+        for name in active:
+            out[name] = n
         return out
-
-    def _expire(self, key: int, holders: dict[str, float], now: float) -> None:
-        for name in [n for n, exp in holders.items() if exp <= now]:
-            del holders[name]
-            self._by_endpoint.get(name, set()).discard(key)
