@@ -29,6 +29,7 @@ sys.path.insert(0, str(HERE / "routing"))
 
 from routing_numbers import ratio, stages  # noqa: E402
 
+from precise_figures import kv_pressure_block, precise_cost_block  # noqa: E402
 from results_file import RESULTS, read_results  # noqa: E402
 
 ROOT = HERE.parent
@@ -307,6 +308,11 @@ def blocks(directory: Path = RESULTS) -> dict[str, dict[str, str]]:
         "docs/flow-control.md": {"flowcontrol": flowcontrol_paragraph(results("flowcontrol"))},
         "docs/scheduling.md": {"scheduling": scheduling_block(results("scheduling"))},
         "docs/reliability.md": {"soak": soak_table(results("soak"))},
+        "docs/precise-prefix.md": {
+            "precise_cost": precise_cost_block(results("precise_cost")),
+            "kv_pressure": kv_pressure_block(results("routing")),
+        },
+        "BENCHMARKS.md": {"precise_cost": precise_cost_block(results("precise_cost"))},
     }
 
 
