@@ -24,7 +24,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from endpoint_picker.datalayer.kvevents_zmq import KVEventSubscriber
 from endpoint_picker.datastore import Datastore
@@ -34,9 +37,12 @@ from endpoint_picker.requests.types import InferenceRequest
 from endpoint_picker.scheduling.plugins.precise import PrecisePrefixCacheProducer
 from endpoint_picker.scheduling.plugins.precise_index import block_keys, root_key
 from endpoint_picker.scheduling.plugins.token_producer import TokenProducer
+from results_file import write_results
 
 SERVERS = 8
 PROMPT_TOKENS = 8192
+WALL: list[float] = []  # wall-clock medians, in the order p50_us measured them
+SUFFIXES = (256, 819)  # a fresh question of 256 tokens; 10% of the prompt
 WORDS = [f"{a}{b}" for a in ("ka", "lo", "mi", "nu", "ra", "se", "ti", "vo") for b in "aeiouyxz"]
 
 
@@ -60,77 +66,124 @@ def build_tokenizer(directory: Path) -> Path:
     return path
 
 
-def prompt_of(backend: HFTokenizer | SimTokenizer, rng: random.Random) -> str:
-    """Text of about ``PROMPT_TOKENS`` tokens for ``backend``."""
-    words: list[str] = []
-    while True:
-        words.extend(rng.choice(WORDS) + rng.choice(WORDS) for _ in range(2000))
-        text = " ".join(words)
-        if len(backend.encode(text, True)) >= PROMPT_TOKENS:
-            return text
+def words_of(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) + rng.choice(WORDS) for _ in range(n))
 
 
-def p50_us(fn: object, repeats: int) -> float:
-    samples = []
+def text_of(backend: HFTokenizer | SimTokenizer, rng: random.Random, tokens: int) -> str:
+    """Generated text of at most ``tokens`` tokens for ``backend``, as close as whole words get."""
+    words = words_of(rng, tokens).split(" ")
+    per_word = len(backend.encode(" ".join(words), True)) / len(words)
+    guess = int(tokens / per_word)
+    while len(backend.encode(" ".join(words[:guess]), True)) < tokens and guess < len(words):
+        words += words_of(rng, tokens // 4).split(" ")
+        guess = min(len(words), guess + tokens // 8)
+    lo, hi = max(1, int(guess * 0.9)), min(len(words), int(guess * 1.1) + 1)
+    if len(backend.encode(" ".join(words[:lo]), True)) > tokens:
+        lo = 1
+    while lo < hi:  # the most words that stay within ``tokens``
+        mid = (lo + hi + 1) // 2
+        if len(backend.encode(" ".join(words[:mid]), True)) <= tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    return " ".join(words[:lo])
+
+
+def p50_us(fn: Callable[[], object], repeats: int) -> float:
+    """Median CPU time of ``fn`` (the process's, ``time.process_time``): on a machine shared
+    with other work, wall time measures the other work's share of the cores as much as ours,
+    while CPU time is what the call itself costs (the two agree on an idle machine: the call
+    never waits). ``WALL`` records the wall-clock medians too."""
+    cpu, wall = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()  # type: ignore[operator]
-        samples.append(time.perf_counter() - t)
-    return statistics.median(samples) * 1e6
+        t, c = time.perf_counter(), time.process_time()
+        fn()
+        cpu.append(time.process_time() - c)
+        wall.append(time.perf_counter() - t)
+    WALL.append(statistics.median(wall) * 1e6)
+    return statistics.median(cpu) * 1e6
 
 
-def per_request(repeats: int, tokenizer_path: Path) -> None:
+def populated_producer(keys: list[int], rng: random.Random) -> PrecisePrefixCacheProducer:
+    """The precise producer as config precise-prefix.yaml builds it, its index holding: each of
+    8 endpoints a different share of ``keys``, and 20,000 unrelated 8-block chains."""
+    prod = PrecisePrefixCacheProducer.from_params(
+        "p", {"tokenProcessorConfig": {"blockSize": 16}, "speculativeIndexing": True}
+    )
+    for s in range(SERVERS):
+        prod.index.add(keys[: len(keys) * (s + 1) // SERVERS], f"ep-{s}")
+    for s in range(20_000):
+        prod.index.add([rng.getrandbits(63) for _ in range(8)], f"ep-{s % SERVERS}")
+    return prod
+
+
+def prepare_p50(
+    backend: HFTokenizer | SimTokenizer,
+    prod: PrecisePrefixCacheProducer,
+    prompts: Iterator[str],
+    repeats: int,
+    warm: int,
+) -> float:
+    """p50 of both producers' ``prepare`` (token-producer, then precise-prefix-cache-producer)
+    as the scheduler runs them, for fresh requests with the texts ``prompts`` yields."""
+    tp = TokenProducer("t", ChunkedTokenizer(backend))
+
+    def prepare() -> None:
+        text = next(prompts)
+        req = InferenceRequest(
+            "r", {}, body={"prompt": text}, api="completions", target_model="m", prompt_text=text
+        )
+        tp.prepare(req, [])
+        prod.prepare(req, [])
+
+    for _ in range(warm):  # past the chunk cache's self-check (16 prompts); memo warm
+        prepare()
+    return p50_us(prepare, repeats)
+
+
+def per_request(repeats: int, tokenizer_path: Path) -> dict[str, Any]:
+    """Medians per request, per tokenizer and workload (see the module docstring)."""
     rng = random.Random(7)
     hf = HFTokenizer(str(tokenizer_path))
     sim = SimTokenizer()
-    print(f"per request, ~{PROMPT_TOKENS}-token prompts, median of {repeats}:")
-    for name, backend in (("hf bpe-8192", hf), ("simulator", sim)):
-        text = prompt_of(backend, rng)
-        n = len(backend.encode(text, True))
-        tok_us = p50_us(lambda b=backend, t=text: b.encode(t, True), repeats)
-        # A shared system prompt (~90% of the tokens) and a fresh question every time.
-        cut = text.index(" ", len(text) * 9 // 10)
-        system = text[:cut]
-        questions = iter(
-            [
-                " " + " ".join(rng.choice(WORDS) + rng.choice(WORDS) for _ in range(300))
-                for _ in range(4 * repeats + 40)
-            ]
-        )
-        chunked = ChunkedTokenizer(backend)
-        for _ in range(chunked.verify_first + 1):  # warm the cache; past the self-check
-            chunked.encode(system + next(questions), True)
-        shared_us = p50_us(
-            lambda c=chunked, q=questions, s=system: c.encode(s + next(q), True), repeats
-        )
-        ids = backend.encode(text, True)[:PROMPT_TOKENS]
+    novel_repeats = max(10, repeats // 5)
+    print(f"per request, {PROMPT_TOKENS}-token prompts, medians of {repeats}:")
+    out: dict[str, Any] = {"prompt_tokens": PROMPT_TOKENS, "repeats": repeats, "tokenizers": {}}
+    for name, backend in (("bpe-8192", hf), ("simulator", sim)):
+        row: dict[str, Any] = {}
+        text = text_of(backend, rng, PROMPT_TOKENS)
+        ids = backend.encode(text, True)
+        row["tokens"] = len(ids)
+        row["tokenize_whole_us"] = p50_us(partial(backend.encode, text, True), repeats)
         root = root_key("", "m")
-        keys_us = p50_us(lambda i=ids, r=root: block_keys(i, 16, r), repeats)
-        prod = PrecisePrefixCacheProducer.from_params(
-            "p", {"tokenProcessorConfig": {"blockSize": 16}}
-        )
-        keys = block_keys(ids, 16, root_key("", ""))
-        for s in range(SERVERS):  # each endpoint holds a different share of this prefix
-            prod.index.add(keys[: len(keys) * (s + 1) // SERVERS], f"ep-{s}")
-        for s in range(20_000):  # and unrelated entries
-            prod.index.add([rng.getrandbits(63) for _ in range(8)], f"ep-{s % SERVERS}")
-        match_us = p50_us(lambda k=keys, p=prod: p.index.match(k, 0.0), repeats)
-        producer = TokenProducer("t", chunked)
-
-        def prepare(tp: TokenProducer = producer, pp=prod, q=questions, s=system) -> None:  # type: ignore[no-untyped-def]
-            t = s + next(q)
-            req = InferenceRequest(
-                "r", {}, body={"prompt": t}, api="completions", target_model="m", prompt_text=t
-            )
-            tp.prepare(req, [])
-            pp.prepare(req, [])
-
-        all_us = p50_us(prepare, repeats)
+        row["keys_whole_us"] = p50_us(partial(block_keys, ids, 16, root), repeats)
+        prod = populated_producer(block_keys(ids, 16, root), rng)
+        keys = block_keys(ids, 16, root)
+        row["lookup_us"] = p50_us(partial(prod.index.match, keys, 0.0), repeats)
+        question = " " + text_of(backend, rng, SUFFIXES[0])
+        row["tokenize_suffix_us"] = p50_us(partial(backend.encode, question, True), repeats)
+        for suffix in SUFFIXES:
+            system = text_of(backend, rng, PROMPT_TOKENS - suffix)
+            questions = iter([" " + text_of(backend, rng, suffix) for _ in range(repeats + 40)])
+            prompts = (system + q for q in questions)
+            row[f"prepare_shared_{suffix}_us"] = prepare_p50(backend, prod, prompts, repeats, 20)
+        novel = iter([text_of(backend, rng, PROMPT_TOKENS) for _ in range(novel_repeats + 17)])
+        # past the chunk cache's self-check (its first 16 prompts are also tokenized whole)
+        row["prepare_novel_us"] = prepare_p50(backend, prod, novel, novel_repeats, 17)
+        row["wall_us"] = {k: w for k, w in zip(list(row)[1:], WALL[-(len(row) - 1) :], strict=True)}
+        out["tokenizers"][name] = row
         print(
-            f"  {name:12s} tokens={n:5d}  tokenize whole {tok_us:8.0f} us, "
-            f"shared system prompt (chunk cache) {shared_us:6.0f} us  keys {keys_us:5.0f} us  "
-            f"lookup {match_us:5.0f} us  both producers' prepare (shared) {all_us:6.0f} us"
+            f"  {name:10s} tokens={row['tokens']}  "
+            f"tokenize whole {row['tokenize_whole_us']:7.0f} us"
+            f"  keys whole {row['keys_whole_us']:4.0f} us  lookup {row['lookup_us']:4.0f} us  "
+            + "  ".join(
+                f"prepare, shared prefix + {s}-token suffix {row[f'prepare_shared_{s}_us']:5.0f} us"
+                for s in SUFFIXES
+            )
+            + f"  prepare, novel prompt {row['prepare_novel_us']:7.0f} us"
         )
+    return out
 
 
 # -- ingestion -------------------------------------------------------------------------------
@@ -174,7 +227,7 @@ def publish(ports: list[int], rate: float, seconds: float, ready: object) -> Non
         s.close(linger=0)
 
 
-async def ingestion(rate: float, seconds: float) -> None:
+async def ingestion(rate: float, seconds: float) -> dict[str, Any]:
     import socket
 
     ports = []
@@ -214,6 +267,16 @@ async def ingestion(rate: float, seconds: float) -> None:
         f"{cpu / wall * 100:.1f}% of a core (user+sys, this process); "
         f"index {len(prod.index)} keys; {prod.ingester.stats}"
     )
+    stats = prod.ingester.stats
+    return {
+        "servers": SERVERS,
+        "block_events_per_s_per_server": rate,
+        "seconds": round(wall, 2),
+        "block_events_per_s_measured": round(events * blocks_per_event / wall),
+        "core_percent": round(cpu / wall * 100, 2),
+        "gaps": stats.gaps,
+        "errors": stats.errors,
+    }
 
 
 def main() -> int:
@@ -221,11 +284,17 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats, shorter window")
     parser.add_argument("--repeats", type=int, default=0)
     parser.add_argument("--rate", type=float, default=1000.0, help="block events/s per server")
+    parser.add_argument(
+        "--no-save", action="store_true", help="print only; leave benchmarks/results/ alone"
+    )
     args = parser.parse_args()
     repeats = args.repeats or (30 if args.quick else 200)
     with tempfile.TemporaryDirectory() as tmp:
-        per_request(repeats, build_tokenizer(Path(tmp)))
-    asyncio.run(ingestion(args.rate, 3.0 if args.quick else 10.0))
+        request = per_request(repeats, build_tokenizer(Path(tmp)))
+    ingest = asyncio.run(ingestion(args.rate, 3.0 if args.quick else 10.0))
+    if not args.no_save:
+        path = write_results("precise_cost", {"per_request": request, "ingestion": ingest})
+        print(f"wrote {path}")
     return 0
 
 

@@ -29,6 +29,7 @@ sys.path.insert(0, str(HERE / "routing"))
 
 from routing_numbers import ratio, stages  # noqa: E402
 
+from precise_figures import kv_pressure_block, precise_cost_block  # noqa: E402
 from results_file import RESULTS, read_results  # noqa: E402
 
 ROOT = HERE.parent
@@ -369,7 +370,14 @@ def blocks(directory: Path = RESULTS) -> dict[str, dict[str, str]]:
             "scheduling": scheduling_block(results("scheduling")),
             "pd": pd_block(results("pd-2p2d")),
         },
-        "BENCHMARKS.md": {"pd": pd_block(results("pd-2p2d"))},
+        "docs/precise-prefix.md": {
+            "precise_cost": precise_cost_block(results("precise_cost")),
+            "kv_pressure": kv_pressure_block(results("routing")),
+        },
+        "BENCHMARKS.md": {
+            "pd": pd_block(results("pd-2p2d")),
+            "precise_cost": precise_cost_block(results("precise_cost")),
+        },
         # BENCHMARKS.md's notes are copied from here by routing.py: keep the copy current too.
         "benchmarks/routing/NOTES.md": {"pd": pd_block(results("pd-2p2d"))},
     }

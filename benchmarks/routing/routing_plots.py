@@ -15,6 +15,7 @@ COLORS = {
     "fc-ttl20": "#2ca02c",
     "fc-concurrency": "#d62728",
     "fc-holdback": "#ff7f0e",
+    "precise": "#e377c2",
 }
 
 
@@ -51,6 +52,41 @@ def load_plot(workload: str, entry: dict[str, Any], path: Path) -> Path:
     ax2.set_title(f"{workload}: output throughput")
     ax2.legend(fontsize=7)
     ax2.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def kv_pressure_plot(entry: dict[str, Any], path: Path) -> Path:
+    """Issue 15's three measures against offered load, one line per arm: p90 TTFT, prefix hit
+    rate (the share of prompt tokens served from cache, per stage; dotted: the simulators'
+    oracle over the whole run) and output throughput."""
+    plt = _plt()
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 4))
+    for arm, res in entry["arms"].items():
+        rows = stages(res["tenants"][0])
+        rates = [r for r, _ in rows]
+        color = COLORS.get(arm)
+        ax1.plot(rates, [n["ttft_p90"] for _, n in rows], "o-", color=color, label=res["title"])
+        hits = [100 * n["cached_frac"] for _, n in rows]
+        ax2.plot(rates, hits, "o-", color=color, label=res["title"])
+        oracle = res.get("pool", {}).get("oracle_hit_rate")
+        if oracle is not None:
+            ax2.axhline(100 * oracle, color=color, ls=":", lw=1)
+        ax3.plot(rates, [n["out_tps"] for _, n in rows], "o-", color=color, label=res["title"])
+    ax1.set_yscale("log")
+    ax1.set_ylabel("p90 TTFT (ms, log)")
+    ax1.set_title("kv_pressure: p90 time to first token")
+    ax2.set_ylim(0, 100)
+    ax2.set_ylabel("prompt tokens from cache (%)")
+    ax2.set_title("hit rate (dotted: oracle, whole run)")
+    ax3.set_ylabel("output tokens/s")
+    ax3.set_title("output throughput")
+    for ax in (ax1, ax2, ax3):
+        ax.set_xlabel("offered load (requests/s)")
+        ax.legend(fontsize=7)
+        ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -103,6 +139,8 @@ def write_plots(results: dict[str, Any], out: Path) -> dict[str, Path]:
             continue
         if name == "priority":
             made[name] = priority_plot(entry, out / "routing_priority_ttft.png")
+        elif name == "kv_pressure":
+            made[name] = kv_pressure_plot(entry, out / "routing_kv_pressure_vs_load.png")
         else:
             made[name] = load_plot(name, entry, out / f"routing_{name}_vs_load.png")
     return made

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from itertools import pairwise
 from typing import Any
 
 import aiohttp
+import msgpack
 import pytest
 import pytest_asyncio
 import zmq
 from e2e_support import wait_until
 
-from endpoint_picker.datalayer.kvevents import KVEventIngester, decode_batch
+from endpoint_picker.datalayer.kvevents import KVEventIngester
 from endpoint_picker.datalayer.kvevents_zmq import KVEventSubscriber
 from endpoint_picker.datastore import Datastore
 from endpoint_picker.scheduling.plugins.precise_index import BlockIndex, block_keys, root_key
@@ -146,9 +148,13 @@ async def test_sglang_events_feed_the_same_index() -> None:
             await send(fleet.urls[0], prompt)
             await wait_until(lambda: held(ing, prompt, "sim-0") == 3, what="sglang blocks")
             pub: Any = fleet.servers[0].kv_events
-            seen = [e for _, payload in pub._buffer for e in decode_batch(payload)]
-            stored = [e for e in seen if e[0] == "BlockStored"]
-            assert stored and all(len(e) == 5 for e in stored)  # no lora, medium, lora_name
+            batches = [msgpack.unpackb(payload) for _, payload in pub._buffer]
+            assert all(len(b) == 2 for b in batches)  # [ts, events]: no data-parallel rank
+            stored = [e for b in batches for e in b[1] if e[0] == "BlockStored"]
+            # SGLang's shape: one page per event, no medium or LoRA name; lora_id is sent (nil)
+            assert len(stored) >= 3 and all(len(e) == 6 and len(e[1]) == 1 for e in stored)
+            for prev, cur in pairwise(stored[:3]):
+                assert cur[2] == prev[1][0]  # each page's parent is the page before it
         finally:
             await sub.stop()
     finally:

@@ -61,7 +61,7 @@ def test_speculative_entries_expire_and_confirmation_wins() -> None:
     idx.add([1, 2], "a", expiry=10.0)
     assert idx.match([1, 2], now=5.0) == {"a": 2}
     assert idx.match([1, 2], now=11.0) == {}
-    assert len(idx) == 2  # the keys remain (no holder) until written or evicted
+    assert len(idx) == 0  # expired: the keys went with their only holder
     idx.add([1], "b", expiry=10.0)
     idx.add([1], "b")  # BlockStored confirms
     idx.add([1], "b", expiry=1.0)  # a later speculative add never downgrades

@@ -11,9 +11,12 @@ array whose first item is its class name::
     ["BlockRemoved", block_hashes, medium]
     ["AllBlocksCleared"]
 
-``engine="sglang"`` publishes SGLang's variant (sglang/srt/disaggregation/kv_events.py, the same
-positional format): optional trailing fields left at their default are omitted, as msgspec's
-``omit_defaults`` writes them, and no block is tagged with a medium or a LoRA name.
+``engine="sglang"`` publishes SGLang's variant, as SGLang's own code writes it (sgl-project/sglang
+``python/sglang/srt/disaggregation/kv_events.py`` and the radix cache's ``_record_store_event``;
+docs/precise-prefix.md "SGLang" gives the evidence): the batch is ``[ts, events]`` (no data
+parallel rank); ``BlockStored`` is ``["BlockStored", [hash], parent, token_ids, block_size,
+lora_id]``, one event per page with the previous page's hash as parent; ``BlockRemoved`` is
+``["BlockRemoved", hashes]``: no medium and no LoRA name on either.
 
 The PUB socket binds (``tcp://*:5557`` in vLLM's convention) or, given a ``connect`` address,
 connects to a central subscriber (llm-d-inference-sim's ``--zmq-endpoint`` mode, where the topic
@@ -66,9 +69,27 @@ def all_blocks_cleared() -> Event:
     return ["AllBlocksCleared"]
 
 
-def encode_batch(events: list[Event], ts: float, dp_rank: int | None = None) -> bytes:
-    """A ``KVEventBatch`` as msgspec's array_like encoding writes it."""
-    out: bytes = msgpack.packb([ts, events, dp_rank], use_bin_type=True)
+def encode_batch(
+    events: list[Event], ts: float, dp_rank: int | None = None, engine: str = "vllm"
+) -> bytes:
+    """A ``KVEventBatch`` as msgspec's array_like encoding writes it (SGLang's has no rank)."""
+    batch: list[Any] = [ts, events] if engine == "sglang" else [ts, events, dp_rank]
+    out: bytes = msgpack.packb(batch, use_bin_type=True)
+    return out
+
+
+def sglang_events(event: Event) -> list[Event]:
+    """A vLLM-shaped event as SGLang writes it (see the module docstring)."""
+    kind = event[0]
+    if kind == "BlockRemoved":
+        return [event[:2]]
+    if kind != "BlockStored":
+        return [event]
+    _, hashes, parent, tokens, size, lora_id = event[:6]
+    out: list[Event] = []
+    for i, h in enumerate(hashes):  # one BlockStored per page, chained by its parent
+        out.append(["BlockStored", [h], parent, tokens[i * size : (i + 1) * size], size, lora_id])
+        parent = h
     return out
 
 
@@ -136,13 +157,9 @@ class KVEventPublisher:
     def add(self, event: Event) -> None:
         """Queue ``event``; everything queued in this loop pass leaves as one batch."""
         if self.engine == "sglang":
-            if event[0] == "BlockStored":
-                event = event[:6]  # no medium, no lora_name
-            elif event[0] == "BlockRemoved":
-                event = event[:2]
-            while event and event[-1] is None:
-                event = event[:-1]
-        self._pending.append(event)
+            self._pending.extend(sglang_events(event))
+        else:
+            self._pending.append(event)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             try:
@@ -156,7 +173,7 @@ class KVEventPublisher:
             self._pending.clear()
             return
         events, self._pending = self._pending, []
-        payload = encode_batch(events, time.time())
+        payload = encode_batch(events, time.time(), engine=self.engine)
         seq = self.seq
         self.seq += 1
         self._buffer.append((seq, payload))

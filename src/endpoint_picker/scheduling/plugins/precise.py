@@ -26,7 +26,7 @@ from endpoint_picker.requests.tokenize_cache import ChunkedTokenizer
 from endpoint_picker.requests.types import InferenceRequest
 from endpoint_picker.scheduling.framework import SchedulingResult
 from endpoint_picker.scheduling.plugins.base import PluginBase
-from endpoint_picker.scheduling.plugins.precise_index import BlockIndex, block_keys, root_key
+from endpoint_picker.scheduling.plugins.precise_index import BlockIndex, chain_keys, root_key
 from endpoint_picker.scheduling.plugins.precise_params import PreciseProducerParams
 from endpoint_picker.scheduling.plugins.prefix import PREFILL_PROFILE, PrefixMatch, match_state_key
 from endpoint_picker.scheduling.plugins.token_producer import tokens_of
@@ -59,6 +59,7 @@ class PrecisePrefixCacheProducer(PluginBase):
         self.clock = clock
         self.state_key = match_state_key(self.name)
         self._fallback = ChunkedTokenizer(SimTokenizer())
+        self._roots: dict[str, int] = {}  # model -> chain root, memoized
         self._datastore: Datastore | None = None
         self._addresses: dict[str, str] = {}
         self._host = ""
@@ -72,7 +73,15 @@ class PrecisePrefixCacheProducer(PluginBase):
     def keys_for(self, request: InferenceRequest) -> list[int]:
         tokens = tokens_of(request, self._fallback).token_ids
         model = self.ingester.request_model(request.target_model)
-        return block_keys(tokens, self.block_size, root_key(self.hash_seed, model))
+        return chain_keys(tokens, self.block_size, self._root(model))
+
+    def _root(self, model: str) -> int:
+        root = self._roots.get(model)
+        if root is None:
+            if len(self._roots) > 1024:
+                self._roots.clear()
+            root = self._roots[model] = root_key(self.hash_seed, model)
+        return root
 
     def prepare(self, request: InferenceRequest, endpoints: Sequence[Endpoint]) -> None:
         keys = self.keys_for(request)

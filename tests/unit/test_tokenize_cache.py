@@ -1,0 +1,107 @@
+"""The segment chain of the chunked tokenizer and the block keys memoized on it: both must equal
+what tokenizing and hashing the whole prompt gives, whatever prefixes came before."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from endpoint_picker.requests.tokenize import HFTokenizer, SimTokenizer, TokenizerBackend
+from endpoint_picker.requests.tokenize_cache import ChunkedTokenizer, SegmentedIds
+from endpoint_picker.scheduling.plugins.precise_index import (
+    BlockIndex,
+    block_keys,
+    chain_keys,
+    root_key,
+)
+
+WORDS = ["".join(random.Random(i).choice("abcdefgh") for _ in range(1 + i % 7)) for i in range(300)]
+
+
+def _bpe(tmp_path: Path) -> HFTokenizer:
+    """A byte-level BPE trained here (nothing downloaded), as real models' tokenizers are."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    rng = random.Random(5)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = [" ".join(rng.choice(WORDS) for _ in range(100)) for _ in range(100)]
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=600, show_progress=False))
+    tok.save(str(tmp_path / "tokenizer.json"))
+    return HFTokenizer(str(tmp_path))
+
+
+def _text(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choice(WORDS) + rng.choice(",. ") for _ in range(words)).strip()
+
+
+def _backends(tmp_path: Path) -> list[TokenizerBackend]:
+    return [_bpe(tmp_path), SimTokenizer()]
+
+
+def test_segments_chain_whole_prefixes_and_ids_equal_whole_tokenization(tmp_path: Path) -> None:
+    rng = random.Random(1)
+    system, other = _text(rng, 1500), _text(rng, 1500)
+    for backend in _backends(tmp_path):
+        chunked = ChunkedTokenizer(backend, chunk_chars=256, verify_first=0)
+        seen: list[SegmentedIds] = []
+        for prefix in (system, other, system):
+            prompt = prefix + " " + _text(rng, 80)
+            ids = chunked.encode(prompt, True)
+            assert isinstance(ids, SegmentedIds) and ids.segments
+            assert list(ids) == list(backend.encode(prompt, True))
+            ends = [s.end for s in ids.segments]
+            assert ends == sorted(ends) and ids.segments[0].start == 0
+            assert all(
+                a.end == b.start for a, b in zip(ids.segments, ids.segments[1:], strict=False)
+            )
+            seen.append(ids)
+        # the third prompt reused the first one's segments (same objects), not the second's
+        shared = [s for s in seen[2].segments if s in seen[0].segments]
+        assert len(shared) >= len(seen[0].segments) - 2
+        assert not set(seen[1].segments) & set(seen[0].segments)
+
+
+def test_same_chunk_after_different_prefixes_is_a_different_segment() -> None:
+    chunked = ChunkedTokenizer(SimTokenizer(), chunk_chars=8, verify_first=0)
+    a = chunked.encode("alpha beta gamma delta epsilon zeta eta theta", True)
+    b = chunked.encode("omega beta gamma delta epsilon zeta eta theta", True)
+    assert isinstance(a, SegmentedIds) and isinstance(b, SegmentedIds)
+    assert not set(a.segments) & set(b.segments)  # same later chunk text, different prefix
+
+
+def test_memoized_chain_keys_equal_hashing_the_whole_prompt(tmp_path: Path) -> None:
+    rng = random.Random(2)
+    systems = [_text(rng, 1200) for _ in range(3)]
+    for backend in _backends(tmp_path):
+        chunked = ChunkedTokenizer(backend, chunk_chars=200, verify_first=0)
+        for block_size in (16, 5):
+            root = root_key("", f"m{block_size}")
+            for i in range(12):
+                prompt = systems[i % 3] + " " + _text(rng, rng.randint(1, 120))
+                ids = chunked.encode(prompt, True)
+                whole = block_keys(list(backend.encode(prompt, True)), block_size, root)
+                assert chain_keys(ids, block_size, root) == whole
+                assert chain_keys(ids, block_size, root) == whole  # from the memo alone
+            assert isinstance(ids, SegmentedIds)
+            assert all(
+                s.memo and (block_size, root) in s.memo
+                for s in ids.segments  # every segment of the last prompt has its keys memoized
+            )
+    assert chain_keys([1, 2, 3, 4], 2, 0) == block_keys([1, 2, 3, 4], 2, 0)  # plain ids
+
+
+def test_match_stops_each_endpoint_at_its_first_missing_or_expired_block() -> None:
+    idx = BlockIndex()
+    idx.add([1, 2, 3, 4, 5], "a")
+    idx.add([1, 2, 3], "b", expiry=10.0)  # speculative
+    idx.add([1, 2], "c")
+    idx.add([9], "c")
+    assert idx.match([1, 2, 3, 4, 5, 6], now=0.0) == {"a": 5, "b": 3, "c": 2}
+    idx.add([3], "c", expiry=1.0)  # c holds block 3 speculatively, briefly
+    assert idx.match([1, 2, 3], now=0.5) == {"a": 3, "b": 3, "c": 3}
+    assert idx.match([1, 2, 3], now=20.0) == {"a": 3, "c": 2}  # both expired entries dropped
+    assert idx.endpoint_keys("b") == 0
+    assert idx.match([7, 1], now=0.0) == {}
+    assert idx.match([], now=0.0) == {}
