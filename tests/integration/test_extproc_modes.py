@@ -206,3 +206,37 @@ async def test_port_in_use_is_a_config_error(start_extproc: Any) -> None:
     )
     with pytest.raises(ConfigError, match="cannot listen"):
         await second.start()
+
+
+def _series(name: str, **labels: str) -> float:
+    from endpoint_picker.metrics import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_grpc_stream_metrics_count_streams_by_code(start_extproc: Any) -> None:
+    """``--enable-grpc-stream-metrics``: llm-d-router's three series, codes in Go's spelling."""
+    server = await start_extproc(
+        FakeDirector(["10.0.0.7:8000"]), secure=False, health_port=None, stream_metrics=True
+    )
+    ok_before = _series("llm_d_epp_extproc_streams_total", code="OK")
+    failed_before = _series("llm_d_epp_extproc_streams_total", code="FailedPrecondition")
+    count_before = _series("llm_d_epp_extproc_stream_duration_seconds_count")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+        process = ch.stream_stream(f"/{EXT_PROC_SERVICE}/Process")
+        call = process(timeout=5)
+        await call.write(header_only_request())
+        assert b"10.0.0.7:8000" in await call.read()
+        await call.done_writing()
+        assert await call.code() == grpc.StatusCode.OK
+        bad = process(timeout=5)  # a body before any headers: the stream is failed
+        body_first = ProcessingRequest()
+        body_first.request_body.body = b"{}"
+        await bad.write(body_first.SerializeToString())
+        assert await bad.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert _series("llm_d_epp_extproc_streams_inflight") == 0
+    assert _series("llm_d_epp_extproc_streams_total", code="OK") == ok_before + 1
+    assert (
+        _series("llm_d_epp_extproc_streams_total", code="FailedPrecondition") == failed_before + 1
+    )
+    assert _series("llm_d_epp_extproc_stream_duration_seconds_count") == count_before + 2

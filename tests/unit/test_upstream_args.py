@@ -281,3 +281,10 @@ def test_unusable_kubeconfig_is_a_start_up_error(
     assert cli.main([*argv, "--grpc-port=0", "--grpc-health-port=0", "--metrics-port=0"]) == 1
     err = capsys.readouterr().err
     assert "--kubeconfig: no usable Kubernetes configuration" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("flag", "want"), [([], False), (["--enable-grpc-stream-metrics"], True)])
+def test_grpc_stream_metrics_flag_is_implemented(flag: list[str], want: bool) -> None:
+    up = options(["--pool-name", "p", *flag]).epp.upstream
+    assert up.grpc_stream_metrics is want
+    assert not any("grpc-stream-metrics" in note for note in up.notes)  # no "accepted" line

@@ -18,6 +18,7 @@ import grpc
 
 from endpoint_picker.director_api import DirectorLike
 from endpoint_picker.extproc import health, tls
+from endpoint_picker.extproc import stream_metrics as stream_metrics_module
 from endpoint_picker.extproc.messages import ProcessingRequest
 from endpoint_picker.extproc.stream import DEFAULT_MAX_BODY_BYTES, StreamFailed, handle_stream
 
@@ -58,8 +59,11 @@ class ExtProcServer:
         max_recv: int | None = None,
         max_send: int | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        stream_metrics: bool = False,
     ) -> None:
         self.director = director
+        # --enable-grpc-stream-metrics: llm-d-router's ext_proc stream series (stream_metrics.py)
+        self._stream_metrics = stream_metrics_module.enable() if stream_metrics else None
         self.max_body_bytes = max_body_bytes
         self.cert_reload = cert_reload
         self._options = _OPTIONS + [
@@ -87,6 +91,21 @@ class ExtProcServer:
     async def _process(
         self, request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
+        metrics = self._stream_metrics
+        if metrics is not None:
+            started = metrics.started()
+
+            def done(ctx: Any) -> None:
+                # At the RPC's end: an aborted stream has its code, a cancelled one Canceled, the
+                # rest OK. (grpc-python ends a read on a client's cancel like a half-close, so a
+                # stream Envoy drops mid-way usually counts OK here where Go says Canceled.)
+                code = grpc.StatusCode.CANCELLED if ctx.cancelled() else ctx.code()
+                metrics.finished(code or grpc.StatusCode.OK, started)
+
+            context.add_done_callback(done)
+        await self._handle(context)
+
+    async def _handle(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         try:
             await handle_stream(
                 self.director, context.read, context.write, max_body_bytes=self.max_body_bytes

@@ -205,6 +205,7 @@ class Epp:
             max_recv=o.upstream.grpc_max_recv,
             max_send=o.upstream.grpc_max_send,
             max_body_bytes=o.max_request_body_bytes,
+            stream_metrics=o.upstream.grpc_stream_metrics,
         )
         await self._start_part(self.extproc)
 

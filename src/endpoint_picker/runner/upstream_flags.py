@@ -31,7 +31,6 @@ LEGACY_METRIC_FLAGS = {
 # Accepted and logged once: nothing here for them to switch.
 NO_MEANING = {
     "enable_pprof": "there is no pprof in a Python process",
-    "enable_grpc_stream_metrics": "ext_proc stream metrics are not built yet",
     "allow_experimental_plugins": "every plugin here is always available",
     "tls_cipher_suites": "grpc-python does not take a cipher list per server",
     "tls_min_version": "grpc-python serves TLS 1.2 and 1.3 and takes no minimum per server",
@@ -99,8 +98,13 @@ def add_arguments(parser: argparse.ArgumentParser, duration: Any) -> None:
     for dest in LEGACY_METRIC_FLAGS:
         flag = "--" + dest.replace("_", "-")
         up.add_argument(flag, default=None, help="Legacy metric name; sets the default engine.")
-    for dest in ("enable_pprof", "enable_grpc_stream_metrics"):
-        _bool(up, "--" + dest.replace("_", "-"), None, "Accepted; " + NO_MEANING[dest] + ".")
+    _bool(up, "--enable-pprof", None, "Accepted; " + NO_MEANING["enable_pprof"] + ".")
+    _bool(
+        up,
+        "--enable-grpc-stream-metrics",
+        False,
+        "Export llm-d-router's ext_proc stream metrics (llm_d_epp_extproc_streams_*).",
+    )
     _bool(
         up,
         "--emit-endpoint-scores",
@@ -129,6 +133,7 @@ class UpstreamSettings:
     legacy_metrics: dict[str, str] = field(default_factory=dict)  # engineConfigs field -> spec
     tracing: bool = False  # --tracing (endpoint_picker.tracing)
     emit_endpoint_scores: bool = False  # per-endpoint scores in envoy.lb (Director)
+    grpc_stream_metrics: bool = False  # ext_proc stream series (extproc/stream_metrics.py)
     notes: list[str] = field(default_factory=list)  # one log line each
 
 
@@ -214,6 +219,7 @@ def settings_from_args(args: argparse.Namespace, *, kubernetes: bool) -> Upstrea
             s.legacy_metrics[field_name] = unquote(value)
     s.tracing = bool(args.tracing) if args.tracing is not None else kubernetes
     s.emit_endpoint_scores = bool(args.emit_endpoint_scores)
+    s.grpc_stream_metrics = bool(args.enable_grpc_stream_metrics)
     for dest, why in NO_MEANING.items():
         if getattr(args, dest) not in (None, False):
             s.notes.append(f"--{dest.replace('_', '-')} accepted: {why}")
