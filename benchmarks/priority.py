@@ -5,19 +5,32 @@ each front) this drives ``epp run`` with **no config file** (the embedded pool a
 critical 10, standard unset, sheddable -10) in front of ``epp sim --profile 8b-h100`` with
 Poisson arrivals of the three objectives, at a multiple of the pool's estimated capacity.
 Per cell: critical p90/p99 time to first byte against its idle p90, priority-0 p90, the share
-of the pool's slots busy (sampled from the simulators), and accounting (the EPP's flow-control
-outcome counts per priority against what the client sent). Writes ``<name>.json``, a Markdown
-table ``<name>.md`` and a heatmap ``<name>_heatmap.png``.
+of the pool's slots busy (the servers' own running count over max-num-seqs), accounting (the
+EPP's flow-control outcome counts per priority against what the client sent), and whether this
+machine could drive the cell at all (``priority_machine``: such cells are marked machine-bound,
+neither pass nor fail). Writes ``<name>.json``, a Markdown table ``<name>.md`` and a heatmap
+``<name>_heatmap.png``.
 
-One simulator pool and one EPP serve every cell of a (servers, max-num-seqs, front) group; a
-cell starts only once the pool is idle again. Requests still open when a cell ends (sheddable
-backlog) are cancelled by the client and counted by the EPP as ``EvictedContextCancelled``.
+**Timing.** One simulator pool and one EPP serve every cell of a (servers, max-num-seqs, front)
+group, back to back; a cell starts once the pool is idle. The simulators run ``--speed`` times
+faster than the profile for long outputs (``POST /sim/slowdown``), so a cell reaches steady
+state in seconds. Each cell: a warm-up (at least 1.5 service times), then a measurement window
+long enough for ``--min-critical`` critical arrivals (between ``--window`` and ``--max-window``
+seconds); latencies count requests sent inside the window, busy slots are sampled inside it. The
+idle p90 is measured once per (output, streaming) in a group. Requests still open at the end
+(sheddable backlog) are cancelled by the client and counted by the EPP as
+``EvictedContextCancelled``.
+
+**Slow server** (``--slow half,midrun``): server 0 runs at half speed from the start, or slows
+to half speed at the start of the window; the cell reports its learned capacity over time (from
+the EPP), its queue, and critical's latency after the slowdown.
 
 Usage:
   .venv/bin/python benchmarks/priority.py                 # full sweep into benchmarks/results/
   .venv/bin/python benchmarks/priority.py --quick         # one small cell, under a minute
   .venv/bin/python benchmarks/priority.py --servers 4 --seqs 4 --outputs short --stream on \\
       --overloads 2 --fronts fast,extproc                 # chosen cells
+  ... --slow none,half,midrun                             # the slow-server scenarios
   ... --detector utilization-detector                     # the same, with upstream's detector
 """
 
@@ -36,9 +49,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "routing"))
 sys.path.insert(0, str(HERE / "priority_bench"))
 
-from priority_load import Load, SlotSampler, idle_probe, mean_service_s, pool_idle  # noqa: E402
-from priority_report import cell_numbers, heatmap, table  # noqa: E402
-from routing_metrics import epp_outcomes, fetch, parse  # noqa: E402
+from priority_cell import CellRunner, Stack  # noqa: E402
+from priority_report import heatmap, table  # noqa: E402
 from routing_procs import EppFront, Pool, wait_serving  # noqa: E402
 
 PROFILE = "8b-h100"
@@ -49,6 +61,7 @@ SWEEP: dict[str, list[Any]] = {
     "stream": [True, False],
     "overloads": [1.5, 2.0, 3.0],
     "fronts": ["fast", "extproc"],
+    "slow": ["none"],
 }
 QUICK: dict[str, list[Any]] = {
     "servers": [2],
@@ -57,6 +70,7 @@ QUICK: dict[str, list[Any]] = {
     "stream": [True],
     "overloads": [2.0],
     "fronts": ["extproc"],
+    "slow": ["none"],
 }
 # The pre-issue-13 default, for comparison: the default config naming upstream's detector.
 UPSTREAM_DEFAULT = (
@@ -65,79 +79,10 @@ UPSTREAM_DEFAULT = (
 )
 
 
-def _delta(
-    after: dict[str, dict[str, int]], before: dict[str, dict[str, int]]
-) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for prio, counts in after.items():
-        for outcome, n in counts.items():
-            d = n - before.get(prio, {}).get(outcome, 0)
-            if d:
-                out.setdefault(prio, {})[outcome] = d
-    return out
-
-
-async def _epp_gauges(url: str) -> tuple[float | None, float]:
-    """(learned capacity summed over endpoints, None with another detector; requests still
-    inside flow control) from the EPP's metrics."""
-    import aiohttp
-
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        samples = parse(await fetch(session, url))
-    found = [v for n, _, v in samples if n == "endpoint_picker_flow_control_learned_capacity"]
-    queued = sum(v for n, _, v in samples if n == "inference_extension_flow_control_queue_size")
-    return (sum(found) if found else None), queued
-
-
-async def run_cell(
-    epp: EppFront, sims: list[str], cell: dict[str, Any], load_s: float, idle_n: int
-) -> dict[str, Any]:
-    """One cell on a running pool and EPP: idle probe, then the overload, then the numbers."""
-    slots = cell["servers"] * cell["seqs"]
-    metrics = [f"http://{e}/metrics" for e in sims]
-    epp_metrics = epp.metrics_url
-    assert epp_metrics is not None  # an EPP front always has one
-    service = mean_service_s(cell["output"])
-    t0 = time.monotonic()
-    await pool_idle(metrics)
-    idle = await idle_probe(
-        epp.url, cell["output"], cell["stream"], idle_n, parallel=max(1, min(4, slots // 4))
-    )
-    await pool_idle(metrics)
-    rate = cell["overload"] * slots / service
-    before = await epp_outcomes(epp_metrics)
-    sampler = SlotSampler(metrics, epp_metrics)
-    sampler.start()
-    load = Load(epp.url, rate, load_s, cell["output"], cell["stream"], seed=len(sims))
-    started = time.monotonic()
-    try:
-        await load.run(grace_s=2 * service + 5)
-    finally:
-        await sampler.stop()
-    # The EPP records a cancelled request when the front passes the disconnect on: wait for it.
-    sent = len(load.shots)
-    deadline = time.monotonic() + 15
-    while True:
-        outcomes = _delta(await epp_outcomes(epp_metrics), before)
-        if sum(sum(c.values()) for c in outcomes.values()) >= sent or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.25)
-    learned, still_queued = await _epp_gauges(epp_metrics)
-    busy, waiting = sampler.window(started + min(service, load_s / 3), started + load_s)
-    numbers = cell_numbers(load.shots, idle, outcomes, busy, waiting, slots)
-    numbers["learned_slots"] = learned
-    if sampler.learned and any(sampler.learned):
-        numbers["learned_slots_min_max"] = [min(sampler.learned), max(sampler.learned)]
-    numbers["epp_still_queued"] = still_queued
-    numbers["cell_wall_s"] = time.monotonic() - t0
-    numbers["offered_rate"] = rate
-    numbers["est_service_s"] = service
-    return {"cell": cell, "numbers": numbers}
-
-
 async def run_group(
     servers: int, seqs: int, front: str, cells: list[dict[str, Any]], args: argparse.Namespace
 ) -> list[dict[str, Any]]:
+    """Start one pool and one EPP, run ``cells`` back to back on them, stop both."""
     workdir = args.logs / f"{servers}x{seqs}-{front}"
     workdir.mkdir(parents=True, exist_ok=True)
     pool = Pool(servers, PROFILE, {"max_num_seqs": seqs}, workdir)
@@ -148,47 +93,44 @@ async def run_group(
     try:
         await epp.start()
         await wait_serving(epp.url, "sim-model")
+        assert pool.proc is not None and epp.proc is not None and epp.metrics_url is not None
+        stack = Stack(epp.url, epp.metrics_url, pool.endpoints, pool.proc.pid, epp.proc.pid)
+        runner = CellRunner(stack, args)
         for cell in cells:
             print(f"[{time.strftime('%H:%M:%S')}] {cell}", flush=True)
-            load_s = args.load_s or (12.0 if cell["output"] == "short" else 25.0)
-            results.append(await run_cell(epp, pool.endpoints, cell, load_s, args.idle_n))
+            results.append(await runner.run(cell))
+            n = results[-1]["numbers"]
+            print(
+                f"    critical {n['critical_over_idle'] or 0:.1f}x idle, busy "
+                f"{n['slots_busy']:.0%}, {n['verdict']}, {n['cell_wall_s']:.0f}s",
+                flush=True,
+            )
     finally:
         await epp.stop()
         await pool.stop()
     return results
 
 
+def _list(raw: str | None, base: list[Any], kind: Any) -> list[Any]:
+    return [kind(x) for x in raw.split(",")] if raw else base
+
+
 def _cells(args: argparse.Namespace) -> list[dict[str, Any]]:
     base = QUICK if args.quick else SWEEP
-    pick: dict[str, list[Any]] = {
-        "servers": [int(x) for x in args.servers.split(",")] if args.servers else base["servers"],
-        "seqs": [int(x) for x in args.seqs.split(",")] if args.seqs else base["seqs"],
-        "outputs": args.outputs.split(",") if args.outputs else base["outputs"],
-        "stream": [s == "on" for s in args.stream.split(",")] if args.stream else base["stream"],
-        "overloads": [float(x) for x in args.overloads.split(",")]
-        if args.overloads
-        else base["overloads"],
-        "fronts": args.fronts.split(",") if args.fronts else base["fronts"],
-    }
     detector = args.detector or "learned-capacity-detector (default)"
+    axes = [
+        _list(args.fronts, base["fronts"], str),
+        _list(args.servers, base["servers"], int),
+        _list(args.seqs, base["seqs"], int),
+        _list(args.outputs, base["outputs"], str),
+        [s == "on" for s in args.stream.split(",")] if args.stream else base["stream"],
+        _list(args.slow, base["slow"], str),
+        _list(args.overloads, base["overloads"], float),
+    ]
+    keys = ("front", "servers", "seqs", "output", "stream", "slow", "overload")
     return [
-        {
-            "front": f,
-            "detector": detector,
-            "servers": s,
-            "seqs": q,
-            "output": o,
-            "stream": st,
-            "overload": ov,
-        }
-        for f, s, q, o, st, ov in itertools.product(
-            pick["fronts"],
-            pick["servers"],
-            pick["seqs"],
-            pick["outputs"],
-            pick["stream"],
-            pick["overloads"],
-        )
+        {"detector": detector, **dict(zip(keys, values, strict=True))}
+        for values in itertools.product(*axes)
     ]
 
 
@@ -201,14 +143,21 @@ async def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     command = " ".join(["benchmarks/priority.py", *sys.argv[1:]])
+    t0 = time.monotonic()
     for (servers, seqs, front), mine in groups.items():
         results += await run_group(servers, seqs, front, mine, args)
-        doc = {"command": command, "profile": PROFILE, "cells": results}
+        doc = {
+            "command": command,
+            "profile": PROFILE,
+            "speed": args.speed,
+            "wall_s": time.monotonic() - t0,
+            "cells": results,
+        }
         (out / f"{args.name}.json").write_text(json.dumps(doc, indent=1))
     (out / f"{args.name}.md").write_text(f"`{command}`\n\n" + table(results))
     heatmap(results, out / f"{args.name}_heatmap.png")
     print(table(results))
-    print(f"wrote {out / args.name}.json, .md and _heatmap.png")
+    print(f"wrote {out / args.name}.json, .md and _heatmap.png in {time.monotonic() - t0:.0f} s")
     return 0
 
 
@@ -221,17 +170,21 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--stream", help="on,off")
     parser.add_argument("--overloads", help="multiples of capacity, e.g. 1.5,2,3")
     parser.add_argument("--fronts", help="fast,extproc")
+    parser.add_argument("--slow", help="none,half,midrun: a server at half speed (see above)")
     parser.add_argument("--detector", help="name a saturation detector instead of no config")
-    parser.add_argument("--load-s", type=float, help="seconds of arrivals per cell")
-    parser.add_argument("--idle-n", type=int, default=12, help="idle probe requests per cell")
+    parser.add_argument(
+        "--speed", type=float, default=4.0, help="simulator speed-up for long outputs (4)"
+    )
+    parser.add_argument("--window", type=float, default=4.0, help="shortest window, s (4)")
+    parser.add_argument("--max-window", type=float, default=12.0, help="longest window, s (12)")
+    parser.add_argument(
+        "--min-critical", type=int, default=40, help="critical arrivals per window (40)"
+    )
+    parser.add_argument("--idle-n", type=int, default=8, help="idle probe requests (8)")
     parser.add_argument("--out", type=Path, help="where results go")
     parser.add_argument("--name", help="file name stem (default priority / priority-quick)")
     parser.add_argument("--logs", type=Path, help="process logs")
     args = parser.parse_args(argv)
-    if args.quick and args.load_s is None:
-        args.load_s = 8.0
-    if args.quick and args.idle_n == 12:
-        args.idle_n = 6
     args.name = args.name or ("priority-quick" if args.quick else "priority")
     args.out = args.out or (HERE / "out" if args.quick else HERE / "results")
     args.logs = args.logs or HERE / "out" / f"{args.name}-logs"

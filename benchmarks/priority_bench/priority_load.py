@@ -30,7 +30,6 @@ MIX: dict[str, tuple[int, float]] = {
 }
 OUTPUTS = {"short": (16, 64), "long": (256, 512)}
 PROMPT_WORDS = (60, 120)
-LEARNED = "endpoint_picker_flow_control_learned_capacity"
 _WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
 
 
@@ -52,11 +51,14 @@ def prompt(rng: random.Random) -> str:
     return f"{rng.random():.12f} " + " ".join(rng.choice(_WORDS) for _ in range(n))
 
 
-def mean_service_s(output: str, itl: float = 0.012, factor: float = 1.5) -> float:
-    """The 8b-h100 simulator's mean request time at full batch: prefill plus decode."""
+def mean_service_s(
+    output: str, speed: float = 1.0, itl: float = 0.012, factor: float = 1.5
+) -> float:
+    """The 8b-h100 simulator's mean request time at full batch, prefill plus decode, with its
+    latencies divided by ``speed`` (POST /sim/slowdown?factor=1/speed)."""
     lo, hi = OUTPUTS[output]
     prefill = 0.03 + 0.0002 * sum(PROMPT_WORDS) / 2
-    return (prefill + itl * (lo + hi) / 2) * factor
+    return (prefill + itl * (lo + hi) / 2) * factor / speed
 
 
 async def one(
@@ -64,9 +66,11 @@ async def one(
     url: str,
     shot: Shot,
     body: dict[str, Any],
+    first_byte_only: bool = False,
 ) -> None:
     """Send one completion and record status and time to first byte; cancellation leaves
-    ``status`` None (the client gave up at the end of the run)."""
+    ``status`` None (the client gave up at the end of the run). ``first_byte_only`` stops
+    reading there (the idle probe: the rest of a stream does not change its TTFB)."""
     headers = {OBJECTIVE_HEADER: shot.objective}
     try:
         async with session.post(url, json=body, headers=headers) as resp:
@@ -74,6 +78,8 @@ async def one(
             async for _chunk in resp.content.iter_any():
                 if shot.ttfb is None:
                     shot.ttfb = time.monotonic() - shot.sent
+                    if first_byte_only:
+                        break
             if shot.ttfb is None:
                 shot.ttfb = time.monotonic() - shot.sent
     except asyncio.CancelledError:
@@ -95,6 +101,14 @@ class Load:
     stream: bool
     seed: int = 0
     shots: list[Shot] = field(default_factory=list)
+    lateness: list[float] = field(default_factory=list)  # per arrival: how late it was sent
+    started: float = 0.0  # monotonic time of the first possible arrival
+    arrivals_s: float = 0.0  # how long the arrivals took to send
+
+    @property
+    def achieved_rate(self) -> float:
+        """Arrivals per second the client actually sent."""
+        return len(self.shots) / self.arrivals_s if self.arrivals_s > 0 else 0.0
 
     def _body(self, rng: random.Random) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -106,9 +120,10 @@ class Load:
             body["stream"] = True
         return body
 
-    async def run(self, grace_s: float) -> None:
-        """Arrivals for ``duration``; then up to ``grace_s`` for critical and standard to get
-        their first byte; then every request still open is cancelled (client disconnect)."""
+    async def run(self, grace_s: float, scored_from: float = 0.0) -> None:
+        """Arrivals for ``duration``; then up to ``grace_s`` for critical and standard sent
+        ``scored_from`` s or later into the run to get their first byte; then every request
+        still open is cancelled (client disconnect)."""
         rng = random.Random(self.seed)
         names = list(MIX)
         weights = [MIX[n][1] for n in names]
@@ -117,27 +132,27 @@ class Load:
         tasks: list[asyncio.Task[None]] = []
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             url = self.url + "/v1/completions"
-            start = time.monotonic()
+            start = self.started = time.monotonic()
             t = start
             while True:
                 t += rng.expovariate(self.rate)
                 if t - start > self.duration:
                     break
                 await asyncio.sleep(max(0.0, t - time.monotonic()))
+                now = time.monotonic()
+                self.lateness.append(now - t)
                 name = rng.choices(names, weights)[0]
-                shot = Shot(name, MIX[name][0], time.monotonic())
+                shot = Shot(name, MIX[name][0], now)
                 self.shots.append(shot)
                 tasks.append(asyncio.create_task(one(session, url, shot, self._body(rng))))
+            self.arrivals_s = time.monotonic() - start
             # At least a second, so that the last arrivals have reached the EPP before the
             # client gives up on them (a request cancelled on its way is never counted).
             await asyncio.sleep(1.0)
             deadline = time.monotonic() + grace_s
+            scored = [s for s in self.shots if s.priority >= 0 and s.sent >= start + scored_from]
             while time.monotonic() < deadline:
-                if all(
-                    s.ttfb is not None or s.status not in (None, 200)
-                    for s in self.shots
-                    if s.priority >= 0
-                ):
+                if all(s.ttfb is not None or s.status not in (None, 200) for s in scored):
                     break
                 await asyncio.sleep(0.1)
             for task in tasks:
@@ -158,51 +173,10 @@ async def idle_probe(url: str, output: str, stream: bool, n: int, parallel: int)
             async with sem:
                 shot = Shot("critical", 10, time.monotonic())
                 shots.append(shot)
-                await one(session, url + "/v1/completions", shot, load._body(rng))
+                await one(session, url + "/v1/completions", shot, load._body(rng), True)
 
         await asyncio.gather(*(go() for _ in range(n)))
     return [s.ttfb for s in shots if s.ttfb is not None and s.status == 200]
-
-
-@dataclass
-class SlotSampler:
-    """Polls every simulator's running and waiting gauges every ``interval`` s."""
-
-    urls: list[str]
-    epp_url: str = ""  # the EPP's /metrics, for its learned capacity
-    interval: float = 0.2
-    samples: list[tuple[float, float, float]] = field(default_factory=list)  # (t, run, wait)
-    learned: list[float] = field(default_factory=list)  # learned capacity, summed, per sample
-    _task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            while True:
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    pages = await asyncio.gather(*(fetch(session, u) for u in self.urls))
-                    run = sum(_gauge(p, "vllm:num_requests_running") for p in pages)
-                    wait = sum(_gauge(p, "vllm:num_requests_waiting") for p in pages)
-                    self.samples.append((time.monotonic(), run, wait))
-                    if self.epp_url:
-                        page = await fetch(session, self.epp_url)
-                        self.learned.append(_gauge(page, LEARNED))
-                await asyncio.sleep(self.interval)
-
-    def window(self, start: float, end: float) -> tuple[float, float]:
-        """Mean (running, waiting) over the pool between ``start`` and ``end``."""
-        picked = [(r, w) for t, r, w in self.samples if start <= t <= end]
-        if not picked:
-            return 0.0, 0.0
-        return (sum(r for r, _ in picked) / len(picked), sum(w for _, w in picked) / len(picked))
 
 
 def _gauge(page: str, name: str) -> float:

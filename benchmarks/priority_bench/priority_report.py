@@ -18,23 +18,29 @@ def pct(xs: list[float], q: float) -> float | None:
 
 def cell_numbers(
     shots: list[Shot],
+    scored: list[Shot],
     idle: list[float],
     outcomes: dict[str, dict[str, int]],
-    busy: float,
-    waiting: float,
+    means: dict[str, float],
     slots: int,
 ) -> dict[str, Any]:
-    """What the issue asks per cell, plus the goal's verdict for each target."""
+    """What the issue asks per cell, plus the goal's verdict for each target. Latencies are of
+    ``scored`` (sent in the measurement window); accounting is of every shot of the cell;
+    ``means`` are the sampler's window means (servers' running and waiting, the EPP's view)."""
+    busy = means.get("running", 0.0)
     out: dict[str, Any] = {"slots": slots, "slots_busy": busy / slots if slots else 0.0}
-    out["server_waiting_mean"] = waiting
+    out["server_waiting_mean"] = means.get("waiting", 0.0)
+    out["window_means"] = means
     idle_p90 = pct(idle, 0.9) or 0.0
     out["idle_p90"] = idle_p90
     for name, (prio, _) in MIX.items():
-        mine = [s for s in shots if s.objective == name]
+        every = [s for s in shots if s.objective == name]
+        mine = [s for s in scored if s.objective == name]
         ok = [s.ttfb for s in mine if s.status == 200 and s.ttfb is not None]
         out[name] = {
             "priority": prio,
-            "sent": len(mine),
+            "sent": len(every),
+            "scored": len(mine),
             "ok": len(ok),
             "p50": pct(ok, 0.5),
             "p90": pct(ok, 0.9),
@@ -51,8 +57,14 @@ def cell_numbers(
         "critical_p99": crit["p99"] is not None and crit["p99"] <= 3 * idle_p90 + 0.05,
         "slots_busy": out["slots_busy"] >= 0.9,
         "accounting": out["accounting_ok"],
-        "all_answered": crit["ok"] == crit["sent"]
-        and out["standard"]["ok"] == out["standard"]["sent"],
+        "all_answered": crit["ok"] == crit["scored"]
+        and out["standard"]["ok"] == out["standard"]["scored"],
+        # Priority 0 never waits behind negative: its slow requests start before sheddable's
+        # typical one (trivially true when no sheddable request was served).
+        "ordering": out["sheddable"]["p50"] is None
+        or (
+            out["standard"]["p90"] is not None and out["standard"]["p90"] <= out["sheddable"]["p50"]
+        ),
     }
     out["critical_over_idle"] = (crit["p90"] / idle_p90) if crit["p90"] and idle_p90 else None
     return out
@@ -70,77 +82,114 @@ def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v * 1000:.0f}"
 
 
+def goal_text(n: dict[str, Any]) -> str:
+    """``met``, ``missed: <targets>``, or ``machine-bound (<why>)``: a cell this machine could
+    not drive says nothing about the EPP (see priority_machine)."""
+    machine = n.get("machine") or {}
+    if machine.get("machine_bound"):
+        return "machine-bound (" + "; ".join(machine.get("reasons", [])) + ")"
+    goal = n["goal"]
+    return (
+        "met" if all(goal.values()) else "missed: " + ", ".join(g for g, v in goal.items() if not v)
+    )
+
+
 def table(cells: list[dict[str, Any]]) -> str:
     """A Markdown table, one row per cell."""
     head = (
-        "| front | detector | servers | seqs | output | stream | load | idle p90 ms | "
+        "| front | servers | seqs | output | stream | slow | load | idle p90 ms | "
         "critical p90 ms (x idle) | critical p99 ms | priority-0 p90 ms | sheddable p90 ms | "
-        "sheddable 200/cancelled | slots busy | server queue | accounting | goal |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "slots busy | server queue | accounting | goal |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
     for c in cells:
         k, n = c["cell"], c["numbers"]
         crit, std, shed = n["critical"], n["standard"], n["sheddable"]
         ratio = n["critical_over_idle"]
-        goal = n["goal"]
-        met = (
-            "met"
-            if all(goal.values())
-            else "missed: " + ", ".join(g for g, v in goal.items() if not v)
-        )
+        crit_txt = f"{_ms(crit['p90'])} ({ratio:.1f}x)" if ratio is not None else "none answered"
         rows.append(
-            f"| {k['front']} | {k['detector']} | {k['servers']} | {k['seqs']} | {k['output']} | "
-            f"{'on' if k['stream'] else 'off'} | {k['overload']}x | {_ms(n['idle_p90'])} | "
-            f"{_ms(crit['p90'])} ({ratio:.1f}x) | {_ms(crit['p99'])} | {_ms(std['p90'])} | "
-            f"{_ms(shed['p90'])} | {shed['statuses'].get('200', 0)}/"
-            f"{shed['statuses'].get('cancelled', 0)} | {n['slots_busy']:.0%} | "
-            f"{n['server_waiting_mean']:.1f} | {'ok' if n['accounting_ok'] else 'MISMATCH'} | "
-            f"{met} |"
-            if ratio is not None
-            else f"| {k['front']} | {k['detector']} | ... | no critical answered | |"
+            f"| {k['front']} | {k['servers']} | {k['seqs']} | {k['output']} | "
+            f"{'on' if k['stream'] else 'off'} | {k.get('slow', 'none')} | {k['overload']}x | "
+            f"{_ms(n['idle_p90'])} | {crit_txt} | {_ms(crit['p99'])} | {_ms(std['p90'])} | "
+            f"{_ms(shed['p90'])} | {n['slots_busy']:.0%} | {n['server_waiting_mean']:.1f} | "
+            f"{'ok' if n['accounting_ok'] else 'MISMATCH'} | {goal_text(n)} |"
         )
     return head + "\n".join(rows) + "\n"
 
 
+def summary(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts over cells: met, missed (by target), machine-bound; and the busy share's range
+    over the cells the machine could drive."""
+    out: dict[str, Any] = {"cells": len(cells), "met": 0, "missed": 0, "machine_bound": 0}
+    missed: dict[str, int] = {}
+    busy = []
+    for c in cells:
+        n = c["numbers"]
+        if (n.get("machine") or {}).get("machine_bound"):
+            out["machine_bound"] += 1
+            continue
+        busy.append(n["slots_busy"])
+        if all(n["goal"].values()):
+            out["met"] += 1
+        else:
+            out["missed"] += 1
+            for g, v in n["goal"].items():
+                if not v:
+                    missed[g] = missed.get(g, 0) + 1
+    out["missed_by_target"] = missed
+    out["slots_busy_min_median"] = [min(busy), sorted(busy)[len(busy) // 2]] if busy else None
+    return out
+
+
 def heatmap(cells: list[dict[str, Any]], path: Path) -> Path:
     """Critical p90 over idle p90, one panel per front: rows (servers, seqs), columns (output,
-    streaming, overload). Green at or under the goal, red over it."""
+    streaming, overload). Green at or under 2x, red over it; machine-bound cells grey, "M"."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fronts = sorted({c["cell"]["front"] for c in cells})
-    fig, axes = plt.subplots(1, len(fronts), figsize=(6 * len(fronts), 4), squeeze=False)
+    mine_all = [c for c in cells if c["cell"].get("slow", "none") == "none"] or cells
+    width = max(6.0, 0.45 * len({_col(c) for c in mine_all}) + 2)
+    fig, axes = plt.subplots(1, len(fronts), figsize=(width * len(fronts), 4.5), squeeze=False)
+    cmap = plt.get_cmap("RdYlGn_r").copy()
+    cmap.set_bad("#d0d0d0")
     for ax, front in zip(axes[0], fronts, strict=True):
-        mine = [c for c in cells if c["cell"]["front"] == front]
+        mine = [c for c in mine_all if c["cell"]["front"] == front]
         rows = sorted({(c["cell"]["servers"], c["cell"]["seqs"]) for c in mine})
-        cols = sorted(
-            {(c["cell"]["output"], c["cell"]["stream"], c["cell"]["overload"]) for c in mine}
-        )
+        cols = sorted({_col(c) for c in mine})
         grid = [[float("nan")] * len(cols) for _ in rows]
+        marks = [[""] * len(cols) for _ in rows]
         for c in mine:
-            k = c["cell"]
-            r = rows.index((k["servers"], k["seqs"]))
-            col = cols.index((k["output"], k["stream"], k["overload"]))
-            grid[r][col] = c["numbers"]["critical_over_idle"] or float("nan")
-        im = ax.imshow(grid, cmap="RdYlGn_r", vmin=1.0, vmax=4.0, aspect="auto")
-        for r, row in enumerate(grid):
-            for col, v in enumerate(row):
-                if v == v:
-                    ax.text(col, r, f"{v:.1f}", ha="center", va="center", fontsize=8)
+            k, n = c["cell"], c["numbers"]
+            r, col = rows.index((k["servers"], k["seqs"])), cols.index(_col(c))
+            if (n.get("machine") or {}).get("machine_bound"):
+                marks[r][col] = "M"
+            else:
+                grid[r][col] = n["critical_over_idle"] or float("nan")
+                marks[r][col] = f"{grid[r][col]:.1f}" + ("" if n["slots_busy"] >= 0.9 else "*")
+        im = ax.imshow(grid, cmap=cmap, vmin=1.0, vmax=4.0, aspect="auto")
+        for r, row in enumerate(marks):
+            for col, text in enumerate(row):
+                ax.text(col, r, text, ha="center", va="center", fontsize=7)
         ax.set_yticks(range(len(rows)), [f"{s}x{q}" for s, q in rows])
         ax.set_xticks(
             range(len(cols)),
-            [f"{o[0]}{'S' if st else ''} {ov}x" for o, st, ov in cols],
+            [f"{o}{' stream' if st else ''} {ov}x" for o, st, ov in cols],
             rotation=90,
             fontsize=7,
         )
-        ax.set_title(f"critical p90 / idle p90 ({front} front)")
+        ax.set_title(f"critical p90 / idle p90 ({front} front)\nM = machine-bound, * = <90% busy")
         ax.set_ylabel("servers x max-num-seqs")
         fig.colorbar(im, ax=ax)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _col(c: dict[str, Any]) -> tuple[str, bool, float]:
+    k = c["cell"]
+    return (k["output"], k["stream"], k["overload"])

@@ -192,3 +192,26 @@ async def test_fail_rate_and_stale_and_slow_metrics(http: aiohttp.ClientSession)
                 pass
         async with http.get(f"{f.urls[0]}/health") as r:
             assert r.status == 200  # only /metrics is slow
+
+
+async def test_slowdown_scales_every_latency_from_now_on(http: aiohttp.ClientSession) -> None:
+    fleet = await start_fleet(1, "8b-h100")
+    try:
+        url = fleet.urls[0]
+        cfg = fleet.servers[0].config
+        base = (cfg.prefill_overhead, cfg.prefill_time_per_token, cfg.inter_token_latency)
+        async with http.post(f"{url}/sim/slowdown?factor=2") as r:
+            assert r.status == 200 and (await r.json()) == {"factor": 2.0}
+        assert (cfg.prefill_overhead, cfg.prefill_time_per_token, cfg.inter_token_latency) == (
+            tuple(2 * v for v in base)
+        )
+        async with http.post(f"{url}/sim/slowdown?factor=0.5") as r:  # relative to the profile
+            assert r.status == 200
+        assert cfg.inter_token_latency == base[2] / 2
+        for bad in ("0", "nan", "fast", "1e9"):
+            async with http.post(f"{url}/sim/slowdown?factor={bad}") as r:
+                assert r.status == 400
+                assert (await r.json())["error"]["param"] == "factor"
+        assert cfg.inter_token_latency == base[2] / 2  # a refused factor changes nothing
+    finally:
+        await fleet.stop()

@@ -288,6 +288,8 @@ def test_show_prints_effective_parameters(capsys: pytest.CaptureFixture[str]) ->
         "metricsStalenessThreshold": "2s",
         "holdback": 0.05,
         "affinityBudget": 2,
+        "serverView": True,
+        "transitAllowance": "100ms",
     }
     assert params["max-score-picker"] == {"maxNumOfEndpoints": 1}
     assert params["static-usage-limit-policy"] == {"threshold": 1.0}

@@ -52,10 +52,27 @@ def test_slow_start_finds_the_plateau_and_stays_there() -> None:
     seen = drive(learner, server, 1.5)
     assert learner.capacity == 256
     assert seen.index(256) <= 16  # x1.5 per scrape, then 5 queueing scrapes: under a second
-    # Then steady: one probe above 256 per probe interval, undone once the server queues again.
+    # Then steady: one probe above 256 per probe interval, withdrawn at the first scrape that
+    # shows the server queueing it.
     steady = drive(learner, server, 12.0)
-    assert max(steady) <= 257 and steady.count(257) <= 3 * CONFIRM  # <= 3 probes of 12 s
+    assert max(steady) <= 257 and steady.count(257) <= 3  # <= 3 probes of 12 s, one scrape each
     assert steady[-1] in (256, 257)
+
+
+def test_a_refused_probe_is_withdrawn_at_the_first_queueing_scrape() -> None:
+    clock = FakeClock()
+    learner, server = CapacityLearner(4, probe_interval=1.0), Server(4, clock)
+    drive(learner, server, 1.0)
+    assert learner.capacity == 4
+    clock.advance(1.0)  # the probe interval has passed
+    learner.observe(server.scrape(4), clock.now())  # full, nothing waiting: probe
+    assert learner.capacity == 5
+    learner.observe(server.scrape(5), clock.now())  # the server queues the probe's request
+    assert learner.capacity == 4
+    # Queueing now and then below the confirmed plateau still needs CONFIRM scrapes.
+    m = Metrics(running_requests_size=3, waiting_queue_size=1, update_time=clock.now() + SCRAPE)
+    learner.observe(m, clock.now() + SCRAPE)
+    assert learner.capacity == 4
 
 
 def test_plateau_while_waiting_sets_capacity() -> None:
@@ -204,12 +221,44 @@ def test_params_are_strict_with_the_field_path() -> None:
     assert err.value.path == "learned-capacity-detector.parameters.initialCapacity"
 
 
-def test_load_is_the_epps_in_flight_count() -> None:
-    # A request on its way to the server is in neither its running nor its waiting count: the
-    # server's numbers never lower the load, or one more would go into a full server.
+def test_load_is_the_servers_view_when_it_shows_finished_requests() -> None:
+    # 8 in flight for the EPP, but the last scrape shows 5 running, nothing waiting: 3 have
+    # finished at the server and the front has not reported their end yet (a stream's tail, an
+    # access-log flush). Those slots are free now.
     det = LearnedCapacityDetector.from_params({"initialCapacity": 8, "maxCapacity": 8})
     ep = endpoint("a", 8, Metrics(running_requests_size=5, update_time=1.0))
-    assert det.load(ep) == 8 and not det.has_room(ep, 1.0)
+    assert det.load(ep) == 8  # no dispatch reported yet: the server view is not trusted
+    det.record_dispatch(ep, 0.1)  # the runner wires the scheduler's dispatch hook
+    assert det.load(ep) == 5 and det.has_room(ep, 1.0)
+    # Never above the EPP's own count (the server may run other clients' requests too).
+    ep.metrics = Metrics(running_requests_size=8, waiting_queue_size=2, update_time=1.1)
+    assert det.load(ep) == 8
+    off = LearnedCapacityDetector.from_params({"serverView": False, "initialCapacity": 8})
+    off.record_dispatch(ep, 0.1)
+    ep.metrics = Metrics(running_requests_size=5, update_time=1.2)
+    assert off.load(ep) == 8
+
+
+def test_requests_on_their_way_are_not_counted_out() -> None:
+    # Dispatched shortly before the scrape: the server may not have them yet, so they count
+    # on top of what it showed. Dispatched well before it (beyond transitAllowance): in its
+    # running count already, or finished.
+    det = LearnedCapacityDetector.from_params(
+        {"initialCapacity": 8, "maxCapacity": 8, "transitAllowance": "100ms"}
+    )
+    ep = endpoint("a", 8, Metrics(running_requests_size=5, update_time=1.0))
+    det.record_dispatch(ep, 0.5)  # long before the scrape
+    det.record_dispatch(ep, 0.95)  # within the allowance before it
+    det.record_dispatch(ep, 1.01)  # after it
+    assert det.load(ep) == 5 + 2
+    assert det.has_room(ep, 1.02)
+    ep.metrics = Metrics(running_requests_size=8, update_time=1.2)  # next scrape: all seen
+    assert det.load(ep) == 8 and not det.has_room(ep, 1.2)
+    # A stale scrape cannot free a slot either: requests dispatched since are all counted.
+    ep.metrics = Metrics(running_requests_size=7, update_time=1.25)
+    for t in (1.3, 1.4, 1.5, 1.6):
+        det.record_dispatch(ep, t)
+    assert det.load(ep) == 8
 
 
 def test_affinity_budget_applies_only_without_a_backlog() -> None:
@@ -222,3 +271,23 @@ def test_affinity_budget_applies_only_without_a_backlog() -> None:
     assert not det.room_at_dispatch(ep, 1.0, backlog=0)  # budget (2) spent
     strict = LearnedCapacityDetector.from_params({"affinityBudget": 0, "maxCapacity": 4})
     assert not strict.room_at_dispatch(endpoint("b", 4, ep.metrics), 1.0, backlog=0)
+
+
+def test_transit_allowance_doubles_when_the_server_queues_after_counting_out() -> None:
+    from endpoint_picker.flowcontrol.server_view import MAX_ALLOWANCE, ServerView
+
+    view = ServerView(0.1)
+    view.record(0.5)  # before the scrape's allowance: counted as seen by it
+    assert view.load(8, Metrics(running_requests_size=6, update_time=1.0)) == 6
+    # The next scrape shows the server queueing: a request was on its way longer than 100 ms.
+    assert view.load(8, Metrics(running_requests_size=8, waiting_queue_size=1, update_time=1.05))
+    assert view.allowance == 0.2
+    for i in range(10):  # persistent: bounded
+        view.load(8, Metrics(running_requests_size=6, update_time=1.1 + i * 0.05))
+        view.load(
+            8, Metrics(running_requests_size=8, waiting_queue_size=1, update_time=1.12 + i * 0.05)
+        )
+    assert view.allowance == MAX_ALLOWANCE
+    for i in range(200):  # quiet scrapes: back down to the configured allowance
+        view.load(4, Metrics(running_requests_size=4, update_time=3.0 + i * 0.05))
+    assert view.allowance == 0.1

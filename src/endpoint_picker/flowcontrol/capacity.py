@@ -13,7 +13,11 @@ max-num-seqs, and a KV-bound server's N moves with its prompts), so it is learne
 - **Growth.** A server running everything it was given (``running >= N``) with nothing waiting
   may have room for more. Before any plateau was seen, N grows by half at every such scrape
   (slow start); after one, N is probed one higher every ``probeInterval``, and a probe the
-  server accepts (runs above the old plateau without queueing) switches back to growing.
+  server accepts (runs above the old plateau without queueing) switches back to growing. A
+  probe the server refuses (it queues while running no more than the old plateau) is withdrawn
+  at that first scrape: the old plateau was confirmed, so no persistence test is needed, and a
+  probe held open for five scrapes kept a request waiting in that server (behind whatever it
+  runs) and took the holdback's free slot from the top band.
 - **KV-bound.** At or above ``kvCacheUtilThreshold`` of KV cache the endpoint does not grow, and
   N drops to what it runs: the next request would wait for blocks.
 
@@ -43,6 +47,7 @@ class CapacityLearner:
         "_growing",
         "_plateau",
         "_plateau_at",
+        "_probing",
         "_recent",
         "_samples",
         "capacity",
@@ -73,6 +78,7 @@ class CapacityLearner:
         self._plateau = 0  # last confirmed plateau; 0 = none seen yet
         self._plateau_at = -math.inf
         self._growing = True  # slow start until a plateau is seen
+        self._probing = False  # capacity is one probe above the confirmed plateau
 
     def observe(self, metrics: Metrics, now: float) -> bool:
         """Learn from ``metrics`` if it is a scrape not yet seen; True when capacity changed."""
@@ -90,6 +96,11 @@ class CapacityLearner:
 
     def _on_queueing(self, running: int, now: float) -> None:
         """The server queues: it runs all it can, so its capacity is the running plateau."""
+        if self._probing and running <= self._plateau:
+            # A refused probe: back to the confirmed plateau at once (see the module).
+            self.capacity, self._plateau_at, self._probing = self._plateau, now, False
+            return
+        self._probing = False
         self._samples.append((now, running))
         while self._samples and now - self._samples[0][0] > self.plateau_window:
             self._samples.popleft()
@@ -105,7 +116,7 @@ class CapacityLearner:
             self.capacity = max(1, min(self.capacity, running))
             return
         if not self._growing and self._plateau and running > self._plateau:
-            self._growing = True  # a probe went through: the server has grown
+            self._growing, self._probing = True, False  # a probe went through: it has grown
         if running < self.capacity or self.capacity >= self.max_capacity:
             return
         if self._growing:
@@ -113,3 +124,4 @@ class CapacityLearner:
         elif now - self._plateau_at >= self.probe_interval:
             self.capacity += 1
             self._plateau_at = now  # the next probe waits a full interval again
+            self._probing = self.capacity == self._plateau + 1

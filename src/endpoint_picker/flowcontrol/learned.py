@@ -10,6 +10,12 @@ fill it, and the pool is saturated when dispatching more would make a server que
 It also reserves the last slot(s) for the highest priority (holdback): bands below the top band
 stop at ``holdback_ceiling``, so a slot is usually free when a critical request arrives and it
 does not wait for one to finish, without preempting anything.
+
+An endpoint's load is what it holds now, as best known: the EPP's in-flight count, lowered to
+the server's own view when that is smaller (:mod:`~endpoint_picker.flowcontrol.server_view`: its
+last scrape's running count plus the requests dispatched to it since shortly before that scrape).
+The in-flight count alone keeps a slot "taken" from the moment the server finishes a request
+until the front reports the response's end.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from endpoint_picker.metrics import REGISTRY
 from endpoint_picker.params import Duration, PluginParams, validate_params
 
 from .capacity import CapacityLearner
+from .server_view import ServerView
 
 LEARNED_CAPACITY = Gauge(
     "endpoint_picker_flow_control_learned_capacity",
@@ -46,6 +53,8 @@ class LearnedCapacityParams(PluginParams):
     metrics_staleness_threshold: Duration = Field(2.0, gt=0)
     holdback: float = Field(0.05, ge=0, le=0.5)
     affinity_budget: int = Field(2, ge=0)
+    server_view: bool = True
+    transit_allowance: Duration = Field(0.1, ge=0)
 
 
 class LearnedCapacityDetector:
@@ -57,6 +66,8 @@ class LearnedCapacityDetector:
         self.params = params or LearnedCapacityParams()
         self._learners: dict[str, CapacityLearner] = {}
         self._gauges: dict[str, Any] = {}
+        self._views: dict[str, ServerView] = {}  # recent dispatches per endpoint
+        self._told = False  # record_dispatch is wired: the server view can be trusted
 
     params_model: ClassVar[type[LearnedCapacityParams]] = LearnedCapacityParams
 
@@ -98,12 +109,26 @@ class LearnedCapacityDetector:
             self._gauges[ep.name].set(learner.capacity)
         return learner.capacity
 
-    @staticmethod
-    def load(ep: Endpoint) -> int:
-        """Requests on the endpoint: the EPP's in-flight count. (Not lowered by the server's own
-        running + waiting: a request on its way is in neither, and counting it out would send
-        one more into a full server.)"""
-        return ep.inflight_requests
+    def record_dispatch(self, ep: Endpoint, now: float) -> None:
+        """A request goes to ``ep`` now (the scheduler's dispatch hook, bound by the runner)."""
+        self._told = True
+        found = self._views.get(ep.name)
+        if found is None:
+            found = self._views[ep.name] = ServerView(self.params.transit_allowance)
+        found.record(now)
+
+    def load(self, ep: Endpoint) -> int:
+        """Requests on the endpoint: the EPP's in-flight count, or the server's own view when
+        smaller (``ServerView``). Only once dispatches are reported (``record_dispatch``):
+        without them a request on its way would be counted out and one more sent into a full
+        server."""
+        inflight = ep.inflight_requests
+        if not (self.params.server_view and self._told) or ep.metrics.update_time <= 0:
+            return inflight
+        view = self._views.get(ep.name)
+        if view is None:  # nothing dispatched there since the wiring: none on its way
+            view = self._views[ep.name] = ServerView(self.params.transit_allowance)
+        return view.load(inflight, ep.metrics)
 
     def _fresh(self, ep: Endpoint, now: float) -> bool:
         return ep.metrics.age(now) <= self.params.metrics_staleness_threshold
@@ -114,6 +139,7 @@ class LearnedCapacityDetector:
         for name in [n for n in self._learners if n not in names]:
             del self._learners[name]
             self._gauges.pop(name, None)
+            self._views.pop(name, None)
             try:
                 LEARNED_CAPACITY.remove(name)
             except KeyError:  # pragma: no cover - already gone
@@ -151,7 +177,7 @@ class LearnedCapacityDetector:
         if backlog > 0 or self.params.affinity_budget == 0:
             return self.has_room(endpoint, now)
         cap = self.capacity(endpoint, now)
-        return self._fresh(endpoint, now) and endpoint.inflight_requests < (
+        return self._fresh(endpoint, now) and self.load(endpoint) < (
             cap + self.params.affinity_budget
         )
 

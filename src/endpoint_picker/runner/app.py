@@ -107,6 +107,9 @@ class Epp:
             scheduler.room_check = lambda ep: bool(
                 room(ep, self.clock.now(), getattr(admission, "backlog", 1))
             )
+        record = getattr(built.detector, "record_dispatch", None)
+        if record is not None:  # its server view counts requests on their way
+            scheduler.on_dispatch = lambda ep: record(ep, self.clock.now())
         self.datastore.subscribe(
             lambda event, obj: (
                 scheduler.remove_endpoint(obj) if event == Event.ENDPOINT_REMOVED else None

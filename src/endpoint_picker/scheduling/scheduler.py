@@ -53,6 +53,9 @@ class Scheduler:
         # Dispatch-time room check (the learned-capacity detector's ``room_at_dispatch``, bound
         # by the runner): a request never goes to a full endpoint while another has room.
         self.room_check: Callable[[Endpoint], bool] | None = None
+        # Told of every dispatch (the learned-capacity detector's ``record_dispatch``, bound by
+        # the runner): its server view counts requests still on their way to the endpoint.
+        self.on_dispatch: Callable[[Endpoint], None] | None = None
         self.profiles: dict[str, SchedulerProfile] = {p.name: p for p in profiles}
         self.handler = handler
         seen: dict[int, object] = {}
@@ -196,6 +199,8 @@ class Scheduler:
 
     def pre_request(self, request: InferenceRequest, result: SchedulingResult) -> None:
         """The request is about to go to ``result.endpoints[0]`` (upstream's PreRequest)."""
+        if self.on_dispatch is not None and result.endpoints:
+            self.on_dispatch(result.endpoints[0])
         for plugin, timer in self._pre_request_timers:
             t = perf_counter()
             plugin.pre_request(request, result)

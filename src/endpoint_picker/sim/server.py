@@ -10,6 +10,7 @@ which tests and benchmarks use instead of wall-clock measurements.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -70,6 +71,12 @@ class SimServer:
         self._lengths = random.Random(config.seed + 104729)
         self._metrics_cache: tuple[float, bytes] | None = None
         self._runner: web.AppRunner | None = None
+        # The latency knobs as configured, for POST /sim/slowdown (a factor of these).
+        self._base_latency = (
+            config.prefill_overhead,
+            config.prefill_time_per_token,
+            config.inter_token_latency,
+        )
         self.kv_events: Any = None  # a KVEventPublisher when KV events are on
         # The fleet this server belongs to (start_fleet sets it): the oracle hit count asks
         # every member what it holds when a request arrives.
@@ -167,6 +174,7 @@ class SimServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_post("/reset_prefix_cache", self._reset_prefix_cache)
         app.router.add_get("/debug/kv-blocks", self._kv_blocks)
+        app.router.add_post("/sim/slowdown", self._slowdown)
         return app
 
     async def _stamp(self, request: web.Request, response: web.StreamResponse) -> None:
@@ -375,6 +383,26 @@ class SimServer:
 
         data = [card(cfg.model, None)] + [card(name, cfg.model) for name in cfg.lora]
         return web.json_response({"object": "list", "data": data})
+
+    async def _slowdown(self, request: web.Request) -> web.StreamResponse:
+        """Fault knob ``POST /sim/slowdown?factor=F``: from now on every prefill and decode step
+        takes F times its configured time (1 = back to normal), as a GPU that throttles or gets
+        a noisy neighbour; requests keep their slots, so only their pace changes."""
+        raw = request.query.get("factor", "1")
+        try:
+            factor = float(raw)
+        except ValueError:
+            factor = math.nan
+        if not 0.01 <= factor <= 100:  # also rejects nan
+            raise ApiError(400, f"factor must be a number in [0.01, 100], got {raw!r}", "factor")
+        cfg = self.config
+        overhead, per_token, itl = (v * factor for v in self._base_latency)
+        cfg.prefill_overhead, cfg.prefill_time_per_token, cfg.inter_token_latency = (
+            overhead,
+            per_token,
+            itl,
+        )
+        return web.json_response({"factor": factor})
 
     async def _reset_prefix_cache(self, request: web.Request) -> web.StreamResponse:
         """vLLM's ``POST /reset_prefix_cache``: drop cached blocks (``AllBlocksCleared``)."""
