@@ -75,7 +75,7 @@ QUICK: dict[str, list[Any]] = {
 # The pre-issue-13 default, for comparison: the default config naming upstream's detector.
 UPSTREAM_DEFAULT = (
     "apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n"
-    "saturationDetector: {pluginRef: %s}\n"
+    "featureGates: [flowControl]\nsaturationDetector: {pluginRef: %s}\n"
 )
 
 
@@ -87,7 +87,17 @@ async def run_group(
     workdir.mkdir(parents=True, exist_ok=True)
     pool = Pool(servers, PROFILE, {"max_num_seqs": seqs}, workdir)
     await pool.start()
-    config = UPSTREAM_DEFAULT % args.detector if args.detector else None
+    config = None
+    if args.detector_params:  # the default detector (or --detector) with these parameters
+        name = args.detector or "learned-capacity-detector"
+        config = (
+            "apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n"
+            "featureGates: [flowControl]\n"
+            f"plugins:\n- type: {name}\n  parameters: {args.detector_params}\n"
+            f"saturationDetector: {{pluginRef: {name}}}\n"
+        )
+    elif args.detector:
+        config = UPSTREAM_DEFAULT % args.detector
     epp = EppFront(pool.endpoints, None, workdir, front=front, config_text=config)
     results = []
     try:
@@ -118,6 +128,8 @@ def _list(raw: str | None, base: list[Any], kind: Any) -> list[Any]:
 def _cells(args: argparse.Namespace) -> list[dict[str, Any]]:
     base = QUICK if args.quick else SWEEP
     detector = args.detector or "learned-capacity-detector (default)"
+    if args.detector_params:
+        detector += f" {args.detector_params}"
     axes = [
         _list(args.fronts, base["fronts"], str),
         _list(args.servers, base["servers"], int),
@@ -172,6 +184,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--fronts", help="fast,extproc")
     parser.add_argument("--slow", help="none,half,midrun: a server at half speed (see above)")
     parser.add_argument("--detector", help="name a saturation detector instead of no config")
+    parser.add_argument(
+        "--detector-params", help="the detector's parameters, as YAML flow, e.g. {holdback: 0}"
+    )
     parser.add_argument(
         "--speed", type=float, default=4.0, help="simulator speed-up for long outputs (4)"
     )
