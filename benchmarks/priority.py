@@ -14,7 +14,7 @@ neither pass nor fail). Writes ``<name>.json``, a Markdown table ``<name>.md`` a
 **Timing.** One simulator pool and one EPP serve every cell of a (servers, max-num-seqs, front)
 group, back to back; a cell starts once the pool is idle. The simulators run ``--speed`` times
 faster than the profile for long outputs (``POST /sim/slowdown``), so a cell reaches steady
-state in seconds. Each cell: a warm-up (at least 1.5 service times), then a measurement window
+state in seconds. Each cell: a warm-up (1.2 service times, at least 1 s), then a measurement window
 long enough for ``--min-critical`` critical arrivals (between ``--window`` and ``--max-window``
 seconds); latencies count requests sent inside the window, busy slots are sampled inside it. The
 idle p90 is measured once per (output, streaming) in a group. Requests still open at the end
@@ -190,10 +190,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--speed", type=float, default=4.0, help="simulator speed-up for long outputs (4)"
     )
-    parser.add_argument("--window", type=float, default=4.0, help="shortest window, s (4)")
-    parser.add_argument("--max-window", type=float, default=12.0, help="longest window, s (12)")
+    parser.add_argument("--window", type=float, default=3.0, help="shortest window, s (3)")
+    parser.add_argument("--max-window", type=float, default=8.0, help="longest window, s (8)")
     parser.add_argument(
-        "--min-critical", type=int, default=40, help="critical arrivals per window (40)"
+        "--min-critical", type=int, default=30, help="critical arrivals per window (30)"
     )
     parser.add_argument("--idle-n", type=int, default=8, help="idle probe requests (8)")
     parser.add_argument("--out", type=Path, help="where results go")

@@ -81,7 +81,7 @@ class CellRunner:
         per_server = [seqs / service / (SLOW_FACTOR if slow == "half" else 1.0)]
         per_server += [seqs / service] * (servers - 1)
         rate = cell["overload"] * sum(per_server)
-        warm = max(1.5, 1.5 * service)
+        warm = max(1.0, 1.2 * service)
         crit_rate = MIX["critical"][1] * rate
         window = min(args.max_window, max(args.window, args.min_critical / crit_rate))
         metrics = [f"http://{e}/metrics" for e in st.sims]
@@ -104,20 +104,20 @@ class CellRunner:
         sampler.start()
         cpu.start()
         try:
-            await load.run(grace_s=2 * service + 3, scored_from=warm)
+            await load.run(grace_s=min(8.0, 2 * service + 3), scored_from=warm)
         finally:
             shares = cpu.stop()
             await sampler.stop()
             if slowdown is not None:
                 await slowdown
-        outcomes = await self._outcomes(before, len(load.shots))
+        outcomes = await self._outcomes(before, len(load.shots), 5.0 if load.aborted else 15.0)
         w0, w1 = load.started + warm, load.started + warm + window
         scored = [s for s in load.shots if w0 <= s.sent <= w1]
         lag = pct(load.lateness, 0.9) or 0.0
         numbers = cell_numbers(
             load.shots, scored, self.idle[key], outcomes, sampler.window(w0, w1), slots
         )
-        machine = verdict(rate, load.achieved_rate, lag, shares, cpu.waits)
+        machine = verdict(rate, load.achieved_rate, lag, shares, cpu.waits, load.aborted)
         numbers["machine"] = machine
         numbers["verdict"] = (
             "machine-bound"
@@ -143,10 +143,13 @@ class CellRunner:
         await asyncio.sleep(after_s)
         await set_speed(self.stack.sims, speed, 0)
 
-    async def _outcomes(self, before: dict[str, dict[str, int]], sent: int) -> dict[str, Any]:
+    async def _outcomes(
+        self, before: dict[str, dict[str, int]], sent: int, wait_s: float
+    ) -> dict[str, Any]:
         """The EPP's outcome counts for this cell, once they cover every request sent (the
-        EPP records a cancellation when the front passes the disconnect on), or after 15 s."""
-        deadline = time.monotonic() + 15
+        EPP records a cancellation when the front passes the disconnect on), or after
+        ``wait_s``."""
+        deadline = time.monotonic() + wait_s
         while True:
             outcomes = delta(await epp_outcomes(self.stack.metrics_url), before)
             if sum(sum(c.values()) for c in outcomes.values()) >= sent:

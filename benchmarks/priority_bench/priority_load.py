@@ -30,6 +30,8 @@ MIX: dict[str, tuple[int, float]] = {
 }
 OUTPUTS = {"short": (16, 64), "long": (256, 512)}
 PROMPT_WORDS = (60, 120)
+ABORT_LATE_S = 1.0  # an arrival this late: the client cannot keep the rate
+MAX_SENT = 4000  # requests per cell at most (the client's own memory and sockets)
 _WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
 
 
@@ -104,6 +106,7 @@ class Load:
     lateness: list[float] = field(default_factory=list)  # per arrival: how late it was sent
     started: float = 0.0  # monotonic time of the first possible arrival
     arrivals_s: float = 0.0  # how long the arrivals took to send
+    aborted: str = ""  # why arrivals stopped early: this machine cannot drive the cell
 
     @property
     def achieved_rate(self) -> float:
@@ -141,6 +144,9 @@ class Load:
                 await asyncio.sleep(max(0.0, t - time.monotonic()))
                 now = time.monotonic()
                 self.lateness.append(now - t)
+                self.aborted = _cannot_drive(now - t, now - start, len(self.shots), self.rate)
+                if self.aborted:
+                    break
                 name = rng.choices(names, weights)[0]
                 shot = Shot(name, MIX[name][0], now)
                 self.shots.append(shot)
@@ -149,7 +155,7 @@ class Load:
             # At least a second, so that the last arrivals have reached the EPP before the
             # client gives up on them (a request cancelled on its way is never counted).
             await asyncio.sleep(1.0)
-            deadline = time.monotonic() + grace_s
+            deadline = time.monotonic() + (0.0 if self.aborted else grace_s)
             scored = [s for s in self.shots if s.priority >= 0 and s.sent >= start + scored_from]
             while time.monotonic() < deadline:
                 if all(s.ttfb is not None or s.status not in (None, 200) for s in scored):
@@ -158,6 +164,18 @@ class Load:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _cannot_drive(late_s: float, elapsed_s: float, sent: int, rate: float) -> str:
+    """Why the client should stop sending (it cannot keep the cell's rate), or "". Such a cell
+    would otherwise send its whole backlog late and take minutes to measure nothing."""
+    if late_s > ABORT_LATE_S:
+        return f"arrivals {late_s:.1f} s late"
+    if elapsed_s > 2.0 and sent < 0.8 * rate * elapsed_s:
+        return f"sent {sent / elapsed_s:.0f}/s of {rate:.0f}/s"
+    if sent >= MAX_SENT:
+        return f"over {MAX_SENT} requests"
+    return ""
 
 
 async def idle_probe(url: str, output: str, stream: bool, n: int, parallel: int) -> list[float]:

@@ -84,9 +84,11 @@ def verdict(
     lag_p90: float,
     cpu: dict[str, float],
     waits: dict[str, float],
+    aborted: str = "",
 ) -> dict[str, Any]:
-    """The machine-bound test of one cell: which signals tripped (empty = the EPP measured)."""
-    reasons = []
+    """The machine-bound test of one cell: which signals tripped (empty = the EPP measured).
+    ``aborted``: the client stopped sending early, and why."""
+    reasons = [f"client stopped: {aborted}"] if aborted else []
     if achieved_rate < RATE_SHORTFALL * intended_rate:
         reasons.append(f"arrivals {achieved_rate:.0f}/s of {intended_rate:.0f}/s")
     if lag_p90 > LAG_LIMIT_S:
