@@ -53,6 +53,8 @@ from priority_cell import CellRunner, Stack  # noqa: E402
 from priority_report import heatmap, table  # noqa: E402
 from routing_procs import EppFront, Pool, wait_serving  # noqa: E402
 
+from results_file import machine  # noqa: E402
+
 PROFILE = "8b-h100"
 SWEEP: dict[str, list[Any]] = {
     "servers": [2, 4, 8],
@@ -159,6 +161,7 @@ async def run(args: argparse.Namespace) -> int:
     for (servers, seqs, front), mine in groups.items():
         results += await run_group(servers, seqs, front, mine, args)
         doc = {
+            **machine(),
             "command": command,
             "profile": PROFILE,
             "speed": args.speed,

@@ -26,7 +26,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "routing"))
+sys.path.insert(0, str(HERE / "priority_bench"))
 
+from priority_figures import SWEEP_COMMAND, readme_summary, slow_block, sweep_block  # noqa: E402
 from routing_numbers import ratio, stages  # noqa: E402
 
 from precise_figures import kv_pressure_block, precise_cost_block  # noqa: E402
@@ -41,8 +43,6 @@ COMMANDS = {
     "sim_capacity": ".venv/bin/python benchmarks/sim_capacity.py",
     "soak": ".venv/bin/python benchmarks/soak.py --write",
     "pd-2p2d": ".venv/bin/python benchmarks/pd.py",
-    "priority-4x4-default": ".venv/bin/python benchmarks/priority.py --servers 4 --seqs 4 "
-    "--outputs short --stream on --overloads 2 --fronts fast,extproc --name priority-4x4-default",
 }
 _BLOCK = re.compile(
     r"(<!-- BEGIN figures:(?P<name>[\w-]+) [^\n]*-->\n)"
@@ -222,31 +222,6 @@ def sim_summary(r: dict[str, Any] | None) -> str:
     return f"{head}: " + "; ".join(parts) + f" ({_when(r)})"
 
 
-def priority_summary(r: dict[str, Any] | None, before: dict[str, Any] | None = None) -> str:
-    """Per front: critical p90 over its idle p90 with no config file, slots busy, accounting;
-    and, where the same cells ran with the previous default detector, its figure."""
-    if r is None:
-        return _missing("priority-4x4-default")
-    old = {c["cell"]["front"]: c["numbers"] for c in (before or {}).get("cells", [])}
-    parts = []
-    for c in r["cells"]:
-        n, front = c["numbers"], c["cell"]["front"]
-        text = (
-            f"{front} front: critical p90 {n['critical_over_idle']:.1f}x its idle p90, "
-            f"{n['slots_busy']:.0%} of slots busy, accounting "
-            f"{'exact' if n['accounting_ok'] else 'off'}"
-        )
-        if front in old:
-            text += f" (utilization-detector: {old[front]['critical_over_idle']:.1f}x)"
-        parts.append(text)
-    cell = r["cells"][0]["cell"]
-    head = (
-        f"{cell['servers']} servers x max-num-seqs {cell['seqs']}, {cell['overload']:g}x "
-        "overload, no config file"
-    )
-    return f"{head}: " + "; ".join(parts)
-
-
 def readme_table(results: Callable[[str], dict[str, Any] | None]) -> str:
     rows = [
         ("routing quality vs round robin (inference-perf, ~17 min)", "routing", routing_summary),
@@ -256,10 +231,10 @@ def readme_table(results: Callable[[str], dict[str, Any] | None]) -> str:
         ("simulator capacity", "sim_capacity", sim_summary),
     ]
     lines = ["| benchmark | command | latest figures |", "|---|---|---|"]
-    prio = priority_summary(results("priority-4x4-default"), results("priority-4x4-utilization"))
+    prio = readme_summary(results("priority"), results("priority-slow"))
     lines.append(
-        "| priority out of the box, one cell of the sweep (loaded machine) | "
-        f"`{COMMANDS['priority-4x4-default']}` | {prio} |"
+        "| priority out of the box, the full sweep with no config file (shared machine) | "
+        f"`{SWEEP_COMMAND}` | {prio} |"
     )
     for title, name, summary in rows:
         lines.append(f"| {title} | `{COMMANDS[name]}` | {summary(results(name))} |")
@@ -377,6 +352,8 @@ def blocks(directory: Path = RESULTS) -> dict[str, dict[str, str]]:
         "BENCHMARKS.md": {
             "pd": pd_block(results("pd-2p2d")),
             "precise_cost": precise_cost_block(results("precise_cost")),
+            "priority": sweep_block(results("priority")),
+            "priority-slow": slow_block(results("priority-slow")),
         },
         # BENCHMARKS.md's notes are copied from here by routing.py: keep the copy current too.
         "benchmarks/routing/NOTES.md": {"pd": pd_block(results("pd-2p2d"))},

@@ -119,6 +119,7 @@ class CellRunner:
         )
         machine = verdict(rate, load.achieved_rate, lag, shares, cpu.waits, load.aborted)
         numbers["machine"] = machine
+        numbers["learned_slots"] = numbers["window_means"].get("epp_capacity")
         numbers["verdict"] = (
             "machine-bound"
             if machine["machine_bound"]

@@ -11,7 +11,7 @@ from endpoint_picker.clock import FakeClock
 from endpoint_picker.datastore import Endpoint, Metrics
 from endpoint_picker.errors import ConfigError
 from endpoint_picker.flowcontrol import LearnedCapacityDetector, detector_from_config
-from endpoint_picker.flowcontrol.capacity import CONFIRM, CapacityLearner
+from endpoint_picker.flowcontrol.capacity import CapacityLearner
 from endpoint_picker.metrics import REGISTRY
 
 SCRAPE = 0.05

@@ -1,0 +1,162 @@
+"""The priority benchmark's figures as quoted in BENCHMARKS.md and README.md.
+
+``benchmarks/render_figures.py`` calls these with the results files ``benchmarks/priority.py``
+writes (``priority.json``: the sweep; ``priority-slow.json``: the slow-server scenarios), so the
+documents never quote numbers no results file holds. Cells this machine could not drive are
+counted apart (machine-bound), never as passes or fails of the EPP.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+SWEEP_COMMAND = ".venv/bin/python benchmarks/priority.py"
+SLOW_COMMAND = (
+    ".venv/bin/python benchmarks/priority.py --servers 4 --seqs 4 --outputs short --stream on "
+    "--overloads 2 --fronts fast,extproc --slow half,midrun --name priority-slow"
+)
+GOALS = ("critical_p90", "critical_p99", "slots_busy", "accounting", "all_answered", "ordering")
+
+
+def _bound(n: dict[str, Any]) -> bool:
+    return bool((n.get("machine") or {}).get("machine_bound"))
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v * 1000:,.0f}"
+
+
+def _x(v: float | None, idle: float) -> str:
+    return "-" if v is None or not idle else f"{v / idle:.1f}x"
+
+
+def _when(r: dict[str, Any]) -> str:
+    cells = r.get("cells", [])
+    loads = sorted((c["numbers"].get("machine") or {}).get("loadavg_1m", 0.0) for c in cells)
+    text = f"{len(cells)} cells in {r.get('wall_s', 0) / 60:.0f} min"
+    if "measured_at" in r:
+        text += f", {r['measured_at']}, {r['cpus']} CPUs"
+    if loads:
+        text += (
+            f", load average {loads[0]:.0f}-{loads[-1]:.0f} (median {loads[len(loads) // 2]:.0f})"
+        )
+    return text
+
+
+def verdicts(r: dict[str, Any]) -> dict[str, Any]:
+    """Counts over the sweep: met / missed / machine-bound, and per goal over driven cells."""
+    driven = [c["numbers"] for c in r["cells"] if not _bound(c["numbers"])]
+    return {
+        "cells": len(r["cells"]),
+        "driven": len(driven),
+        "met": sum(all(n["goal"].values()) for n in driven),
+        "machine_bound": len(r["cells"]) - len(driven),
+        "per_goal": {g: sum(bool(n["goal"].get(g)) for n in driven) for g in GOALS},
+    }
+
+
+def _pool_key(pool: str) -> list[int]:
+    return [int(x) for x in pool.split("x")]
+
+
+def _row(c: dict[str, Any]) -> str:
+    k, n = c["cell"], c["numbers"]
+    crit, idle = n["critical"], n["idle_p90"]
+    missed = [g for g, v in n["goal"].items() if not v]
+    return (
+        f"| {k['front']} | {k['servers']}x{k['seqs']} | {k['output']} | "
+        f"{'on' if k['stream'] else 'off'} | {k['overload']:g}x | {_ms(idle)} | "
+        f"{_ms(crit['p90'])} ({_x(crit['p90'], idle)}) | {_ms(crit['p99'])} "
+        f"({_x(crit['p99'], idle)}) | {_ms(n['standard']['p90'])} | {n['slots_busy']:.0%} | "
+        f"{'exact' if n['accounting_ok'] else 'off'} | "
+        f"{'met' if not missed else 'missed: ' + ', '.join(missed)} |"
+    )
+
+
+def sweep_block(r: dict[str, Any] | None) -> str:
+    """BENCHMARKS.md's sweep figures: the verdict counts, the heatmap, the cells this machine
+    drove, and the machine-bound cells counted by pool size with their commonest reason."""
+    if r is None:
+        return f"Not measured into `benchmarks/results/` yet: run `{SWEEP_COMMAND}`.\n"
+    v = verdicts(r)
+    per = ", ".join(f"{g} {v['per_goal'][g]}/{v['driven']}" for g in GOALS)
+    lines = [
+        f"`{SWEEP_COMMAND}` ({_when(r)}): **{v['met']} of {v['driven']} cells this machine "
+        f"could drive met every goal; {v['machine_bound']} of {v['cells']} were machine-bound.** "
+        f"Per goal, over the driven cells: {per}.",
+        "",
+        "![priority sweep heatmap](benchmarks/results/priority_heatmap.png)",
+        "",
+        "| front | servers x seqs | output | stream | load | idle p90 ms | critical p90 ms | "
+        "critical p99 ms | priority-0 p90 ms | slots busy | accounting | goal |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [_row(c) for c in r["cells"] if not _bound(c["numbers"])]
+    bound: dict[str, Counter[str]] = {}
+    for c in r["cells"]:
+        n = c["numbers"]
+        if _bound(n):
+            pool = f"{c['cell']['servers']}x{c['cell']['seqs']}"
+            reasons = n["machine"]["reasons"]
+            kinds = {x.split(" ", 1)[0] + " " + x.split(" ")[1] for x in reasons if " " in x}
+            bound.setdefault(pool, Counter()).update(kinds)
+            bound[pool]["cells"] += 1
+    if bound:
+        lines += ["", "Machine-bound cells (neither pass nor fail), by servers x max-num-seqs:", ""]
+        for pool, counts in sorted(
+            bound.items(), key=lambda kv: [int(x) for x in kv[0].split("x")]
+        ):
+            n_cells = counts.pop("cells")
+            common = ", ".join(f"{k} ({n})" for k, n in counts.most_common(3))
+            lines.append(f"- {pool}: {n_cells} cells; signals: {common}")
+    return "\n".join(lines) + "\n"
+
+
+def slow_block(r: dict[str, Any] | None) -> str:
+    """BENCHMARKS.md's slow-server figures: per scenario and front, the slow server's learned
+    capacity and time to learn, its queue, and critical's latency."""
+    if r is None:
+        return f"Not measured into `benchmarks/results/` yet: run `{SLOW_COMMAND}`.\n"
+    lines = [
+        f"`{SLOW_COMMAND}` ({_when(r)}):",
+        "",
+        "| front | slow server | learned capacity (min-max) | time to learn | its queue (mean) | "
+        "critical p90 ms (x idle) | critical p99 ms | slots busy | accounting | goal |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in r["cells"]:
+        k, n = c["cell"], c["numbers"]
+        s = n.get("slow_server") or {}
+        cap = s.get("capacity_min_max")
+        crit, idle = n["critical"], n["idle_p90"]
+        missed = [g for g, v in n["goal"].items() if not v]
+        goal = "met" if not missed else "missed: " + ", ".join(missed)
+        if _bound(n):
+            goal = "machine-bound (" + "; ".join(n["machine"]["reasons"]) + ")"
+        lines.append(
+            f"| {k['front']} | {k['slow']} | {'-' if not cap else f'{cap[0]:g}-{cap[1]:g}'} | "
+            f"{s.get('learned_s', 0):.1f} s | {s.get('waiting', 0):.1f} | {_ms(crit['p90'])} "
+            f"({_x(crit['p90'], idle)}) | {_ms(crit['p99'])} | {n['slots_busy']:.0%} | "
+            f"{'exact' if n['accounting_ok'] else 'off'} | {goal} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def readme_summary(sweep: dict[str, Any] | None, slow: dict[str, Any] | None) -> str:
+    """One table cell for README's benchmark table."""
+    if sweep is None:
+        return f"not measured into `benchmarks/results/` yet: run `{SWEEP_COMMAND}`"
+    v = verdicts(sweep)
+    text = (
+        f"{v['met']} of {v['driven']} driven cells met every goal ({v['machine_bound']} of "
+        f"{v['cells']} machine-bound); critical p90 goal {v['per_goal']['critical_p90']}/"
+        f"{v['driven']}, slots >= 90% busy {v['per_goal']['slots_busy']}/{v['driven']}, "
+        f"accounting exact {v['per_goal']['accounting']}/{v['driven']} ({_when(sweep)})"
+    )
+    if slow is not None:
+        learned = [
+            (c["numbers"].get("slow_server") or {}).get("learned_s", 0.0) for c in slow["cells"]
+        ]
+        text += f"; slow server learned within {max(learned):.1f} s"
+    return text
