@@ -194,9 +194,9 @@ def main(argv: list[str]) -> int:
         "--speed", type=float, default=4.0, help="simulator speed-up for long outputs (4)"
     )
     parser.add_argument("--window", type=float, default=3.0, help="shortest window, s (3)")
-    parser.add_argument("--max-window", type=float, default=8.0, help="longest window, s (8)")
+    parser.add_argument("--max-window", type=float, default=5.0, help="longest window, s (5)")
     parser.add_argument(
-        "--min-critical", type=int, default=30, help="critical arrivals per window (30)"
+        "--min-critical", type=int, default=20, help="critical arrivals per window (20)"
     )
     parser.add_argument("--idle-n", type=int, default=8, help="idle probe requests (8)")
     parser.add_argument("--out", type=Path, help="where results go")

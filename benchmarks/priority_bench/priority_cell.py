@@ -104,7 +104,7 @@ class CellRunner:
         sampler.start()
         cpu.start()
         try:
-            await load.run(grace_s=min(8.0, 2 * service + 3), scored_from=warm)
+            await load.run(grace_s=min(5.0, 2 * service + 2), scored_from=warm)
         finally:
             shares = cpu.stop()
             await sampler.stop()

@@ -38,6 +38,12 @@ async def test_health_port_answers_for_both_fronts(front: str) -> None:
         assert port > 0
         for name in ("liveness", "readiness", health.EXT_PROC_SERVICE):
             assert await _check(port, name) == health.SERVING
+        # With the shipped defaults the learned-capacity detector checks room at dispatch and
+        # hears of every dispatch (its server view), whichever the front.
+        assert epp.director is not None
+        scheduler = epp.director.scheduler
+        assert getattr(scheduler, "room_check", None) is not None
+        assert getattr(scheduler, "on_dispatch", None) is not None
     finally:
         await epp.stop()
     with pytest.raises(grpc.aio.AioRpcError):

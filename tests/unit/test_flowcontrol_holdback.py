@@ -88,6 +88,32 @@ def test_scheduler_room_check_skips_full_endpoints() -> None:
     assert {sched.schedule(request, [a, b]).endpoints[0] for _ in range(40)} == {a, b}
 
 
+def test_dispatches_reach_the_detectors_server_view() -> None:
+    # The scheduler tells its dispatch hook where each request goes (pre_request, just before
+    # the director counts it in flight); the learned-capacity detector then counts it as on
+    # its way until a scrape well after it, so the server's view cannot count it out.
+    a = Endpoint(name="a", pod_name="a", address="10.0.0.1", port=8000)
+    profile = SchedulerProfile(
+        "default",
+        filters=[],
+        scorers=[],
+        picker=MaxScorePicker.from_params("max-score-picker", None),
+    )
+    sched = Scheduler([profile], SingleProfileHandler.from_params("single-profile-handler", None))
+    det = LearnedCapacityDetector.from_params({"initialCapacity": 4, "maxCapacity": 4})
+    clock = FakeClock()
+    sched.on_dispatch = lambda ep: det.record_dispatch(ep, clock.now())
+    a.metrics = Metrics(running_requests_size=0, update_time=clock.now())
+    for _ in range(4):
+        request = req(0)
+        sched.pre_request(request, sched.schedule(request, [a]))
+        a.inflight_requests += 1
+    assert det.load(a) == 4 and not det.has_room(a, clock.now())  # the scrape saw none of them
+    clock.advance(1.0)
+    a.metrics = Metrics(running_requests_size=2, update_time=clock.now())  # two finished there
+    assert det.load(a) == 2 and det.has_room(a, clock.now())
+
+
 def test_default_detector_follows_flow_control() -> None:
     assert load_config_text(None).saturation_detector == "learned-capacity-detector"
     on = load_config_text(HEAD + "flowControl: {maxRequests: 10}\n")
