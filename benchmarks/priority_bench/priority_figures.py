@@ -47,12 +47,15 @@ def _when(r: dict[str, Any]) -> str:
 def verdicts(r: dict[str, Any]) -> dict[str, Any]:
     """Counts over the sweep: met / missed / machine-bound, and per goal over driven cells."""
     driven = [c["numbers"] for c in r["cells"] if not _bound(c["numbers"])]
+    bound = [c["numbers"] for c in r["cells"] if _bound(c["numbers"])]
     return {
         "cells": len(r["cells"]),
         "driven": len(driven),
         "met": sum(all(n["goal"].values()) for n in driven),
-        "machine_bound": len(r["cells"]) - len(driven),
+        "machine_bound": len(bound),
         "per_goal": {g: sum(bool(n["goal"].get(g)) for n in driven) for g in GOALS},
+        # Not a verdict (the machine, not the EPP, set these numbers): for information only.
+        "bound_per_goal": {g: sum(bool(n["goal"].get(g)) for n in bound) for g in GOALS},
     }
 
 
@@ -64,19 +67,26 @@ def _row(c: dict[str, Any]) -> str:
     k, n = c["cell"], c["numbers"]
     crit, idle = n["critical"], n["idle_p90"]
     missed = [g for g, v in n["goal"].items() if not v]
+    goal = "met" if not missed else "missed: " + ", ".join(missed)
+    if _bound(n):
+        goal = "machine-bound: " + ", ".join(sorted(_kinds(n["machine"]["reasons"])))
     return (
         f"| {k['front']} | {k['servers']}x{k['seqs']} | {k['output']} | "
         f"{'on' if k['stream'] else 'off'} | {k['overload']:g}x | {_ms(idle)} | "
         f"{_ms(crit['p90'])} ({_x(crit['p90'], idle)}) | {_ms(crit['p99'])} "
         f"({_x(crit['p99'], idle)}) | {_ms(n['standard']['p90'])} | {n['slots_busy']:.0%} | "
-        f"{'exact' if n['accounting_ok'] else 'off'} | "
-        f"{'met' if not missed else 'missed: ' + ', '.join(missed)} |"
+        f"{'exact' if n['accounting_ok'] else 'off'} | {goal} |"
     )
 
 
+def _kinds(reasons: list[str]) -> set[str]:
+    """ "simulators starved 0.44 s/s" -> "simulators starved": the signal, not its value."""
+    return {" ".join(x.split(" ")[:2]) for x in reasons if " " in x}
+
+
 def sweep_block(r: dict[str, Any] | None) -> str:
-    """BENCHMARKS.md's sweep figures: the verdict counts, the heatmap, the cells this machine
-    drove, and the machine-bound cells counted by pool size with their commonest reason."""
+    """BENCHMARKS.md's sweep figures: the verdict counts, the heatmap, every cell (a machine-bound
+    one with the signals that tripped), and the machine-bound cells counted by pool size."""
     if r is None:
         return f"Not measured into `benchmarks/results/` yet: run `{SWEEP_COMMAND}`.\n"
     v = verdicts(r)
@@ -86,21 +96,25 @@ def sweep_block(r: dict[str, Any] | None) -> str:
         f"could drive met every goal; {v['machine_bound']} of {v['cells']} were machine-bound.** "
         f"Per goal, over the driven cells: {per}.",
         "",
+        "For information only (not a verdict: the machine set these numbers), the same counts "
+        "over the machine-bound cells: "
+        + ", ".join(f"{g} {v['bound_per_goal'][g]}/{v['machine_bound']}" for g in GOALS)
+        + ".",
+        "",
         "![priority sweep heatmap](benchmarks/results/priority_heatmap.png)",
         "",
         "| front | servers x seqs | output | stream | load | idle p90 ms | critical p90 ms | "
         "critical p99 ms | priority-0 p90 ms | slots busy | accounting | goal |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    lines += [_row(c) for c in r["cells"] if not _bound(c["numbers"])]
+    lines += [_row(c) for c in r["cells"]]
     bound: dict[str, Counter[str]] = {}
     for c in r["cells"]:
         n = c["numbers"]
         if _bound(n):
             pool = f"{c['cell']['servers']}x{c['cell']['seqs']}"
             reasons = n["machine"]["reasons"]
-            kinds = {x.split(" ", 1)[0] + " " + x.split(" ")[1] for x in reasons if " " in x}
-            bound.setdefault(pool, Counter()).update(kinds)
+            bound.setdefault(pool, Counter()).update(_kinds(reasons))
             bound[pool]["cells"] += 1
     if bound:
         lines += ["", "Machine-bound cells (neither pass nor fail), by servers x max-num-seqs:", ""]
