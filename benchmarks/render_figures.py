@@ -28,7 +28,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "routing"))
 sys.path.insert(0, str(HERE / "priority_bench"))
 
-from priority_figures import SWEEP_COMMAND, readme_summary, slow_block, sweep_block  # noqa: E402
+from priority_figures import (  # noqa: E402
+    SWEEP_COMMAND,
+    readme_summary,
+    regress_block,
+    slow_block,
+    sweep_block,
+)
 from routing_numbers import ratio, stages  # noqa: E402
 
 from precise_figures import kv_pressure_block, precise_cost_block  # noqa: E402
@@ -354,6 +360,7 @@ def blocks(directory: Path = RESULTS) -> dict[str, dict[str, str]]:
             "precise_cost": precise_cost_block(results("precise_cost")),
             "priority": sweep_block(results("priority")),
             "priority-slow": slow_block(results("priority-slow")),
+            "priority-regress": regress_block(results("priority-regress")),
         },
         # BENCHMARKS.md's notes are copied from here by routing.py: keep the copy current too.
         "benchmarks/routing/NOTES.md": {"pd": pd_block(results("pd-2p2d"))},

@@ -14,7 +14,8 @@ from typing import Any
 SWEEP_COMMAND = ".venv/bin/python benchmarks/priority.py"
 SLOW_COMMAND = (
     ".venv/bin/python benchmarks/priority.py --servers 4 --seqs 4 --outputs short --stream on "
-    "--overloads 2 --fronts fast,extproc --slow half,midrun --name priority-slow"
+    "--overloads 2 --fronts fast,extproc --slow half,midrun --window 12 --max-window 12 "
+    "--name priority-slow"
 )
 GOALS = ("critical_p90", "critical_p99", "slots_busy", "accounting", "all_answered", "ordering")
 
@@ -174,3 +175,56 @@ def readme_summary(sweep: dict[str, Any] | None, slow: dict[str, Any] | None) ->
         ]
         text += f"; slow server learned within {max(learned):.1f} s"
     return text
+
+
+REGRESS_COMMAND = (
+    ".venv/bin/python benchmarks/routing.py --quick --workloads shared_prefix,uniform "
+    "--arms round-robin,shipped --out /tmp/p2_routing_quick"
+)
+
+
+def regress_block(r: dict[str, Any] | None) -> str:
+    """BENCHMARKS.md's must-not-regress figures: the shipped defaults (no config file, so the
+    learned-capacity detector) against round robin, per offered rate: shared-prefix p90 TTFT
+    (goal: >= 20x lower) and prefix hits; uniform output throughput (goal: >= 0.95x)."""
+    if r is None:
+        return f"Not measured into `benchmarks/results/` yet: run `{REGRESS_COMMAND}`.\n"
+    from routing_numbers import ratio, stages
+
+    wl = r["workloads"]
+    lines = [f"`{REGRESS_COMMAND}` (copied to `benchmarks/results/priority-regress.json`):", ""]
+    sp = wl.get("shared_prefix", {}).get("arms", {})
+    if "round-robin" in sp and "shipped" in sp:
+        rows = zip(
+            stages(sp["round-robin"]["tenants"][0]),
+            stages(sp["shipped"]["tenants"][0]),
+            strict=False,
+        )
+        cells = [
+            f"{rate:g} req/s: p90 TTFT {b['ttft_p90']:,.0f} vs {a['ttft_p90']:,.0f} ms "
+            f"({ratio(a['ttft_p90'], b['ttft_p90']) or 0:.1f}x lower)"
+            for (rate, a), (_, b) in rows
+            if a["ttft_p90"] and b["ttft_p90"]
+        ]
+        hits = (
+            sp["shipped"]["pool"]["prefix_hit_rate"],
+            sp["round-robin"]["pool"]["prefix_hit_rate"],
+        )
+        lines.append(
+            f"- shared prefix, shipped vs round robin: {'; '.join(cells)}; prefix hits "
+            f"{hits[0]:.0%} vs {hits[1]:.0%}"
+        )
+    un = wl.get("uniform", {}).get("arms", {})
+    if "round-robin" in un and "shipped" in un:
+        rows = zip(
+            stages(un["round-robin"]["tenants"][0]),
+            stages(un["shipped"]["tenants"][0]),
+            strict=False,
+        )
+        cells = [
+            f"{rate:g} req/s: {b['out_tps']:,.0f} vs {a['out_tps']:,.0f} tok/s "
+            f"({ratio(b['out_tps'], a['out_tps']) or 0:.2f}x)"
+            for (rate, a), (_, b) in rows
+        ]
+        lines.append(f"- uniform, shipped vs round robin: {'; '.join(cells)}")
+    return "\n".join(lines) + "\n"
