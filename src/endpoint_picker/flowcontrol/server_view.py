@@ -3,7 +3,7 @@
 The EPP counts a request in flight from dispatch until the front reports the response's end.
 The server frees the slot earlier: at its last token, while the stream's tail, the proxy and the
 front's report (an access-log flush, the ext_proc stream's end) still take their time. On this
-project's 2-core benchmark that gap held 10-17% of the pool's slots. The server's own count
+project's 2-core benchmark that gap held 12-16% of the pool's slots. The server's own count
 shows the slot free at the next scrape, so the learned-capacity detector takes the smaller of
 the two (``ServerView.load``).
 
