@@ -148,6 +148,15 @@ def _cells(args: argparse.Namespace) -> list[dict[str, Any]]:
     ]
 
 
+def render(args: argparse.Namespace) -> int:
+    """Rewrite ``<name>.md`` and the heatmap from ``<name>.json`` (no run)."""
+    doc = json.loads((args.out / f"{args.name}.json").read_text())
+    (args.out / f"{args.name}.md").write_text(f"`{doc['command']}`\n\n" + table(doc["cells"]))
+    heatmap(doc["cells"], args.out / f"{args.name}_heatmap.png")
+    print(f"rendered {args.out / args.name}.md and _heatmap.png")
+    return 0
+
+
 async def run(args: argparse.Namespace) -> int:
     cells = _cells(args)
     groups: dict[tuple[int, int, str], list[dict[str, Any]]] = {}
@@ -202,10 +211,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, help="where results go")
     parser.add_argument("--name", help="file name stem (default priority / priority-quick)")
     parser.add_argument("--logs", type=Path, help="process logs")
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite .md and heatmap from .json"
+    )
     args = parser.parse_args(argv)
     args.name = args.name or ("priority-quick" if args.quick else "priority")
     args.out = args.out or (HERE / "out" if args.quick else HERE / "results")
     args.logs = args.logs or HERE / "out" / f"{args.name}-logs"
+    if args.render_only:
+        return render(args)
     try:
         import uvloop
 

@@ -144,11 +144,13 @@ def summary(cells: list[dict[str, Any]]) -> dict[str, Any]:
 
 def heatmap(cells: list[dict[str, Any]], path: Path) -> Path:
     """Critical p90 over idle p90, one panel per front: rows (servers, seqs), columns (output,
-    streaming, overload). Green at or under 2x, red over it; machine-bound cells grey, "M"."""
+    streaming, overload). Green at or under 2x, red over it; machine-bound cells hatched, "M"
+    (their number is shown, but it measures the machine)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
 
     fronts = sorted({c["cell"]["front"] for c in cells})
     mine_all = [c for c in cells if c["cell"].get("slow", "none") == "none"] or cells
@@ -162,15 +164,22 @@ def heatmap(cells: list[dict[str, Any]], path: Path) -> Path:
         cols = sorted({_col(c) for c in mine})
         grid = [[float("nan")] * len(cols) for _ in rows]
         marks = [[""] * len(cols) for _ in rows]
+        bound_cells = []
         for c in mine:
             k, n = c["cell"], c["numbers"]
             r, col = rows.index((k["servers"], k["seqs"])), cols.index(_col(c))
+            grid[r][col] = n["critical_over_idle"] or float("nan")
+            text = "-" if grid[r][col] != grid[r][col] else f"{grid[r][col]:.1f}"
             if (n.get("machine") or {}).get("machine_bound"):
-                marks[r][col] = "M"
+                marks[r][col] = text + " M"
+                bound_cells.append((r, col))
             else:
-                grid[r][col] = n["critical_over_idle"] or float("nan")
-                marks[r][col] = f"{grid[r][col]:.1f}" + ("" if n["slots_busy"] >= 0.9 else "*")
+                marks[r][col] = text + ("" if n["slots_busy"] >= 0.9 else "*")
         im = ax.imshow(grid, cmap=cmap, vmin=1.0, vmax=4.0, aspect="auto")
+        for r, col in bound_cells:  # hatched: the machine, not the EPP, set this number
+            ax.add_patch(
+                Rectangle((col - 0.5, r - 0.5), 1, 1, fill=False, hatch="///", lw=0, alpha=0.5)
+            )
         for r, row in enumerate(marks):
             for col, text in enumerate(row):
                 ax.text(col, r, text, ha="center", va="center", fontsize=7)
@@ -181,7 +190,9 @@ def heatmap(cells: list[dict[str, Any]], path: Path) -> Path:
             rotation=90,
             fontsize=7,
         )
-        ax.set_title(f"critical p90 / idle p90 ({front} front)\nM = machine-bound, * = <90% busy")
+        ax.set_title(
+            f"critical p90 / idle p90 ({front} front)\nM (hatched) = machine-bound, * = <90% busy"
+        )
         ax.set_ylabel("servers x max-num-seqs")
         fig.colorbar(im, ax=ax)
     fig.tight_layout()
