@@ -81,8 +81,17 @@ def _row(c: dict[str, Any]) -> str:
 
 
 def _kinds(reasons: list[str]) -> set[str]:
-    """ "simulators starved 0.44 s/s" -> "simulators starved": the signal, not its value."""
-    return {" ".join(x.split(" ")[:2]) for x in reasons if " " in x}
+    """The signals that tripped, without their values ("simulators starved 0.44 s/s" ->
+    "simulators starved")."""
+    out = set()
+    for x in reasons:
+        if x.startswith("arrivals"):
+            out.add("short of rate")
+        elif x.startswith("client stopped"):
+            out.add("client stopped")
+        else:
+            out.add(" ".join(x.split(" ")[:2]))
+    return out
 
 
 def sweep_block(r: dict[str, Any] | None) -> str:
@@ -123,7 +132,8 @@ def sweep_block(r: dict[str, Any] | None) -> str:
             bound.items(), key=lambda kv: [int(x) for x in kv[0].split("x")]
         ):
             n_cells = counts.pop("cells")
-            common = ", ".join(f"{k} ({n})" for k, n in counts.most_common(3))
+            top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:3]  # ties: by name
+            common = ", ".join(f"{k} ({n})" for k, n in top)
             lines.append(f"- {pool}: {n_cells} cells; signals: {common}")
     return "\n".join(lines) + "\n"
 
