@@ -111,7 +111,7 @@ def test_dispatches_reach_the_detectors_server_view() -> None:
     assert det.load(a) == 4 and not det.has_room(a, clock.now())  # the scrape saw none of them
     clock.advance(1.0)
     a.metrics = Metrics(running_requests_size=2, update_time=clock.now())  # two finished there
-    assert det.load(a) == 2 and det.has_room(a, clock.now())
+    assert det.load(a) == 3 and det.has_room(a, clock.now())  # freed: one (a quarter of 4)
 
 
 def test_default_detector_follows_flow_control() -> None:

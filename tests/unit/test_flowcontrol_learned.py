@@ -229,7 +229,7 @@ def test_load_is_the_servers_view_when_it_shows_finished_requests() -> None:
     ep = endpoint("a", 8, Metrics(running_requests_size=5, update_time=1.0))
     assert det.load(ep) == 8  # no dispatch reported yet: the server view is not trusted
     det.record_dispatch(ep, 0.1)  # the runner wires the scheduler's dispatch hook
-    assert det.load(ep) == 5 and det.has_room(ep, 1.0)
+    assert det.load(ep) == 6 and det.has_room(ep, 1.0)  # at most a quarter of 8 freed
     # Never above the EPP's own count (the server may run other clients' requests too).
     ep.metrics = Metrics(running_requests_size=8, waiting_queue_size=2, update_time=1.1)
     assert det.load(ep) == 8
@@ -278,16 +278,28 @@ def test_transit_allowance_doubles_when_the_server_queues_after_counting_out() -
 
     view = ServerView(0.1)
     view.record(0.5)  # before the scrape's allowance: counted as seen by it
-    assert view.load(8, Metrics(running_requests_size=6, update_time=1.0)) == 6
+    assert view.load(8, Metrics(running_requests_size=6, update_time=1.0), 8) == 6
     # The next scrape shows the server queueing: a request was on its way longer than 100 ms.
-    assert view.load(8, Metrics(running_requests_size=8, waiting_queue_size=1, update_time=1.05))
+    assert view.load(8, Metrics(running_requests_size=8, waiting_queue_size=1, update_time=1.05), 8)
     assert view.allowance == 0.2
     for i in range(10):  # persistent: bounded
-        view.load(8, Metrics(running_requests_size=6, update_time=1.1 + i * 0.05))
+        view.load(8, Metrics(running_requests_size=6, update_time=1.1 + i * 0.05), 8)
         view.load(
-            8, Metrics(running_requests_size=8, waiting_queue_size=1, update_time=1.12 + i * 0.05)
+            8,
+            Metrics(running_requests_size=8, waiting_queue_size=1, update_time=1.12 + i * 0.05),
+            8,
         )
     assert view.allowance == MAX_ALLOWANCE
     for i in range(200):  # quiet scrapes: back down to the configured allowance
-        view.load(4, Metrics(running_requests_size=4, update_time=3.0 + i * 0.05))
+        view.load(4, Metrics(running_requests_size=4, update_time=3.0 + i * 0.05), 8)
     assert view.allowance == 0.1
+
+
+def test_the_server_view_frees_at_most_a_quarter_of_the_capacity() -> None:
+    from endpoint_picker.flowcontrol.server_view import ServerView
+
+    # 24 in flight on a 16-slot server that shows 4 running: a view that far off is wrong (a
+    # starved machine: requests took seconds to arrive). It frees 4 (a quarter), no more.
+    assert ServerView(0.1).load(24, Metrics(running_requests_size=4, update_time=1.0), 16) == 20
+    # A 4-slot server: one slot at most.
+    assert ServerView(0.1).load(4, Metrics(running_requests_size=1, update_time=1.0), 4) == 3

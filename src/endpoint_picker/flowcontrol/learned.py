@@ -128,7 +128,7 @@ class LearnedCapacityDetector:
         view = self._views.get(ep.name)
         if view is None:  # nothing dispatched there since the wiring: none on its way
             view = self._views[ep.name] = ServerView(self.params.transit_allowance)
-        return view.load(inflight, ep.metrics)
+        return view.load(inflight, ep.metrics, self.learner(ep).capacity)
 
     def _fresh(self, ep: Endpoint, now: float) -> bool:
         return ep.metrics.age(now) <= self.params.metrics_staleness_threshold

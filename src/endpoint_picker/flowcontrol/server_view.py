@@ -13,16 +13,21 @@ showed. The allowance adapts: a scrape that shows the server queueing after the 
 requests out means one was on its way longer than allowed, so the allowance doubles (up to
 ``MAX_ALLOWANCE``); each scrape with nothing waiting lets it decay back towards the configured
 ``transitAllowance``. A server that queues is full whatever the EPP believes, so its view frees
-nothing then.
+nothing then. And the view never frees more than ``MAX_FREED_SHARE`` of the endpoint's capacity
+(at least one slot): the gap it closes is a few requests in their last milliseconds, while a
+view that counts out more is wrong (on a starved machine, requests took seconds to reach the
+server and the sweep saw the EPP send half as many again as the servers could run).
 """
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 
 from endpoint_picker.datastore import Metrics
 
 MAX_ALLOWANCE = 1.0  # seconds
+MAX_FREED_SHARE = 0.25  # of the endpoint's capacity (at least one slot)
 DECAY = 0.95  # per scrape with nothing waiting
 
 
@@ -56,13 +61,15 @@ class ServerView:
         if old > 64 or old == len(self.dispatches):
             del self.dispatches[:old]
 
-    def load(self, inflight: int, m: Metrics) -> int:
-        """The smaller of the EPP's ``inflight`` and the server's view after scrape ``m``."""
+    def load(self, inflight: int, m: Metrics, capacity: int) -> int:
+        """The smaller of the EPP's ``inflight`` and the server's view after scrape ``m``, never
+        more than ``MAX_FREED_SHARE`` of ``capacity`` below ``inflight``."""
         self._observe(m)
         if m.waiting_queue_size > 0:
             return inflight
         on_way = len(self.dispatches) - bisect_left(self.dispatches, m.update_time - self.allowance)
-        seen = m.running_requests_size + on_way
+        freed = max(1, math.ceil(MAX_FREED_SHARE * capacity))
+        seen = max(m.running_requests_size + on_way, inflight - freed)
         if seen < inflight:
             self._counted_out = True
             return seen
