@@ -30,6 +30,7 @@ sys.path.insert(0, str(HERE / "priority_bench"))
 
 from priority_figures import (  # noqa: E402
     SWEEP_COMMAND,
+    ab_block,
     readme_summary,
     regress_block,
     slow_block,
@@ -360,6 +361,7 @@ def blocks(directory: Path = RESULTS) -> dict[str, dict[str, str]]:
             "precise_cost": precise_cost_block(results("precise_cost")),
             "priority": sweep_block(results("priority")),
             "priority-slow": slow_block(results("priority-slow")),
+            "priority-4x4": ab_block(results("priority-4x4"), results("priority-4x4-noview")),
             "priority-regress": regress_block(results("priority-regress")),
         },
         # BENCHMARKS.md's notes are copied from here by routing.py: keep the copy current too.

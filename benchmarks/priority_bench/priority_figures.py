@@ -238,3 +238,45 @@ def regress_block(r: dict[str, Any] | None) -> str:
         ]
         lines.append(f"- uniform, shipped vs round robin: {'; '.join(cells)}")
     return "\n".join(lines) + "\n"
+
+
+AB_COMMAND = (
+    ".venv/bin/python benchmarks/priority.py --servers 4 --seqs 4 --outputs short --stream on "
+    "--overloads 2 --fronts fast,extproc --window 8 --max-window 8 --name priority-4x4"
+)
+
+
+def ab_block(view: dict[str, Any] | None, noview: dict[str, Any] | None) -> str:
+    """BENCHMARKS.md's server-view A/B: the same cell with the shipped defaults and with
+    ``serverView: false``, run back to back."""
+    if view is None or noview is None:
+        return (
+            f"Not measured into `benchmarks/results/` yet: run `{AB_COMMAND}`, and the same "
+            'with `--detector-params "{serverView: false}" --name priority-4x4-noview`.\n'
+        )
+    lines = [
+        f'`{AB_COMMAND}` ({_when(view)}), then the same with `--detector-params "{{serverView: '
+        f'false}}" --name priority-4x4-noview` ({_when(noview)}):',
+        "",
+        "| front | server view | idle p90 ms | critical p90 ms | critical p99 ms | "
+        "priority-0 p90 ms | slots busy | EPP in flight / servers' running + waiting | "
+        "accounting | goal |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for arm, r in (("on (shipped)", view), ("off", noview)):
+        for c in r["cells"]:
+            n = c["numbers"]
+            w, crit, idle = n["window_means"], n["critical"], n["idle_p90"]
+            missed = [g for g, v in n["goal"].items() if not v]
+            goal = "met" if not missed else "missed: " + ", ".join(missed)
+            if _bound(n):
+                goal += " (machine-bound: " + ", ".join(sorted(_kinds(n["machine"]["reasons"])))
+                goal += ")"
+            lines.append(
+                f"| {c['cell']['front']} | {arm} | {_ms(idle)} | {_ms(crit['p90'])} "
+                f"({_x(crit['p90'], idle)}) | {_ms(crit['p99'])} ({_x(crit['p99'], idle)}) | "
+                f"{_ms(n['standard']['p90'])} | {n['slots_busy']:.0%} | "
+                f"{w.get('epp_inflight', 0):.1f} / {w['running'] + w['waiting']:.1f} | "
+                f"{'exact' if n['accounting_ok'] else 'off'} | {goal} |"
+            )
+    return "\n".join(lines) + "\n"
