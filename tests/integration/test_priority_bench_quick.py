@@ -11,11 +11,11 @@ the EPP's outcome counts equal what the client sent.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from e2e_support import run_in_own_group
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.timeout(300)
 def test_quick_run_critical_goes_first(tmp_path: Path) -> None:
-    proc = subprocess.run(
+    proc = run_in_own_group(
         [
             sys.executable,
             str(ROOT / "benchmarks" / "priority.py"),
@@ -34,10 +34,7 @@ def test_quick_run_critical_goes_first(tmp_path: Path) -> None:
             "--logs",
             str(tmp_path / "logs"),
         ],
-        capture_output=True,
-        text=True,
         timeout=280,
-        check=False,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     (cell,) = json.loads((tmp_path / "priority-quick.json").read_text())["cells"]
