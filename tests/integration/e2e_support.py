@@ -127,6 +127,9 @@ def _options(
     access_log: bool,
     als_flush_interval: float,
     simulate_pd: tuple[int, int] | None = None,
+    simulate_dp: int = 0,
+    sim_host: str = "127.0.0.1",
+    sim_base_port: int = 0,
 ) -> StackOptions:
     if front not in FRONTS:
         raise ValueError(f"unknown front {front!r}")
@@ -143,8 +146,11 @@ def _options(
     return StackOptions(
         epp=epp,
         listen_port=0,
-        simulate=0 if simulate_pd else simulate,
+        simulate=0 if simulate_pd or simulate_dp else simulate,
         simulate_pd=simulate_pd,
+        simulate_dp=simulate_dp,
+        sim_host=sim_host,
+        sim_base_port=sim_base_port,
         sim_profile="tiny-test",
         sim_overrides=dict(sim_overrides),
         mode=mode,
@@ -169,11 +175,15 @@ async def running_stack(
     access_log: bool = False,
     als_flush_interval: float = 0.05,
     simulate_pd: tuple[int, int] | None = None,
+    simulate_dp: int = 0,
+    sim_host: str = "127.0.0.1",
+    sim_base_port: int = 0,
 ) -> AsyncIterator[Stack]:
     """Simulators + EPP + front on 127.0.0.1 ephemeral ports; stopped on exit.
 
     ``simulate_pd=(P, D)`` starts role-labelled prefill and decode simulators instead of
-    ``simulate`` plain ones (``epp run --simulate-pd P:D``).
+    ``simulate`` plain ones (``epp run --simulate-pd P:D``); ``simulate_dp=R`` one pod with R
+    data-parallel ranks on ``sim_host`` from ``sim_base_port`` (``epp run --simulate-dp R``).
 
     ``mode`` is the ext_proc processing mode (FailOpen needs ``"buffered"``);
     ``als_flush_interval`` is the fast front's access-log flush interval (seconds).
@@ -190,6 +200,9 @@ async def running_stack(
         access_log=access_log,
         als_flush_interval=als_flush_interval,
         simulate_pd=simulate_pd,
+        simulate_dp=simulate_dp,
+        sim_host=sim_host,
+        sim_base_port=sim_base_port,
     )
     stack = Stack(options)
     await stack.start()

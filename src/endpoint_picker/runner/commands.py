@@ -49,7 +49,19 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         "llm-d's P/D config (pd-epp-config.yaml) unless --config-file/--config-text is given.",
     )
     src.add_argument(
-        "--sim-profile", default="8b-h100", help="Simulator profile (--simulate, --simulate-pd)."
+        "--simulate-dp",
+        type=int,
+        default=0,
+        metavar="R",
+        help="Also start one simulated pod with R data-parallel ranks on consecutive ports (pool "
+        "endpoints sim-dp-rank-<i>; rank 0's port runs llm-d's data-parallel sidecar), and route "
+        "with llm-d's dp-epp-config.yaml, primaryPort set to rank 0's port, unless "
+        "--config-file/--config-text is given.",
+    )
+    src.add_argument(
+        "--sim-profile",
+        default="8b-h100",
+        help="Simulator profile (--simulate, --simulate-pd, --simulate-dp).",
     )
     epp = p.add_argument_group("epp", "The EPP itself (upstream flag names and defaults).")
     epp.add_argument(
@@ -246,8 +258,19 @@ def options_from_args(args: argparse.Namespace) -> Any:
     from endpoint_picker.runner.upstream_flags import settings_from_args
 
     kube = args if is_kubernetes(args) else None
-    if args.simulate and args.simulate_pd:
-        raise ConfigError("--simulate and --simulate-pd are mutually exclusive")
+    given = [
+        f
+        for f, v in (
+            ("--simulate", args.simulate),
+            ("--simulate-pd", args.simulate_pd),
+            ("--simulate-dp", args.simulate_dp),
+        )
+        if v
+    ]
+    if len(given) > 1:
+        raise ConfigError(f"{' and '.join(given)} are mutually exclusive")
+    if args.simulate_dp < 0:
+        raise ConfigError(f"--simulate-dp must be at least 1, got {args.simulate_dp}")
     if args.upstream_mode and kube is None:
         # Upstream's own rule, in its words: its argument lists always name the pool.
         raise ConfigError("either pool-name or endpoint-selector must be set")
@@ -288,6 +311,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         admin_port=args.envoy_admin_port,
         simulate=args.simulate,
         simulate_pd=args.simulate_pd,
+        simulate_dp=args.simulate_dp,
         sim_profile=args.sim_profile,
         envoy=not args.no_envoy and kube is None,
         mode=args.envoy_mode or ("buffered" if args.failure_mode == "FailOpen" else "duplex"),

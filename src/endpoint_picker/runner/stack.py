@@ -31,6 +31,8 @@ class StackOptions:
     admin_port: int | None = None
     simulate: int = 0
     simulate_pd: tuple[int, int] | None = None  # (prefill, decode) role-labelled simulators
+    simulate_dp: int = 0  # one simulated pod with this many data-parallel ranks
+    sim_host: str = "127.0.0.1"  # where --simulate-dp's ranks bind
     sim_profile: str = "8b-h100"
     sim_base_port: int = 0
     sim_overrides: dict[str, Any] = field(default_factory=dict)
@@ -68,6 +70,8 @@ class Stack:
         try:
             if o.simulate_pd is not None:
                 await self._start_pd_fleet(*o.simulate_pd)
+            elif o.simulate_dp:
+                await self._start_dp_fleet(o.simulate_dp)
             elif o.simulate:
                 from endpoint_picker.runner.sim_kvevents import sim_kv_event_overrides
                 from endpoint_picker.sim import start_fleet
@@ -147,6 +151,25 @@ class Stack:
         ]
         if not o.epp.config_file and not o.epp.config_text:
             o.epp.config_file = pd_config_path()
+
+    async def _start_dp_fleet(self, ranks: int) -> None:
+        """One simulated pod ``sim-dp`` with ``ranks`` data-parallel ranks on consecutive ports,
+        in the pool as upstream's rank endpoints ``sim-dp-rank-<i>``; rank 0's port is the
+        primary port (its simulator runs llm-d's data-parallel sidecar). llm-d's DP config is
+        used with ``primaryPort`` set to that port, unless the run names its own config."""
+        from endpoint_picker.runner.defaults import dp_config_text
+        from endpoint_picker.sim.dp import start_dp_fleet
+
+        o = self.options
+        self.fleet = await start_dp_fleet(
+            ranks, o.sim_profile, o.sim_host, o.sim_base_port, **o.sim_overrides
+        )
+        o.epp.endpoints = [
+            *o.epp.endpoints,
+            *(f"sim-dp-rank-{i}={ep}" for i, ep in enumerate(self.fleet.endpoints)),
+        ]
+        if not o.epp.config_file and not o.epp.config_text:
+            o.epp.config_text = dp_config_text(self.fleet.ports[0])
 
     async def _watch_envoy(self) -> None:
         from endpoint_picker.envoy.process import EnvoyError

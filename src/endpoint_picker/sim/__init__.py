@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from endpoint_picker.sim.config import PROFILES, SimConfig
+    from endpoint_picker.sim.dp import start_dp_fleet
     from endpoint_picker.sim.fleet import SimFleet, start_fleet, start_pd_fleet
     from endpoint_picker.sim.server import ENDPOINT_HEADER, SimServer
 
@@ -23,6 +24,7 @@ __all__ = [
     "SimConfig",
     "SimFleet",
     "SimServer",
+    "start_dp_fleet",
     "start_fleet",
     "start_pd_fleet",
 ]
@@ -33,6 +35,7 @@ _WHERE = {
     "SimFleet": "fleet",
     "start_fleet": "fleet",
     "start_pd_fleet": "fleet",
+    "start_dp_fleet": "dp",
     "ENDPOINT_HEADER": "server",
     "SimServer": "server",
 }

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from endpoint_picker.clock import SYSTEM_CLOCK, Clock
 from endpoint_picker.sim.config import SimConfig
+from endpoint_picker.sim.dp import DataParallelSidecar
 from endpoint_picker.sim.engine import Engine, EngineStopped, QueueFull, SimRequest
 from endpoint_picker.sim.kvcache import block_hashes
 from endpoint_picker.sim.metrics import make_registry, render
@@ -82,6 +83,7 @@ class SimServer:
         # every member what it holds when a request arrives.
         self.peers: list[SimServer] = [self]
         self.sidecar = Sidecar(self)  # llm-d's P/D routing sidecar (used when config.sidecar)
+        self.dp: DataParallelSidecar | None = None  # on a data-parallel pod's primary port
         self.app = self._build_app()
 
     @property
@@ -150,6 +152,8 @@ class SimServer:
         """Fail unfinished requests, close connections, unbind."""
         await self.engine.stop()
         await self.sidecar.close()
+        if self.dp is not None:
+            await self.dp.close()
         if self.kv_events is not None:
             self.engine.kv.sink = None
             await self.kv_events.stop()
@@ -178,7 +182,8 @@ class SimServer:
         return app
 
     async def _stamp(self, request: web.Request, response: web.StreamResponse) -> None:
-        response.headers[ENDPOINT_HEADER] = self.endpoint
+        # A data-parallel rank's answer forwarded from here keeps the rank's name.
+        response.headers.setdefault(ENDPOINT_HEADER, self.endpoint)
         rid = request.headers.get(REQUEST_ID_HEADER)
         if rid is not None:
             response.headers[REQUEST_ID_HEADER] = rid
@@ -209,7 +214,12 @@ class SimServer:
             raise ApiError(status, f"simulated failure (fail-rate {self.config.fail_rate})")
 
     async def _generate(self, request: web.Request, api: str) -> web.StreamResponse:
-        body = parse_json(await request.read())
+        raw = await request.read()
+        if self.dp is not None:  # llm-d's data-parallel sidecar on the primary port
+            rank = self.dp.target(request)
+            if rank is not None:  # another rank serves it
+                return await self.dp.forward(request, rank, raw)
+        body = parse_json(raw)
         prefiller = prefiller_of(request) if self.config.sidecar else None
         if prefiller:  # llm-d's decode sidecar: the prefill runs there, the decode here
             return await self.sidecar.disaggregate(request, api, body, prefiller)
