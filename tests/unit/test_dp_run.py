@@ -39,3 +39,14 @@ def test_embedded_config_is_llm_ds_with_the_primary_port_set() -> None:
     upstream = (UPSTREAM / "deploy__config__dp-epp-config.yaml").read_text()
     body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
     assert body.strip() == upstream.replace("primaryPort: 8000", "primaryPort: 18123").strip()
+
+
+def test_sim_ports_and_host_can_be_chosen_so_llm_ds_file_runs_unchanged() -> None:
+    from endpoint_picker.cli import build_parser
+    from endpoint_picker.runner.commands import options_from_args
+
+    argv = ["run", "--simulate-dp", "3", "--sim-base-port", "8000", "--sim-host", "127.0.0.4"]
+    options = options_from_args(build_parser().parse_args(argv))
+    assert (options.sim_base_port, options.sim_host) == (8000, "127.0.0.4")
+    defaults = options_from_args(build_parser().parse_args(["run", "--simulate-dp", "3"]))
+    assert (defaults.sim_base_port, defaults.sim_host) == (0, "127.0.0.1")

@@ -63,6 +63,20 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         default="8b-h100",
         help="Simulator profile (--simulate, --simulate-pd, --simulate-dp).",
     )
+    src.add_argument(
+        "--sim-base-port",
+        type=int,
+        default=0,
+        help="Simulators listen on consecutive ports from this one (default 0: free ports). With "
+        "--simulate-dp 3 --sim-base-port 8000, llm-d's dp-epp-config.yaml (primaryPort 8000) "
+        "runs unchanged.",
+    )
+    src.add_argument(
+        "--sim-host",
+        default="127.0.0.1",
+        help="Address --simulate-dp's ranks bind (a loopback address such as 127.0.0.4 keeps "
+        "fixed ports such as 8000 clear of 127.0.0.1).",
+    )
     epp = p.add_argument_group("epp", "The EPP itself (upstream flag names and defaults).")
     epp.add_argument(
         "--host",
@@ -313,6 +327,8 @@ def options_from_args(args: argparse.Namespace) -> Any:
         simulate_pd=args.simulate_pd,
         simulate_dp=args.simulate_dp,
         sim_profile=args.sim_profile,
+        sim_base_port=args.sim_base_port,
+        sim_host=args.sim_host,
         envoy=not args.no_envoy and kube is None,
         mode=args.envoy_mode or ("buffered" if args.failure_mode == "FailOpen" else "duplex"),
         failure_mode=args.failure_mode,
