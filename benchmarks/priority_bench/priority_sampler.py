@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from routing_metrics import fetch
+from routing_metrics import Polling, fetch
 
 
 @dataclass(slots=True)
@@ -33,23 +33,13 @@ class Sample:
 
 
 @dataclass
-class SlotSampler:
+class SlotSampler(Polling):
     """Polls every simulator and the EPP every ``interval`` s until stopped."""
 
     urls: list[str]  # each simulator's /metrics
     status_url: str = ""  # the EPP's /status.json
     interval: float = 0.2
     samples: list[Sample] = field(default_factory=list)
-    _task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         hostports = [u.split("//", 1)[1].split("/", 1)[0] for u in self.urls]

@@ -37,15 +37,10 @@ def total(samples: list[tuple[str, dict[str, str], float]], name: str) -> float:
     return sum(v for n, _, v in samples if n == name)
 
 
-@dataclass
-class Sampler:
-    """Polls the pool's gauges while a workload runs."""
+class Polling:
+    """``start()`` runs ``_run()`` (a subclass's polling loop) as a task; ``stop()`` cancels it
+    and waits for it to end."""
 
-    urls: list[str]
-    interval: float = 1.0
-    waiting: list[float] = field(default_factory=list)  # pool-wide waiting, per sample
-    running: list[float] = field(default_factory=list)
-    kv: list[float] = field(default_factory=list)  # mean KV use over the pool, per sample
     _task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -56,6 +51,20 @@ class Sampler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class Sampler(Polling):
+    """Polls the pool's gauges while a workload runs."""
+
+    urls: list[str]
+    interval: float = 1.0
+    waiting: list[float] = field(default_factory=list)  # pool-wide waiting, per sample
+    running: list[float] = field(default_factory=list)
+    kv: list[float] = field(default_factory=list)  # mean KV use over the pool, per sample
 
     async def _run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=2)
