@@ -222,7 +222,13 @@ async def _respond(
     response_mode: int,
     answers: list[bytes],
 ) -> None:
-    """Send the routing answers, then pass the response through; always ``finish`` once."""
+    """Send the routing answers, then pass the response through; always ``finish`` once.
+
+    The stream ends (status OK) as soon as the response's last message is answered: nothing
+    follows it, and waiting for Envoy to reset the stream instead costs memory in grpc-python,
+    which keeps about 150 bytes for every server stream its client cancels (measured: a bare
+    grpc.aio echo server grew 2.3 MiB over 15,000 cancelled streams, 0.7 MiB over as many
+    closed ones)."""
     eof = grpc.aio.EOF
     complete = False
     error: BaseException | None = None
@@ -258,6 +264,8 @@ async def _respond(
                 else:
                     outs = [m.replaced_response_body(out)]
                 await _write_body(ctx, write, outs)
+                if eos:
+                    break  # the response's last message: end the stream (see below)
             elif kind == "response_headers":
                 rh = msg.response_headers
                 resp_headers = m.header_map(rh.headers)
@@ -267,6 +275,8 @@ async def _respond(
                 extra = director.handle_response_headers(ctx, resp_headers)
                 complete = rh.end_of_stream or response_mode == NONE
                 await write(m.response_headers(m.header_map(rh.headers), extra))
+                if complete:
+                    break
             elif kind == "response_trailers":
                 if held:  # gRPC ends with trailers, not an end-of-stream body: flush, no EOS
                     out = director.handle_response_body(ctx, b"".join(held), True)
@@ -276,6 +286,7 @@ async def _respond(
                     )
                 complete = True
                 await write(m.RESPONSE_TRAILERS_CONTINUE)
+                break
             elif kind == "request_trailers":
                 await write(m.REQUEST_TRAILERS_CONTINUE)
         if not complete:
