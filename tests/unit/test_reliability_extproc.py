@@ -4,12 +4,16 @@ stream that starts with Envoy's own reply passes it through instead of failing."
 from __future__ import annotations
 
 import argparse
+import asyncio
+import gc
+from typing import Any
 
 import pytest
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from tests.fakes.director import FakeDirector
 from tests.unit.extproc_fakes import body_msg, headers_msg, run
 
+from endpoint_picker.extproc.server import shielded_read
 from endpoint_picker.extproc.stream import DEFAULT_MAX_BODY_BYTES, DUPLEX
 from endpoint_picker.metrics import REGISTRY
 from endpoint_picker.runner.commands import options_from_args, register
@@ -70,3 +74,43 @@ async def test_envoys_own_reply_on_a_stream_without_request_passes_through() -> 
     # Nothing is routed; the response-only context (usage counting) is finished exactly once.
     assert len(director.requests) == 0 and director.calls[0] == ("response_only",)
     assert [error for _, error in director.finished] == [None]
+
+
+class _PendingReadContext:
+    """A fake grpc.aio servicer context (no gRPC call here): ``read`` waits on ``gate``."""
+
+    def __init__(self) -> None:
+        self.gate: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.read_cancelled = False
+
+    async def read(self) -> Any:
+        try:
+            return await self.gate
+        except asyncio.CancelledError:
+            self.read_cancelled = True
+            raise
+
+
+async def test_a_cancelled_stream_leaves_its_pending_read_to_complete() -> None:
+    """Envoy's reset cancels the handler while it awaits a read; the read itself must not be
+    cancelled (grpc-python would drop its batch unfreed: the soak's RSS growth)."""
+    context = _PendingReadContext()
+    handler = asyncio.create_task(shielded_read(context))
+    await asyncio.sleep(0)
+    handler.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await handler
+    unhandled: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: unhandled.append(ctx))
+    context.gate.set_exception(RuntimeError("call cancelled"))  # how the orphaned read ends
+    for _ in range(3):
+        await asyncio.sleep(0)
+    gc.collect()
+    assert not context.read_cancelled
+    assert unhandled == []  # the orphan's error is retrieved, not logged as never retrieved
+
+
+async def test_a_shielded_read_returns_what_the_stream_sent() -> None:
+    context = _PendingReadContext()
+    context.gate.set_result(b"message")
+    assert await shielded_read(context) == b"message"

@@ -9,6 +9,7 @@ object and a serializer call per message on the hottest path of the EPP.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,26 @@ _OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
 ]
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so an orphaned read's error is not logged as unhandled
+
+
+async def shielded_read(context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    """``context.read()`` in a task of its own that the stream's cancel cannot reach.
+
+    Envoy ends most ext_proc streams by resetting them while the EPP awaits the next message;
+    grpc-python then cancels the handler. When the cancel reaches the task awaiting a read's
+    batch, grpc-python drops the batch without freeing its native op array (grpc/grpc#43360,
+    open in grpcio 1.85), about 100 bytes a stream that the 30-minute soak showed as steady RSS
+    growth. Shielded, the read's own task outlives the cancel, its batch completes, and the
+    array is freed.
+    """
+    task = asyncio.ensure_future(context.read())
+    task.add_done_callback(_retrieve)
+    return await asyncio.shield(task)
 
 
 class ExtProcServer:
@@ -108,7 +129,10 @@ class ExtProcServer:
     async def _handle(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         try:
             await handle_stream(
-                self.director, context.read, context.write, max_body_bytes=self.max_body_bytes
+                self.director,
+                lambda: shielded_read(context),
+                context.write,
+                max_body_bytes=self.max_body_bytes,
             )
         except StreamFailed as err:
             await context.abort(err.code, err.details)
