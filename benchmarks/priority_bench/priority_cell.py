@@ -21,7 +21,7 @@ from priority_load import MIX, Load, idle_probe, mean_service_s, pool_idle
 from priority_machine import CpuMeter, verdict
 from priority_report import cell_numbers, pct
 from priority_sampler import SlotSampler
-from routing_metrics import epp_outcomes
+from routing_metrics import epp_dispatch_waits, epp_outcomes
 
 SLOW_FACTOR = 2.0  # the slow server runs at half speed
 
@@ -40,7 +40,7 @@ class Stack:
 def delta(
     after: dict[str, dict[str, int]], before: dict[str, dict[str, int]]
 ) -> dict[str, dict[str, int]]:
-    """Outcome counts ``after`` minus ``before``, per priority."""
+    """Counts ``after`` minus ``before``, per priority (outcomes, or histogram buckets)."""
     out: dict[str, dict[str, int]] = {}
     for prio, counts in after.items():
         for outcome, n in counts.items():
@@ -95,6 +95,7 @@ class CellRunner:
             )
         await pool_idle(metrics)
         before = await epp_outcomes(st.metrics_url)
+        waits_before = await epp_dispatch_waits(st.metrics_url)
         sampler = SlotSampler(metrics, st.metrics_url.replace("/metrics", "/status.json"))
         cpu = CpuMeter({"client": os.getpid(), "simulators": st.sim_pid, "epp": st.epp_pid})
         load = Load(st.url, rate, warm + window, output, cell["stream"], seed=servers)
@@ -114,8 +115,9 @@ class CellRunner:
         w0, w1 = load.started + warm, load.started + warm + window
         scored = [s for s in load.shots if w0 <= s.sent <= w1]
         lag = pct(load.lateness, 0.9) or 0.0
+        waits = delta(await epp_dispatch_waits(st.metrics_url), waits_before)
         numbers = cell_numbers(
-            load.shots, scored, self.idle[key], outcomes, sampler.window(w0, w1), slots
+            load.shots, scored, self.idle[key], outcomes, sampler.window(w0, w1), slots, waits
         )
         machine = verdict(rate, load.achieved_rate, lag, shares, cpu.waits, load.aborted)
         numbers["machine"] = machine

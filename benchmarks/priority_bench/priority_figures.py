@@ -75,9 +75,24 @@ def _row(c: dict[str, Any]) -> str:
         f"| {k['front']} | {k['servers']}x{k['seqs']} | {k['output']} | "
         f"{'on' if k['stream'] else 'off'} | {k['overload']:g}x | {_ms(idle)} | "
         f"{_ms(crit['p90'])} ({_x(crit['p90'], idle)}) | {_ms(crit['p99'])} "
-        f"({_x(crit['p99'], idle)}) | {_ms(n['standard']['p90'])} | {n['slots_busy']:.0%} | "
-        f"{'exact' if n['accounting_ok'] else 'off'} | {goal} |"
+        f"({_x(crit['p99'], idle)}) | {_ms(n['standard']['p90'])} | {_held(n)} | "
+        f"{n['slots_busy']:.0%} | {'exact' if n['accounting_ok'] else 'off'} | {goal} |"
     )
+
+
+def _held(n: dict[str, Any]) -> str:
+    """Priority 0's p90 and sheddable's p50 time held in the EPP (histogram bucket bounds):
+    the ordering goal's two sides; ``-`` in results written before they were recorded."""
+    std, shed = n["standard"].get("epp_wait_p90"), n["sheddable"].get("epp_wait_p50")
+    if std is None and shed is None:
+        return "-"
+    return f"<= {_bound_ms(std)} / <= {_bound_ms(shed)}"
+
+
+def _bound_ms(v: float | None) -> str:
+    if v is None:
+        return "none"
+    return "inf" if v == float("inf") else f"{v * 1000:g}"
 
 
 def _kinds(reasons: list[str]) -> set[str]:
@@ -114,8 +129,9 @@ def sweep_block(r: dict[str, Any] | None) -> str:
         "![priority sweep heatmap](benchmarks/results/priority_heatmap.png)",
         "",
         "| front | servers x seqs | output | stream | load | idle p90 ms | critical p90 ms | "
-        "critical p99 ms | priority-0 p90 ms | slots busy | accounting | goal |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "critical p99 ms | priority-0 p90 ms | held in EPP ms: priority-0 p90 / sheddable p50 | "
+        "slots busy | accounting | goal |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_row(c) for c in r["cells"]]
     bound: dict[str, Counter[str]] = {}

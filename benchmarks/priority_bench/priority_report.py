@@ -23,10 +23,13 @@ def cell_numbers(
     outcomes: dict[str, dict[str, int]],
     means: dict[str, float],
     slots: int,
+    waits: dict[str, dict[str, int]] | None = None,
 ) -> dict[str, Any]:
     """What the issue asks per cell, plus the goal's verdict for each target. Latencies are of
     ``scored`` (sent in the measurement window); accounting is of every shot of the cell;
-    ``means`` are the sampler's window means (servers' running and waiting, the EPP's view)."""
+    ``means`` are the sampler's window means (servers' running and waiting, the EPP's view);
+    ``waits`` the EPP's queue-duration buckets of dispatched requests per priority (see
+    :func:`bucket_quantile`)."""
     busy = means.get("running", 0.0)
     out: dict[str, Any] = {"slots": slots, "slots_busy": busy / slots if slots else 0.0}
     out["server_waiting_mean"] = means.get("waiting", 0.0)
@@ -47,6 +50,10 @@ def cell_numbers(
             "p99": pct(ok, 0.99),
             "statuses": _statuses(mine),
         }
+    for name, (prio, _) in MIX.items():
+        held = (waits or {}).get(str(prio), {})
+        out[name]["epp_wait_p50"] = bucket_quantile(held, 0.5)
+        out[name]["epp_wait_p90"] = bucket_quantile(held, 0.9)
     crit = out["critical"]
     sent = {str(MIX[n][0]): out[n]["sent"] for n in MIX}
     counted = {p: sum(outcomes.get(p, {}).values()) for p in sent}
@@ -59,15 +66,29 @@ def cell_numbers(
         "accounting": out["accounting_ok"],
         "all_answered": crit["ok"] == crit["scored"]
         and out["standard"]["ok"] == out["standard"]["scored"],
-        # Priority 0 never waits behind negative: its slow requests start before sheddable's
-        # typical one (trivially true when no sheddable request was served).
-        "ordering": out["sheddable"]["p50"] is None
-        or (
-            out["standard"]["p90"] is not None and out["standard"]["p90"] <= out["sheddable"]["p50"]
-        ),
+        # Priority 0 never waits behind negative: the time the EPP held priority 0's dispatched
+        # requests, at its p90, is no longer than sheddable's median (bucket bounds; trivially
+        # true when no sheddable request was dispatched). Held time, not time to first byte:
+        # without streaming the first byte comes after the whole output, whose length varies.
+        "ordering": _held_in_order(out["standard"], out["sheddable"]),
     }
     out["critical_over_idle"] = (crit["p90"] / idle_p90) if crit["p90"] and idle_p90 else None
     return out
+
+
+def bucket_quantile(buckets: dict[str, int], q: float) -> float | None:
+    """The upper bound of the histogram bucket holding the ``q`` quantile, from cumulative
+    ``{le: count}`` buckets (``+Inf`` as infinity); None when the histogram is empty."""
+    bounds = sorted((float(le), n) for le, n in buckets.items())
+    if not bounds or bounds[-1][1] <= 0:
+        return None
+    need = q * bounds[-1][1]
+    return next(le for le, n in bounds if n >= need)
+
+
+def _held_in_order(standard: dict[str, Any], sheddable: dict[str, Any]) -> bool:
+    shed, std = sheddable.get("epp_wait_p50"), standard.get("epp_wait_p90")
+    return shed is None or (std is not None and std <= shed)
 
 
 def _statuses(shots: list[Shot]) -> dict[str, int]:

@@ -131,3 +131,17 @@ async def epp_outcomes(url: str) -> dict[str, dict[str, int]]:
             outcome = labels.get("outcome", "?")
             out[prio][outcome] = out[prio].get(outcome, 0) + int(value)
     return dict(out)
+
+
+async def epp_dispatch_waits(url: str) -> dict[str, dict[str, int]]:
+    """How long dispatched requests were held in flow control, per priority: the cumulative
+    buckets of the queue-duration histogram, ``{priority: {le: count}}``."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        text = await fetch(session, url)
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    name = "inference_extension_flow_control_request_queue_duration_seconds_bucket"
+    for n, labels, value in parse(text):
+        if n == name and labels.get("outcome") == "Dispatched":
+            prio, le = labels.get("priority", "?"), labels.get("le", "+Inf")
+            out[prio][le] = out[prio].get(le, 0) + int(value)
+    return dict(out)

@@ -51,3 +51,22 @@ def test_the_shipped_arm_is_quoted_first_when_measured(tmp_path: Path) -> None:
 def test_a_block_that_is_not_there_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"README.md: no marked block for benchmarks"):
         render_figures.rewrite("no markers here\n", {"benchmarks": "x\n"}, "README.md")
+
+
+def test_the_priority_ordering_goal_compares_time_held_in_the_epp() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks" / "priority_bench"))
+    from priority_report import _held_in_order, bucket_quantile
+
+    # Cumulative buckets as Prometheus writes them: 6 of 10 within 0.1 s, all within 1 s.
+    held = {"0.01": 2, "0.1": 6, "1.0": 10, "+Inf": 10}
+    assert bucket_quantile(held, 0.5) == 0.1
+    assert bucket_quantile(held, 0.9) == 1.0
+    assert bucket_quantile({}, 0.5) is None
+    assert bucket_quantile({"+Inf": 0}, 0.5) is None
+    late = {"0.01": 0, "1.0": 1, "+Inf": 3}
+    assert bucket_quantile(late, 0.9) == float("inf")
+    standard = {"epp_wait_p90": 0.25}
+    assert _held_in_order(standard, {"epp_wait_p50": 2.5})
+    assert not _held_in_order(standard, {"epp_wait_p50": 0.1})  # priority 0 held longer
+    assert _held_in_order(standard, {"epp_wait_p50": None})  # no sheddable dispatched
+    assert not _held_in_order({"epp_wait_p90": None}, {"epp_wait_p50": 0.1})
