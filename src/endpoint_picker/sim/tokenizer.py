@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import xxhash
 
@@ -65,8 +65,11 @@ def token_id(token: str) -> int:
 
 def token_ids(text: str) -> list[int]:
     """Token ids of ``text``: what the simulator's tokenizer gives, as ids."""
-    get = _IDS.get
-    return [get(t) or token_id(t) for t in _TOKEN.findall(text)]
+    tokens = _TOKEN.findall(text)
+    found = list(map(_IDS.get, tokens))  # known tokens: one C-level pass
+    if None in found:
+        return [i if i is not None else token_id(t) for i, t in zip(found, tokens, strict=True)]
+    return cast("list[int]", found)
 
 
 def render_chat(messages: Sequence[Any]) -> str:
