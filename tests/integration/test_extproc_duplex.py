@@ -139,6 +139,7 @@ async def test_header_only_request_is_routed(
     async with aiohttp.ClientSession() as s, s.get(url(stack, "/v1/models")) as r:
         assert r.status == 200
         assert r.headers[ENDPOINT_HEADER] == echo_upstreams[1].endpoint
+        await r.read()  # the whole response: leaving early is a client disconnect (cancelled)
     assert director.requests[-1][2] is False  # has_body
     await asyncio.wait_for(director.finished_event.wait(), 5)
     assert director.finished[-1][1] is None

@@ -8,12 +8,13 @@ import asyncio
 import gc
 from typing import Any
 
+import grpc
 import pytest
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from tests.fakes.director import FakeDirector
 from tests.unit.extproc_fakes import body_msg, headers_msg, run
 
-from endpoint_picker.extproc.server import shielded_read
+from endpoint_picker.extproc.server import shielded, shielded_read, until_closed
 from endpoint_picker.extproc.stream import DEFAULT_MAX_BODY_BYTES, DUPLEX
 from endpoint_picker.metrics import REGISTRY
 from endpoint_picker.runner.commands import options_from_args, register
@@ -114,3 +115,55 @@ async def test_a_shielded_read_returns_what_the_stream_sent() -> None:
     context = _PendingReadContext()
     context.gate.set_result(b"message")
     assert await shielded_read(context) == b"message"
+
+
+async def test_a_cancelled_stream_leaves_its_pending_write_to_complete() -> None:
+    loop = asyncio.get_running_loop()
+    gate: asyncio.Future[None] = loop.create_future()
+    state = {"cancelled": False, "done": False}
+
+    async def write() -> None:
+        try:
+            await gate
+            state["done"] = True
+        except asyncio.CancelledError:
+            state["cancelled"] = True
+            raise
+
+    handler = asyncio.create_task(shielded(write()))
+    await asyncio.sleep(0)
+    handler.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await handler
+    gate.set_result(None)
+    await asyncio.sleep(0)
+    assert state == {"cancelled": False, "done": True}
+
+
+class _ScriptedContext:
+    """A fake servicer context (no gRPC call) whose reads return ``messages``, then wait."""
+
+    def __init__(self, messages: list[Any]) -> None:
+        self.messages = messages
+        self.reads = 0
+
+    async def read(self) -> Any:
+        self.reads += 1
+        if self.messages:
+            return self.messages.pop(0)
+        await asyncio.Event().wait()  # the stream stays open until the peer ends it
+
+
+async def test_the_handler_waits_for_envoy_to_end_the_stream() -> None:
+    """After the exchange, the handler stays until Envoy half-closes (EOF) or resets (the
+    cancel), instead of sending its status onto a call Envoy may be resetting."""
+    context = _ScriptedContext([b"late", grpc.aio.EOF])
+    await asyncio.wait_for(until_closed(context), 1.0)
+    assert context.reads == 2
+    open_stream = _ScriptedContext([])
+    waiting = asyncio.create_task(until_closed(open_stream))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # still open: the handler has not ended the call itself
+    waiting.cancel()  # Envoy's reset
+    with pytest.raises(asyncio.CancelledError):
+        await waiting

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 EXT_PROC_SERVICE = health.EXT_PROC_SERVICE
 
+T = TypeVar("T")
+
 _OPTIONS = [
     # grpcio turns SO_REUSEPORT on by default: a second EPP on the same port would start and
     # silently take half of the streams. One port, one EPP.
@@ -39,22 +41,40 @@ _OPTIONS = [
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
     if not task.cancelled():
-        task.exception()  # retrieved, so an orphaned read's error is not logged as unhandled
+        task.exception()  # retrieved, so an orphaned call's error is not logged as unhandled
+
+
+async def shielded(call: Awaitable[T]) -> T:
+    """``call`` (a read or write on the stream) in a task of its own that the stream's cancel
+    cannot reach.
+
+    Envoy ends most ext_proc streams by resetting them, and grpc-python then cancels the
+    handler. When that cancel reaches the task awaiting a read's or a write's batch,
+    grpc-python drops the batch without freeing its native op array (grpc/grpc#43360, open in
+    grpcio 1.85): about 100 bytes a stream, which the 30-minute soak showed as steady RSS
+    growth. Shielded, the call's own task outlives the cancel, its batch completes, and the
+    array is freed.
+    """
+    task = asyncio.ensure_future(call)
+    task.add_done_callback(_retrieve)
+    return await asyncio.shield(task)
 
 
 async def shielded_read(context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-    """``context.read()`` in a task of its own that the stream's cancel cannot reach.
+    """``context.read()``, :func:`shielded`."""
+    return await shielded(context.read())
 
-    Envoy ends most ext_proc streams by resetting them while the EPP awaits the next message;
-    grpc-python then cancels the handler. When the cancel reaches the task awaiting a read's
-    batch, grpc-python drops the batch without freeing its native op array (grpc/grpc#43360,
-    open in grpcio 1.85), about 100 bytes a stream that the 30-minute soak showed as steady RSS
-    growth. Shielded, the read's own task outlives the cancel, its batch completes, and the
-    array is freed.
+
+async def until_closed(context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    """Wait for Envoy to end the stream (half-close or reset) once the exchange is done.
+
+    Returning first makes grpc-python send the status at once, on a call Envoy may already
+    have reset at the same moment; that batch fails, and grpc-python leaks it as well (the
+    same issue). Waiting, the handler ends by Envoy's reset (cancelled: no status is sent) or
+    by its half-close (the status goes to an open call).
     """
-    task = asyncio.ensure_future(context.read())
-    task.add_done_callback(_retrieve)
-    return await asyncio.shield(task)
+    while await shielded_read(context) is not grpc.aio.EOF:
+        pass  # nothing follows the response's end; anything that does needs no answer
 
 
 class ExtProcServer:
@@ -128,12 +148,22 @@ class ExtProcServer:
 
     async def _handle(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         try:
+            ended = False
+
+            async def read() -> Any:
+                nonlocal ended
+                message = await shielded_read(context)
+                ended = message is grpc.aio.EOF
+                return message
+
             await handle_stream(
                 self.director,
-                lambda: shielded_read(context),
-                context.write,
+                read,
+                lambda message: shielded(context.write(message)),
                 max_body_bytes=self.max_body_bytes,
             )
+            if not ended:
+                await until_closed(context)
         except StreamFailed as err:
             await context.abort(err.code, err.details)
         except grpc.aio.AbortError:
