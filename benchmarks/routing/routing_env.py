@@ -41,6 +41,9 @@ def inference_perf_bin(venv: Path = VENV) -> Path:
     return venv / "bin" / "inference-perf"
 
 
+INSTALL_TIMEOUT_S = 900
+
+
 def ensure_venv(venv: Path = VENV) -> Path:
     """Create the venv and install inference-perf unless already there; the binary's path."""
     binary = inference_perf_bin(venv)
@@ -58,7 +61,13 @@ def ensure_venv(venv: Path = VENV) -> Path:
         [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", INFERENCE_PERF_SPEC],
     ]
     for cmd in steps:
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        try:  # bounded: a stalled index must fail the run, not hold it to CI's limit
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, check=False, timeout=INSTALL_TIMEOUT_S
+            )
+        except subprocess.TimeoutExpired:
+            shutil.rmtree(venv, ignore_errors=True)
+            raise
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
             shutil.rmtree(venv, ignore_errors=True)
