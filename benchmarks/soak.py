@@ -50,6 +50,8 @@ GAUGES = (
     "endpoint_picker_fastfront_pending_requests",
 )
 
+IDLE_WAIT_S = 30.0  # see Soak.run
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -240,15 +242,22 @@ class Soak:
             self.stop.set()
             rss_warm = next((kib for t, kib in series if t >= warm), series[-1][1])
             await asyncio.gather(*clients, faults)
-            await asyncio.sleep(5)  # idle: gauges settle, access-log entries flushed
+            # Idle: the gauges settle as the last access-log entries and completions arrive.
+            # Polled, up to IDLE_WAIT_S: a gauge still above 0 then is a leak, not a late entry.
+            settle = loop.time()
             size, gauges = await self.metrics(session)
+            while any(gauges.values()) and loop.time() - settle < IDLE_WAIT_S:
+                await asyncio.sleep(1.0)
+                size, gauges = await self.metrics(session)
+            idle_after = loop.time() - settle
             rss_end = rss_kib(self.epp.pid)
         t = self.tally
         growth = (rss_end - rss_warm) / 1024
         self.summary = {"front": self.front, "requests": t.total, "answered": t.answered,
                         "refused_while_envoy_down": t.refused, "cut_by_a_killed_server": t.cut,
                         "hung": t.hung, "faults": self.fault_log,
-                        "idle_gauges": gauges, "metrics_bytes": size,
+                        "idle_gauges": gauges, "idle_after_s": round(idle_after, 1),
+                        "metrics_bytes": size,
                         "rss_warm_mib": round(rss_warm / 1024, 1),
                         "rss_growth_mib": round(growth, 2),
                         "rss_mib_every_30s": [round(k / 1024, 1) for _, k in series]}  # fmt: skip

@@ -29,7 +29,8 @@ def test_the_quick_soak_answers_everything_and_leaks_nothing() -> None:
     assert set(summaries) == {"extproc", "fast"}, proc.stdout + proc.stderr
     for summary in summaries.values():
         assert summary["hung"] == 0, summary
-        assert all(v == 0 for v in summary["idle_gauges"].values()), summary
+        gauges = summary["idle_gauges"]
+        assert all(v == 0 for v in gauges.values()), (summary["front"], gauges, summary)
         assert summary["metrics_bytes"] < 1_000_000, summary
         assert summary["answered"].get("200", 0) > 0, summary
         assert len(summary["faults"]) == 3, summary  # each kind of fault happened
