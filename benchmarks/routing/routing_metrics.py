@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,29 +120,37 @@ async def pool_counters(urls: list[str]) -> dict[str, Any]:
     }
 
 
-async def epp_outcomes(url: str) -> dict[str, dict[str, int]]:
-    """EPP flow-control outcomes: {priority: {outcome: count}} (empty with flow control off)."""
+QUEUE_DURATION = "inference_extension_flow_control_request_queue_duration_seconds"
+
+
+async def _queue_duration_by_priority(
+    url: str, series: str, key: Callable[[dict[str, str]], str | None]
+) -> dict[str, dict[str, int]]:
+    """The EPP's queue-duration histogram ``series`` (``_count`` or ``_bucket``), summed per
+    priority and ``key(labels)`` (None: the sample is left out); zero samples are left out."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         text = await fetch(session, url)
     out: dict[str, dict[str, int]] = defaultdict(dict)
-    name = "inference_extension_flow_control_request_queue_duration_seconds_count"
+    name = QUEUE_DURATION + series
     for n, labels, value in parse(text):
-        if n == name and value:
+        inner = key(labels) if n == name and value else None
+        if inner is not None:
             prio = labels.get("priority", "?")
-            outcome = labels.get("outcome", "?")
-            out[prio][outcome] = out[prio].get(outcome, 0) + int(value)
+            out[prio][inner] = out[prio].get(inner, 0) + int(value)
     return dict(out)
+
+
+async def epp_outcomes(url: str) -> dict[str, dict[str, int]]:
+    """EPP flow-control outcomes: {priority: {outcome: count}} (empty with flow control off)."""
+    return await _queue_duration_by_priority(url, "_count", lambda lb: lb.get("outcome", "?"))
 
 
 async def epp_dispatch_waits(url: str) -> dict[str, dict[str, int]]:
     """How long dispatched requests were held in flow control, per priority: the cumulative
-    buckets of the queue-duration histogram, ``{priority: {le: count}}``."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        text = await fetch(session, url)
-    out: dict[str, dict[str, int]] = defaultdict(dict)
-    name = "inference_extension_flow_control_request_queue_duration_seconds_bucket"
-    for n, labels, value in parse(text):
-        if n == name and labels.get("outcome") == "Dispatched":
-            prio, le = labels.get("priority", "?"), labels.get("le", "+Inf")
-            out[prio][le] = out[prio].get(le, 0) + int(value)
-    return dict(out)
+    buckets of the queue-duration histogram, ``{priority: {le: count}}`` (empty buckets left
+    out, as :func:`priority_report.bucket_quantile` allows)."""
+    return await _queue_duration_by_priority(
+        url,
+        "_bucket",
+        lambda lb: lb.get("le", "+Inf") if lb.get("outcome") == "Dispatched" else None,
+    )

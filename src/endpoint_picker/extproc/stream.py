@@ -225,7 +225,7 @@ async def _respond(
     """Send the routing answers, then pass the response through; always ``finish`` once.
 
     Returns as soon as the response's last message is answered; the server then waits for
-    Envoy to close the stream (``server.until_closed``: why is in grpc-python's memory)."""
+    Envoy to close the stream (``server.until_closed`` says why)."""
     eof = grpc.aio.EOF
     complete = False
     error: BaseException | None = None
