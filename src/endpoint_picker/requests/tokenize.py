@@ -2,7 +2,8 @@
 
 Two backends behind one interface (:class:`TokenizerBackend`):
 
-- :class:`HFTokenizer`: the model's ``tokenizer.json`` through the ``tokenizers`` package (Rust).
+- :class:`HFTokenizer`: the model's ``tokenizer.json`` through the ``tokenizers`` package (Rust),
+  or, for byte-level BPE files, a faster equivalent checked against it (requests/tokenize_fast.py).
   Found locally, never downloaded: an explicit path, else ``LOCAL_TOKENIZER_DIR/<model>/``,
   else the Hugging Face cache (``$HF_HOME/hub/models--<org>--<name>/snapshots/*/``), as
   llm-d-kv-cache's local auto-discovery looks.
@@ -19,14 +20,19 @@ among themselves, but their block keys are not the engine's.
 from __future__ import annotations
 
 import glob
+import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from endpoint_picker.requests.tokenize_fast import FastBPE, fast_encoder
 from endpoint_picker.sim.tokenizer import render_chat
 from endpoint_picker.sim.tokenizer import token_id as sim_token_id
 from endpoint_picker.sim.tokenizer import token_ids as sim_token_ids
+
+log = logging.getLogger(__name__)
 
 
 class TokenizerBackend(Protocol):
@@ -52,9 +58,16 @@ class SimTokenizer:
 
 
 class HFTokenizer:
-    """A Hugging Face ``tokenizer.json`` loaded from disk."""
+    """A Hugging Face ``tokenizer.json`` loaded from disk.
 
-    def __init__(self, path: str) -> None:
+    Byte-level BPE files are encoded by a faster equivalent (requests/tokenize_fast.py) when
+    ``fast``; its result is compared with the ``tokenizers`` package's on the first
+    ``verify_first`` texts and then on one in ``verify_every``, and the first difference
+    switches it off for good (with a warning). ``fast_reason`` says why there is none."""
+
+    def __init__(
+        self, path: str, fast: bool = True, verify_first: int = 64, verify_every: int = 256
+    ) -> None:
         from tokenizers import Tokenizer
 
         file = Path(path)
@@ -63,9 +76,59 @@ class HFTokenizer:
         self.path = str(file)
         self.name = f"hf:{file}"
         self._tok = Tokenizer.from_file(self.path)
+        self.verify_first = verify_first
+        self.verify_every = verify_every
+        self.calls = 0
+        self.fast: FastBPE | None = None
+        self.fast_reason = "off"
+        if fast:
+            spec = json.loads(file.read_text(encoding="utf-8"))
+            self.fast, self.fast_reason = fast_encoder(spec, self._tok)
+            if self.fast is None:
+                log.info("tokenizer %s: no fast encoder (%s)", file, self.fast_reason)
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        return list(self._tok.encode(text, add_special_tokens=add_special_tokens).ids)
+        fast = self.fast
+        if fast is None:
+            return list(self._tok.encode(text, add_special_tokens=add_special_tokens).ids)
+        ids = fast.encode(text, add_special_tokens)
+        self.calls += 1
+        if self.calls <= self.verify_first or self.calls % self.verify_every == 0:
+            whole = list(self._tok.encode(text, add_special_tokens=add_special_tokens).ids)
+            if ids != whole:
+                self._fast_differs(text)
+                return whole
+        return ids
+
+    def encode_split(
+        self, text: str, cuts: Sequence[int], add_special_tokens: bool
+    ) -> list[list[int]] | None:
+        """``text`` encoded in one call and cut at the character offsets ``cuts`` (see
+        :meth:`FastBPE.encode_split`); None without the fast encoder or when a cut falls inside
+        a token. Checked against the ``tokenizers`` package as :meth:`encode` is."""
+        fast = self.fast
+        if fast is None:
+            return None
+        pieces = fast.encode_split(text, cuts, add_special_tokens)
+        self.calls += 1
+        if pieces is not None and (
+            self.calls <= self.verify_first or self.calls % self.verify_every == 0
+        ):
+            joined = [i for piece in pieces for i in piece]
+            if joined != list(self._tok.encode(text, add_special_tokens=add_special_tokens).ids):
+                self._fast_differs(text)
+                return None
+        return pieces
+
+    def _fast_differs(self, text: str) -> None:
+        self.fast = None
+        self.fast_reason = "it differed from the tokenizers package"
+        log.warning(
+            "tokenizer %s: the fast encoder differs from the tokenizers package on a "
+            "%d-character text; using the tokenizers package from now on",
+            self.path,
+            len(text),
+        )
 
     def encode_ids(self, ids: Sequence[int]) -> list[int]:
         return list(ids)
