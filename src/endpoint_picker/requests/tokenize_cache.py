@@ -7,10 +7,12 @@ a single space between two non-space characters, and chooses each cut from the t
 alone, so two prompts that share a prefix share their leading chunks.
 
 The cache is a chain: a chunk's entry (a :class:`Segment`) is found by its parent segment and its
-own text, so a segment stands for the *whole* prefix up to its end, not just its chunk. That is
-what lets a consumer memoize per segment what depends on the whole prefix: the precise producer
-keeps each segment's block keys there (``Segment.memo``), so the keys of a shared system prompt
-are hashed once too. Entries are a bounded LRU (``max_chunks``), ids stored as ``array('I')``.
+own text (its xxh3-64 and length: the cache keeps no text), so a segment stands for the *whole*
+prefix up to its end, not just its chunk. That is what lets a consumer memoize per segment what
+depends on the whole prefix: the precise producer keeps each segment's block keys there
+(``Segment.memo``), so the keys of a shared system prompt are hashed once too. Entries are a
+bounded LRU (``max_chunks``), ids stored as ``array('I')``. Two different chunks after the same
+parent with equal 64-bit hashes and lengths would be confused; the self-check below would see it.
 
 Two sizes of chunk keep both the number of lookups and the re-tokenized text small: coarse
 chunks of ``chunk_chars`` (4 KB) cover the bulk of a prompt in a few lookups; a coarse chunk not
@@ -18,6 +20,9 @@ seen after its prefix before (the one where a shared system prompt ends and a ne
 begins), and the text after the last coarse cut, are cut again into fine chunks of
 ``fine_chars`` (256 characters), each cached under the same chain rule. So a new question after
 a known system prompt costs tokenizing the question and at most ``fine_chars`` before it.
+Everything after the first chunk not found is new (its children are keyed by a new segment), so
+it is tokenized in one call and cut at the chunk boundaries when the backend can cut its result
+(``encode_split``: the fast BPE encoder, requests/tokenize_fast.py), else chunk by chunk.
 
 **Exactness.** Tokenizing chunk by chunk equals tokenizing the whole text when the tokenizer
 never merges across such a space: the simulator's tokenizer (a space always ends a token), and
@@ -33,12 +38,17 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 from array import array
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, cast
+
+import xxhash
 
 from endpoint_picker.requests.tokenize import TokenizerBackend
+
+_xxh3 = xxhash.xxh3_64_intdigest
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +70,7 @@ class Segment:
         self.end = start + len(ids)
         # Block keys of the blocks ending in this segment, per (block size, chain root): the
         # precise producer's memo (precise_index.chain_keys), valid for this exact prefix only.
-        self.memo: dict[tuple[int, int], array[int]] | None = None
+        self.memo: dict[tuple[int, int], tuple[int, ...]] | None = None
 
 
 class SegmentedIds(_IdArray):
@@ -93,7 +103,8 @@ class ChunkedTokenizer:
         self.calls = 0
         self.chunk_hits = 0
         self._serials = itertools.count(1)
-        self._cache: OrderedDict[tuple[int, bool, str], Segment] = OrderedDict()
+        # (parent serial, add special tokens, xxh3-64 of the chunk's UTF-8, its length)
+        self._cache: OrderedDict[tuple[int, bool, int, int], Segment] = OrderedDict()
 
     def encode_ids(self, ids: Sequence[int]) -> list[int]:
         return self.backend.encode_ids(ids)
@@ -126,71 +137,117 @@ class ChunkedTokenizer:
         """The coarse chunk boundaries of ``text`` (see :func:`cuts`)."""
         return cuts(text, self.chunk_chars, 0, len(text))
 
-    def _lookup(self, parent: int, add_special: bool, chunk: str) -> Segment | None:
-        seg = self._cache.get((parent, add_special, chunk))
+    def _lookup(self, key: tuple[int, bool, int, int]) -> Segment | None:
+        seg = self._cache.get(key)
         if seg is not None:
-            self._cache.move_to_end((parent, add_special, chunk))
+            self._cache.move_to_end(key)
             self.chunk_hits += 1
         return seg
 
-    def _store(
-        self, parent: int, add_special: bool, chunk: str, ids: array[int], start: int
-    ) -> Segment:
-        seg = self._cache[(parent, add_special, chunk)] = Segment(next(self._serials), ids, start)
+    def _store(self, key: tuple[int, bool, int, int], ids: array[int], start: int) -> Segment:
+        seg = self._cache[key] = Segment(next(self._serials), ids, start)
         if len(self._cache) > self.max_chunks:
             self._cache.popitem(last=False)
         return seg
 
-    def _fine(
-        self, text: str, lo: int, hi: int, parent: int, tokens: int, add_special: bool, last: bool
-    ) -> tuple[list[Segment], int]:
-        """Segments for ``text[lo:hi]`` cut into fine chunks, each found or tokenized and cached,
-        and where they end: at ``hi``, or when ``last`` (the prompt's own tail, never cached) at
-        the last fine cut."""
-        out: list[Segment] = []
-        start = lo
-        bounds = cuts(text, self.fine_chars, lo, hi)
-        if not last:
-            bounds.append(hi)
-        for cut in bounds:
-            chunk = text[start:cut]
-            seg = self._lookup(parent, add_special, chunk)
-            if seg is None:
-                ids = array("I", self.backend.encode(chunk, add_special and start == 0))
-                seg = self._store(parent, add_special, chunk, ids, tokens)
-            out.append(seg)
-            parent, tokens, start = seg.serial, seg.end, cut
-        return out, start
-
     def _encode_chunked(self, text: str, add_special: bool) -> SegmentedIds:
-        """Coarse chunks first; a coarse chunk seen for the first time after this prefix is
-        built from fine chunks (so a new question re-tokenizes at most ``fine_chars`` of the
-        text before it), and the text after the last coarse cut is cut fine as well."""
-        ids = SegmentedIds("I")
-        segments: list[Segment] = []
-        parent = 0
-        start = 0
-        tokens = 0
+        """Walk the cached chain (coarse chunks, then fine chunks inside the first coarse chunk
+        not found, or inside the tail after the last coarse cut) up to the first miss. A chunk
+        is keyed by its parent, so everything after a miss is new: the rest of the text is
+        tokenized at once, in one backend call where the backend can cut its result
+        (``encode_split``), and cut into new fine chunks; each new coarse chunk is also stored
+        as the join of its fine chunks. The text after the tail's last fine cut is this
+        prompt's own and is not cached."""
         n = len(text)
-        for cut in cuts(text, self.chunk_chars, 0, n):
-            chunk = text[start:cut]
-            seg = self._lookup(parent, add_special, chunk)
+        digest = _digester(text)
+        coarse = cuts(text, self.chunk_chars, 0, n)
+        segments: list[Segment] = []
+        parent = tokens = start = k = 0
+        while k < len(coarse):  # coarse chunks found
+            seg = self._lookup((parent, add_special, digest(start, coarse[k]), coarse[k] - start))
             if seg is None:
-                pieces, _ = self._fine(text, start, cut, parent, tokens, add_special, last=False)
-                joined: array[int] = array("I")
-                for piece in pieces:
-                    joined.extend(piece.ids)
-                seg = self._store(parent, add_special, chunk, joined, tokens)
+                break
             segments.append(seg)
-            ids.extend(seg.ids)
+            parent, tokens, start = seg.serial, seg.end, coarse[k]
+            k += 1
+        # The open chunk (coarse chunk k, or the tail): its fine chunks found.
+        top = (parent, tokens, start)  # where the open coarse chunk starts
+        pieces: list[Segment] = []
+        end = coarse[k] if k < len(coarse) else n
+        for cut in [*cuts(text, self.fine_chars, start, end), end]:
+            if cut == n:
+                break
+            seg = self._lookup((parent, add_special, digest(start, cut), cut - start))
+            if seg is None:
+                break
+            pieces.append(seg)
             parent, tokens, start = seg.serial, seg.end, cut
-        pieces, start = self._fine(text, start, n, parent, tokens, add_special, last=True)
-        for seg in pieces:
-            segments.append(seg)
-            ids.extend(seg.ids)
-        ids.extend(array("I", self.backend.encode(text[start:], add_special and start == 0)))
-        ids.segments = tuple(segments)
-        return ids
+        # Everything from ``start`` is new: every fine cut, and where each coarse chunk ends.
+        plan: list[tuple[int, bool]] = []
+        lo = start
+        for j in range(k, len(coarse) + 1):
+            end = coarse[j] if j < len(coarse) else n
+            plan += [(cut, False) for cut in cuts(text, self.fine_chars, lo, end)]
+            if j < len(coarse):
+                plan.append((end, True))
+            lo = end
+        if plan and plan[0][0] == start:  # the open chunk was found whole, fine chunk by fine
+            plan.pop(0)
+            parent, tokens = self._close(digest, top, pieces, segments, add_special, start)
+            top = (parent, tokens, start)
+        new = self._tokenize(text, start, [cut for cut, _ in plan], add_special)
+        for (cut, closes), ids in zip(plan, new, strict=False):
+            key = (parent, add_special, digest(start, cut), cut - start)
+            seg = self._store(key, array("I", ids), tokens)
+            pieces.append(seg)
+            parent, tokens, start = seg.serial, seg.end, cut
+            if closes:
+                parent, tokens = self._close(digest, top, pieces, segments, add_special, cut)
+                top = (parent, tokens, cut)
+        segments += pieces
+        out = SegmentedIds("I")
+        for seg in segments:
+            out.extend(seg.ids)
+        out.extend(array("I", new[-1]))
+        out.segments = tuple(segments)
+        return out
+
+    def _close(
+        self,
+        digest: Callable[[int, int], int],
+        top: tuple[int, int, int],
+        pieces: list[Segment],
+        segments: list[Segment],
+        add_special: bool,
+        end: int,
+    ) -> tuple[int, int]:
+        """Store the coarse chunk that starts at ``top`` (parent, tokens, offset) and ends at
+        ``end`` as the join of its fine ``pieces``, which move to ``segments`` (their key
+        memos serve the next prompt that shares only part of this chunk); the coarse entry's
+        serial and end are the next chunk's parent and start."""
+        parent, tokens, start = top
+        joined: array[int] = array("I")
+        for piece in pieces:
+            joined.extend(piece.ids)
+        seg = self._store((parent, add_special, digest(start, end), end - start), joined, tokens)
+        segments += pieces
+        pieces.clear()
+        return seg.serial, seg.end
+
+    def _tokenize(
+        self, text: str, start: int, bounds: list[int], add_special: bool
+    ) -> list[Sequence[int]]:
+        """Ids of ``text[start:]`` cut at ``bounds`` (absolute offsets): one piece per bound,
+        then the rest. One backend call when it can cut (``encode_split``), else one a piece."""
+        split = getattr(self.backend, "encode_split", None)
+        if split is not None and bounds:
+            pieces = split(text[start:], [b - start for b in bounds], add_special and start == 0)
+            if pieces is not None:
+                return cast("list[Sequence[int]]", pieces)
+        out: list[Sequence[int]] = []
+        for lo, hi in zip([start, *bounds], [*bounds, len(text)], strict=True):
+            out.append(self.backend.encode(text[lo:hi], add_special and lo == 0))
+        return out
 
 
 def cuts(text: str, step: int, lo: int, hi: int) -> list[int]:
@@ -198,14 +255,22 @@ def cuts(text: str, step: int, lo: int, hi: int) -> list[int]:
     characters at least ``step`` after the previous one (or ``lo``), and before ``hi - 1``.
     Each depends only on the text before it (and the character after it)."""
     out: list[int] = []
+    search = _CUT.search
     start = lo
-    find = text.find
-    end = hi - 1
-    while True:
-        pos = find(" ", start + step, end)
-        while pos > 0 and (text[pos - 1].isspace() or text[pos + 1].isspace()):
-            pos = find(" ", pos + 1, end)
-        if pos <= 0:
-            return out
-        out.append(pos)
-        start = pos
+    while (found := search(text, start + step, hi)) is not None:
+        start = found.start()
+        out.append(start)
+    return out
+
+
+# A single space between two non-space characters (the lookbehind sees before ``pos``; the
+# lookahead stops at ``endpos``).
+_CUT = re.compile(r"(?<=\S) (?=\S)")
+
+
+def _digester(text: str) -> Callable[[int, int], int]:
+    """``digest(a, b)``: the xxh3-64 of ``text[a:b]`` in UTF-8 (ASCII text: no copies)."""
+    if text.isascii():
+        view = memoryview(text.encode("ascii"))
+        return lambda a, b: _xxh3(view[a:b])
+    return lambda a, b: _xxh3(text[a:b].encode("utf-8", "surrogatepass"))
