@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import xxhash
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from endpoint_picker.scheduling.plugins.precise_index import BlockIndex, block_keys, root_key
 
@@ -75,3 +77,55 @@ def test_clear_endpoint_drops_only_its_entries() -> None:
     idx.clear_endpoint("a")
     assert idx.match([1, 2], 0.0) == {"b": 1}
     assert len(idx) == 1
+
+
+def _reference_match(
+    entries: dict[int, dict[str, float]], keys: list[int], now: float
+) -> dict[str, int]:
+    """The lookup's definition, written out: each endpoint's run of leading keys it holds
+    (entries whose expiry has passed do not count), for endpoints holding the first key."""
+    out: dict[str, int] = {}
+    first = {e for e, exp in entries.get(keys[0], {}).items() if exp > now} if keys else set()
+    for name in first:
+        n = 0
+        while n < len(keys) and entries.get(keys[n], {}).get(name, 0.0) > now:
+            n += 1
+        out[name] = n
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["add", "spec", "remove", "clear", "match"]),
+            st.sampled_from(["a", "b", "c", "d"]),
+            st.lists(st.integers(0, 7), max_size=6),
+        ),
+        max_size=40,
+    )
+)
+def test_match_agrees_with_the_definition_over_any_history(
+    ops: list[tuple[str, str, list[int]]],
+) -> None:
+    """Masks are kept in step with the holders through adds, speculative adds that expire,
+    removals, pod-cache drops and clears (a cleared endpoint's bit is reused)."""
+    idx = BlockIndex(pod_cache_size=3)
+    now = 0.0
+    for op, name, keys in ops:
+        now += 1.0
+        if op == "add":
+            idx.add(keys, name)
+        elif op == "spec":
+            idx.add(keys, name, expiry=now + 2.5)
+        elif op == "remove":
+            idx.remove(keys, name)
+        elif op == "clear":
+            idx.clear_endpoint(name)
+        else:
+            probe = sorted(set(keys)) or [0]
+            got = idx.match(probe, now)
+            entries = {k: dict(h) for k, h in idx._keys.items()}
+            assert got == _reference_match(entries, probe, now)
+            for h in idx._keys.values():
+                assert h.mask == sum(idx.bit(e) for e in h)

@@ -28,9 +28,8 @@ import math
 from array import array
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from itertools import compress, repeat
-from operator import ne
-from typing import cast
+from itertools import groupby, repeat
+from operator import attrgetter
 
 import xxhash
 
@@ -73,6 +72,8 @@ def chain_keys(token_ids: Sequence[int], block_size: int, parent: int) -> list[i
     cover their start, each standing for one exact text prefix. A segment memoizes the keys of
     the blocks that *end* inside it (its ``memo``, per block size and chain root), so only the
     blocks after the last memoized segment are hashed; the result equals :func:`block_keys`.
+    The memo holds the key ints themselves (a tuple): joining them copies pointers, and the
+    lookup then hashes ints that exist already, where an ``array('Q')`` would box each again.
     """
     segments = getattr(token_ids, "segments", ())
     if not segments:
@@ -92,9 +93,22 @@ def chain_keys(token_ids: Sequence[int], block_size: int, parent: int) -> list[i
         lo, hi = seg.start // block_size, seg.end // block_size
         if seg.memo is None:
             seg.memo = {}
-        seg.memo[memo_key] = array("Q", rest[lo - done : hi - done])
+        seg.memo[memo_key] = tuple(rest[lo - done : hi - done])
     keys.extend(rest)
     return keys
+
+
+class Holders(dict[str, float]):
+    """One key's holders, endpoint name -> expiry, with ``mask``: the holders' bits
+    (:meth:`BlockIndex.bit`), so a lookup compares neighbouring keys' holders as two ints."""
+
+    __slots__ = ("mask",)
+    mask: int  # set by whoever creates one (no __init__: a Python call per new key)
+
+
+_mask_of = attrgetter("mask")
+_NOBODY = Holders()  # what an absent key reads as in match(); never stored
+_NOBODY.mask = 0
 
 
 class BlockIndex:
@@ -105,8 +119,12 @@ class BlockIndex:
             raise ValueError("size and pod_cache_size must be >= 1")
         self.size = size
         self.pod_cache_size = pod_cache_size
-        self._keys: OrderedDict[int, dict[str, float]] = OrderedDict()
+        self._keys: OrderedDict[int, Holders] = OrderedDict()
         self._by_endpoint: dict[str, set[int]] = {}
+        # One bit per endpoint that holds keys; a cleared endpoint's bit is reused.
+        self._bits: dict[str, int] = {}
+        self._names: dict[int, str] = {}
+        self._free_bits: list[int] = []
         self.evictions = 0
         self.admissions = 0  # keys written for an endpoint that did not hold them
         # Speculative adds, earliest expiry first (expiry, order, keys, endpoint): see expire().
@@ -119,10 +137,24 @@ class BlockIndex:
     def endpoint_keys(self, endpoint: str) -> int:
         return len(self._by_endpoint.get(endpoint, ()))
 
+    def bit(self, endpoint: str) -> int:
+        """``endpoint``'s bit in :attr:`Holders.mask` (assigned on first use)."""
+        bit = self._bits.get(endpoint)
+        if bit is None:
+            bit = self._free_bits.pop() if self._free_bits else 1 << len(self._bits)
+            self._bits[endpoint] = bit
+            self._names[bit] = endpoint
+        return bit
+
+    def _drop(self, holders: Holders, endpoint: str) -> None:
+        del holders[endpoint]
+        holders.mask &= ~self._bits[endpoint]
+
     def add(self, keys: Iterable[int], endpoint: str, expiry: float = CONFIRMED) -> None:
         """Record ``endpoint`` as holding ``keys``; a speculative add never downgrades a
         confirmed entry, a confirmed add upgrades a speculative one."""
         owned = self._by_endpoint.setdefault(endpoint, set())
+        bit = self.bit(endpoint)
         index = self._keys
         if expiry != CONFIRMED:
             keys = keys if isinstance(keys, (list, tuple)) else list(keys)
@@ -130,7 +162,8 @@ class BlockIndex:
         for key in keys:
             holders = index.get(key)
             if holders is None:
-                holders = index[key] = {}
+                holders = index[key] = Holders()
+                holders.mask = 0
                 if len(index) > self.size:
                     self._evict()
             else:
@@ -139,9 +172,10 @@ class BlockIndex:
             if old is None:
                 if len(holders) >= self.pod_cache_size:
                     dropped = next(iter(holders))
-                    del holders[dropped]
+                    self._drop(holders, dropped)
                     self._by_endpoint.get(dropped, set()).discard(key)
                 holders[endpoint] = expiry
+                holders.mask |= bit
                 owned.add(key)
                 self.admissions += 1
             elif expiry > old:
@@ -157,7 +191,8 @@ class BlockIndex:
         owned = self._by_endpoint.get(endpoint)
         for key in keys:
             holders = self._keys.get(key)
-            if holders is not None and holders.pop(endpoint, None) is not None:
+            if holders is not None and endpoint in holders:
+                self._drop(holders, endpoint)
                 if not holders:
                     del self._keys[key]
                 if owned is not None:
@@ -167,10 +202,14 @@ class BlockIndex:
         """Forget everything ``endpoint`` holds (AllBlocksCleared, restart, removal)."""
         for key in self._by_endpoint.pop(endpoint, set()):
             holders = self._keys.get(key)
-            if holders is not None:
-                holders.pop(endpoint, None)
+            if holders is not None and endpoint in holders:
+                self._drop(holders, endpoint)
                 if not holders:
                     del self._keys[key]
+        bit = self._bits.pop(endpoint, None)
+        if bit is not None:  # no key carries it any more: free for the next endpoint
+            del self._names[bit]
+            self._free_bits.append(bit)
 
     def expire(self, now: float) -> None:
         """Drop the speculative entries whose TTL has passed (unless confirmed or renewed)."""
@@ -184,7 +223,7 @@ class BlockIndex:
             owned = self._by_endpoint.get(endpoint)
             for key, h in zip(keys, map(index.get, keys), strict=True):
                 if h is not None and h.get(endpoint) == expiry:
-                    del h[endpoint]
+                    self._drop(h, endpoint)
                     if owned is not None:
                         owned.discard(key)
                     if not h:
@@ -194,30 +233,31 @@ class BlockIndex:
         """Leading blocks of ``keys`` each endpoint holds (llm-d's longest-prefix lookup):
         an endpoint stops counting at its first missing block.
 
-        The per-key work runs in C: one ``map`` fetches every key's holders, the walk ends at
-        the first key nobody holds, and one more compares each key's holders with the previous
-        key's; Python only visits the keys where the holders change (a handful: where an
-        endpoint's share of the prefix ends).
+        The per-key work runs in C: one ``map`` reads every key's holder mask (an absent key
+        reads 0, which ends every run), and ``groupby`` cuts the masks into runs of equal
+        masks; Python only visits the runs (a handful: where an endpoint's share of the
+        prefix ends).
         """
         self.expire(now)
-        fetched = list(map(self._keys.get, keys))
-        n = fetched.index(None) if None in fetched else len(fetched)
-        if n == 0:
+        masks: list[int] = list(map(_mask_of, map(self._keys.get, keys, repeat(_NOBODY))))
+        if not masks or not masks[0]:
             return {}
-        found = cast("list[dict[str, float]]", fetched[:n])
-        active = set(found[0])
+        active = masks[0]
         out: dict[str, int] = {}
-        # Equal holder dicts (same endpoints, same expiries) cannot end anyone's match; the
-        # comparison runs in C and costs less than comparing key views.
-        for i in compress(range(1, n), map(ne, found[1:], found[:-1])):
-            held = found[i].keys()
-            if active <= held:
-                continue
-            for name in active - held:
-                out[name] = i
-            active &= held
-            if not active:
-                return out
-        for name in active:
-            out[name] = n
+        at = 0
+        for mask, run in groupby(masks):  # runs of equal masks: a handful
+            lost = active & ~mask
+            if lost:
+                self._name_bits(lost, at, out)
+                active &= mask
+                if not active:
+                    return out
+            at += len(list(run))
+        self._name_bits(active, at, out)
         return out
+
+    def _name_bits(self, bits: int, count: int, out: dict[str, int]) -> None:
+        while bits:
+            low = bits & -bits
+            out[self._names[low]] = count
+            bits ^= low
