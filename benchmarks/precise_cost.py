@@ -2,8 +2,11 @@
 
 Per request (8k-token prompts, medians of ``--repeats``): tokenizing with a real BPE
 ``tokenizer.json`` (8192 tokens, built here with the ``tokenizers`` package, nothing
-downloaded) and with the simulator's tokenizer; computing the block keys; the index lookup
-against 8 endpoints' entries; and the two producers' whole ``prepare`` as the scheduler runs it.
+downloaded) as the EPP does (its fast encoder, checked against the package), with the package
+alone, and with the simulator's tokenizer; computing the block keys; the index lookup against 8
+endpoints' entries; the two producers' whole ``prepare`` as the scheduler runs it (block size
+16, and 64 as llm-d's deploy config has it); and, for comparison, the approximate prefix
+producer's ``prepare`` on the same kind of request.
 
 Ingestion: a child process runs 8 PUB sockets, each sending vLLM ``KVEventBatch``es at
 ``--rate`` block events per second (half ``BlockStored``, half ``BlockRemoved``, one batch every
@@ -36,6 +39,7 @@ from endpoint_picker.requests.tokenize_cache import ChunkedTokenizer
 from endpoint_picker.requests.types import InferenceRequest
 from endpoint_picker.scheduling.plugins.precise import PrecisePrefixCacheProducer
 from endpoint_picker.scheduling.plugins.precise_index import block_keys, root_key
+from endpoint_picker.scheduling.plugins.prefix import ApproxPrefixCacheProducer
 from endpoint_picker.scheduling.plugins.token_producer import TokenProducer
 from results_file import write_results
 
@@ -43,6 +47,10 @@ SERVERS = 8
 PROMPT_TOKENS = 8192
 WALL: list[float] = []  # wall-clock medians, in the order p50_us measured them
 SUFFIXES = (256, 819)  # a fresh question of 256 tokens; 10% of the prompt
+# Requests before timing: past the chunk cache's self-check (its first 16 prompts are also
+# tokenized whole) and the fast BPE encoder's (its first 64 calls are also run through the
+# tokenizers package); both then check one call in hundreds, which a median does not see.
+WARM = 70
 WORDS = [f"{a}{b}" for a in ("ka", "lo", "mi", "nu", "ra", "se", "ti", "vo") for b in "aeiouyxz"]
 
 
@@ -105,11 +113,13 @@ def p50_us(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(cpu) * 1e6
 
 
-def populated_producer(keys: list[int], rng: random.Random) -> PrecisePrefixCacheProducer:
+def populated_producer(
+    keys: list[int], rng: random.Random, block_size: int = 16
+) -> PrecisePrefixCacheProducer:
     """The precise producer as config precise-prefix.yaml builds it, its index holding: each of
     8 endpoints a different share of ``keys``, and 20,000 unrelated 8-block chains."""
     prod = PrecisePrefixCacheProducer.from_params(
-        "p", {"tokenProcessorConfig": {"blockSize": 16}, "speculativeIndexing": True}
+        "p", {"tokenProcessorConfig": {"blockSize": block_size}, "speculativeIndexing": True}
     )
     for s in range(SERVERS):
         prod.index.add(keys[: len(keys) * (s + 1) // SERVERS], f"ep-{s}")
@@ -137,7 +147,27 @@ def prepare_p50(
         tp.prepare(req, [])
         prod.prepare(req, [])
 
-    for _ in range(warm):  # past the chunk cache's self-check (16 prompts); memo warm
+    for _ in range(warm):  # past the self-checks (see WARM); memo warm
+        prepare()
+    return p50_us(prepare, repeats)
+
+
+def approx_p50(prompts: Iterator[str], repeats: int) -> float:
+    """p50 of ``approx-prefix-cache-producer``'s ``prepare`` (the default configuration's
+    prefix producer, which the precise pipeline replaces) for the same requests, its index
+    holding each prompt's blocks on one of 8 endpoints."""
+    prod = ApproxPrefixCacheProducer("a")
+
+    def prepare() -> None:
+        text = next(prompts)
+        req = InferenceRequest(
+            "r", {}, body={"prompt": text}, api="completions", target_model="m", prompt_text=text
+        )
+        prod.prepare(req, [])
+        state = req.state[prod.state_key]
+        prod.index.add(state.hashes, f"ep-{len(state.hashes) % SERVERS}", 1_000_000)
+
+    for _ in range(20):
         prepare()
     return p50_us(prepare, repeats)
 
@@ -145,16 +175,21 @@ def prepare_p50(
 def per_request(repeats: int, tokenizer_path: Path) -> dict[str, Any]:
     """Medians per request, per tokenizer and workload (see the module docstring)."""
     rng = random.Random(7)
-    hf = HFTokenizer(str(tokenizer_path))
-    sim = SimTokenizer()
+    backends = (
+        ("bpe-8192", HFTokenizer(str(tokenizer_path))),
+        ("bpe-8192, tokenizers package only", HFTokenizer(str(tokenizer_path), fast=False)),
+        ("simulator", SimTokenizer()),
+    )
     novel_repeats = max(10, repeats // 5)
-    print(f"per request, {PROMPT_TOKENS}-token prompts, medians of {repeats}:")
+    print(f"per request, {PROMPT_TOKENS}-token prompts, medians of {repeats}:", flush=True)
     out: dict[str, Any] = {"prompt_tokens": PROMPT_TOKENS, "repeats": repeats, "tokenizers": {}}
-    for name, backend in (("bpe-8192", hf), ("simulator", sim)):
+    for name, backend in backends:
         row: dict[str, Any] = {}
         text = text_of(backend, rng, PROMPT_TOKENS)
         ids = backend.encode(text, True)
         row["tokens"] = len(ids)
+        for _ in range(WARM):  # past the fast encoder's check window (see WARM)
+            backend.encode("warm up", True)
         row["tokenize_whole_us"] = p50_us(partial(backend.encode, text, True), repeats)
         root = root_key("", "m")
         row["keys_whole_us"] = p50_us(partial(block_keys, ids, 16, root), repeats)
@@ -165,12 +200,26 @@ def per_request(repeats: int, tokenizer_path: Path) -> dict[str, Any]:
         row["tokenize_suffix_us"] = p50_us(partial(backend.encode, question, True), repeats)
         for suffix in SUFFIXES:
             system = text_of(backend, rng, PROMPT_TOKENS - suffix)
-            questions = iter([" " + text_of(backend, rng, suffix) for _ in range(repeats + 40)])
+            questions = iter([" " + text_of(backend, rng, suffix) for _ in range(repeats + WARM)])
             prompts = (system + q for q in questions)
-            row[f"prepare_shared_{suffix}_us"] = prepare_p50(backend, prod, prompts, repeats, 20)
-        novel = iter([text_of(backend, rng, PROMPT_TOKENS) for _ in range(novel_repeats + 17)])
-        # past the chunk cache's self-check (its first 16 prompts are also tokenized whole)
-        row["prepare_novel_us"] = prepare_p50(backend, prod, novel, novel_repeats, 17)
+            row[f"prepare_shared_{suffix}_us"] = prepare_p50(backend, prod, prompts, repeats, WARM)
+            if suffix == SUFFIXES[0]:
+                # llm-d's deploy config (epp-precise-prefix-cache-config.yaml): blockSize 64
+                ids64 = backend.encode(system, True)
+                prod64 = populated_producer(block_keys(ids64, 64, root), rng, 64)
+                more = iter(
+                    [system + " " + text_of(backend, rng, suffix) for _ in range(repeats + WARM)]
+                )
+                row[f"prepare_shared_{suffix}_block64_us"] = prepare_p50(
+                    backend, prod64, more, repeats, WARM
+                )
+                if "approx_shared_us" not in out:
+                    again = iter(
+                        [system + " " + text_of(backend, rng, suffix) for _ in range(repeats + 20)]
+                    )
+                    out["approx_shared_us"] = approx_p50(again, repeats)
+        novel = iter([text_of(backend, rng, PROMPT_TOKENS) for _ in range(novel_repeats + WARM)])
+        row["prepare_novel_us"] = prepare_p50(backend, prod, novel, novel_repeats, WARM)
         row["wall_us"] = {k: w for k, w in zip(list(row)[1:], WALL[-(len(row) - 1) :], strict=True)}
         out["tokenizers"][name] = row
         print(
@@ -181,8 +230,10 @@ def per_request(repeats: int, tokenizer_path: Path) -> dict[str, Any]:
                 f"prepare, shared prefix + {s}-token suffix {row[f'prepare_shared_{s}_us']:5.0f} us"
                 for s in SUFFIXES
             )
-            + f"  prepare, novel prompt {row['prepare_novel_us']:7.0f} us"
+            + f"  prepare, novel prompt {row['prepare_novel_us']:7.0f} us",
+            flush=True,
         )
+    print(f"  approximate prefix producer, shared prefix + 256: {out['approx_shared_us']:.0f} us")
     return out
 
 
