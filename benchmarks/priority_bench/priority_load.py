@@ -118,6 +118,10 @@ class Load:
             "model": MODEL,
             "prompt": prompt(rng),
             "max_tokens": rng.randint(*OUTPUTS[self.output]),
+            # Exactly max_tokens: without it the simulator (as a model would) stops early, at a
+            # length uniform in [1, max_tokens], halving the mean output, the service time
+            # (mean_service_s) and so the overload the cell means to offer.
+            "ignore_eos": True,
         }
         if self.stream:
             body["stream"] = True
