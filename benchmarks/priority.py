@@ -203,7 +203,7 @@ def main(argv: list[str]) -> int:
         "--speed", type=float, default=4.0, help="simulator speed-up for long outputs (4)"
     )
     parser.add_argument("--window", type=float, default=3.0, help="shortest window, s (3)")
-    parser.add_argument("--max-window", type=float, default=5.0, help="longest window, s (5)")
+    parser.add_argument("--max-window", type=float, default=4.5, help="longest window, s (4.5)")
     parser.add_argument(
         "--min-critical", type=int, default=20, help="critical arrivals per window (20)"
     )

@@ -110,3 +110,24 @@ def test_match_stops_each_endpoint_at_its_first_missing_or_expired_block() -> No
     assert idx.endpoint_keys("b") == 0
     assert idx.match([7, 1], now=0.0) == {}
     assert idx.match([], now=0.0) == {}
+
+
+def test_a_coarse_chunk_found_whole_from_its_fine_chunks_is_stored_again(tmp_path: Path) -> None:
+    """When a coarse entry was evicted but its fine chunks were not, the walk finds the whole
+    chunk fine chunk by fine chunk, stores the coarse entry again and goes on; the ids stay
+    those of whole-prompt tokenization."""
+    rng = random.Random(9)
+    prompt = _text(rng, 900)
+    for backend in _backends(tmp_path):
+        chunked = ChunkedTokenizer(backend, chunk_chars=400, fine_chars=50, verify_first=0)
+        first = list(chunked.encode(prompt, True))
+        coarse = [k for k in chunked._cache if k[3] >= 400]
+        assert coarse
+        for key in coarse:
+            del chunked._cache[key]
+        again = chunked.encode(prompt, True)
+        assert list(again) == first == list(backend.encode(prompt, True))
+        assert sorted(k for k in chunked._cache if k[3] >= 400)  # stored again
+        hits = chunked.chunk_hits
+        chunked.encode(prompt, True)
+        assert chunked.chunk_hits > hits
