@@ -204,8 +204,8 @@ def readme_summary(sweep: dict[str, Any] | None, slow: dict[str, Any] | None) ->
 
 
 REGRESS_COMMAND = (
-    ".venv/bin/python benchmarks/routing.py --quick --workloads shared_prefix,uniform "
-    "--arms round-robin,shipped --out /tmp/p2_routing_quick"
+    ".venv/bin/python benchmarks/routing.py --workloads shared_prefix,uniform "
+    "--arms round-robin,shipped --out /tmp/p2_routing_full"
 )
 
 
@@ -218,7 +218,8 @@ def regress_block(r: dict[str, Any] | None) -> str:
     from routing_numbers import ratio, stages
 
     wl = r["workloads"]
-    lines = [f"`{REGRESS_COMMAND}` (copied to `benchmarks/results/priority-regress.json`):", ""]
+    command = f".venv/bin/python {r['command']}" if r.get("command") else REGRESS_COMMAND
+    lines = [f"`{command}` (copied to `benchmarks/results/priority-regress.json`):", ""]
     sp = wl.get("shared_prefix", {}).get("arms", {})
     if "round-robin" in sp and "shipped" in sp:
         rows = zip(
