@@ -128,6 +128,13 @@ def populated_producer(
     return prod
 
 
+def completion(text: str) -> InferenceRequest:
+    """A fresh completions request for ``text``, as the EPP parses one."""
+    return InferenceRequest(
+        "r", {}, body={"prompt": text}, api="completions", target_model="m", prompt_text=text
+    )
+
+
 def prepare_p50(
     backend: HFTokenizer | SimTokenizer,
     prod: PrecisePrefixCacheProducer,
@@ -140,10 +147,7 @@ def prepare_p50(
     tp = TokenProducer("t", ChunkedTokenizer(backend))
 
     def prepare() -> None:
-        text = next(prompts)
-        req = InferenceRequest(
-            "r", {}, body={"prompt": text}, api="completions", target_model="m", prompt_text=text
-        )
+        req = completion(next(prompts))
         tp.prepare(req, [])
         prod.prepare(req, [])
 
@@ -159,10 +163,7 @@ def approx_p50(prompts: Iterator[str], repeats: int) -> float:
     prod = ApproxPrefixCacheProducer("a")
 
     def prepare() -> None:
-        text = next(prompts)
-        req = InferenceRequest(
-            "r", {}, body={"prompt": text}, api="completions", target_model="m", prompt_text=text
-        )
+        req = completion(next(prompts))
         prod.prepare(req, [])
         state = req.state[prod.state_key]
         prod.index.add(state.hashes, f"ep-{len(state.hashes) % SERVERS}", 1_000_000)

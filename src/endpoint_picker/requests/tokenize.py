@@ -92,8 +92,7 @@ class HFTokenizer:
         if fast is None:
             return list(self._tok.encode(text, add_special_tokens=add_special_tokens).ids)
         ids = fast.encode(text, add_special_tokens)
-        self.calls += 1
-        if self.calls <= self.verify_first or self.calls % self.verify_every == 0:
+        if self._check_due():
             whole = list(self._tok.encode(text, add_special_tokens=add_special_tokens).ids)
             if ids != whole:
                 self._fast_differs(text)
@@ -110,15 +109,17 @@ class HFTokenizer:
         if fast is None:
             return None
         pieces = fast.encode_split(text, cuts, add_special_tokens)
-        self.calls += 1
-        if pieces is not None and (
-            self.calls <= self.verify_first or self.calls % self.verify_every == 0
-        ):
+        if self._check_due() and pieces is not None:
             joined = [i for piece in pieces for i in piece]
             if joined != list(self._tok.encode(text, add_special_tokens=add_special_tokens).ids):
                 self._fast_differs(text)
                 return None
         return pieces
+
+    def _check_due(self) -> bool:
+        """Count a fast call; True when it is one the package also answers."""
+        self.calls += 1
+        return check_due(self.calls, self.verify_first, self.verify_every)
 
     def _fast_differs(self, text: str) -> None:
         self.fast = None
@@ -132,6 +133,12 @@ class HFTokenizer:
 
     def encode_ids(self, ids: Sequence[int]) -> list[int]:
         return list(ids)
+
+
+def check_due(calls: int, first: int, every: int) -> bool:
+    """Whether the ``calls``-th call of a self-checking fast path is checked against the slow
+    one: each of the first ``first``, then one in ``every``."""
+    return calls <= first or calls % every == 0
 
 
 def find_tokenizer(model: str, env: dict[str, str] | None = None) -> str | None:

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, cast
 
 import xxhash
 
-from endpoint_picker.requests.tokenize import TokenizerBackend
+from endpoint_picker.requests.tokenize import TokenizerBackend, check_due
 
 _xxh3 = xxhash.xxh3_64_intdigest
 
@@ -120,7 +120,7 @@ class ChunkedTokenizer:
             self.enabled = False
             self._cache.clear()
             return self.backend.encode(text, add_special_tokens)
-        if self.calls <= self.verify_first or self.calls % self.verify_every == 0:
+        if check_due(self.calls, self.verify_first, self.verify_every):
             whole = self.backend.encode(text, add_special_tokens)
             if list(ids) != list(whole):
                 self.enabled = False
@@ -174,23 +174,24 @@ class ChunkedTokenizer:
         top = (parent, tokens, start)  # where the open coarse chunk starts
         pieces: list[Segment] = []
         end = coarse[k] if k < len(coarse) else n
-        for cut in [*cuts(text, self.fine_chars, start, end), end]:
-            if cut == n:
-                break
+        fine = cuts(text, self.fine_chars, start, end)
+        found = 0
+        for cut in [*fine, end] if end < n else fine:
             seg = self._lookup((parent, add_special, digest(start, cut), cut - start))
             if seg is None:
                 break
             pieces.append(seg)
             parent, tokens, start = seg.serial, seg.end, cut
+            found += 1
         # Everything from ``start`` is new: every fine cut, and where each coarse chunk ends.
-        plan: list[tuple[int, bool]] = []
-        lo = start
-        for j in range(k, len(coarse) + 1):
-            end = coarse[j] if j < len(coarse) else n
-            plan += [(cut, False) for cut in cuts(text, self.fine_chars, lo, end)]
-            if j < len(coarse):
-                plan.append((end, True))
-            lo = end
+        plan: list[tuple[int, bool]] = [(cut, False) for cut in fine[found:]]
+        if k < len(coarse):
+            plan.append((coarse[k], True))
+            for j in range(k + 1, len(coarse) + 1):  # the later coarse chunks, then the tail
+                end = coarse[j] if j < len(coarse) else n
+                plan += [(cut, False) for cut in cuts(text, self.fine_chars, coarse[j - 1], end)]
+                if j < len(coarse):
+                    plan.append((end, True))
         if plan and plan[0][0] == start:  # the open chunk was found whole, fine chunk by fine
             plan.pop(0)
             parent, tokens = self._close(digest, top, pieces, segments, add_special, start)

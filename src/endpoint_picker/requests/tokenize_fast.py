@@ -155,9 +155,10 @@ def fast_encoder(spec: dict[str, Any], original: Any) -> tuple[FastBPE | None, s
     # byte's rank is only its output. When the file's ids already order the products so
     # (vocabularies built by BPE training, tiktoken-born ones), the ids are the ranks;
     # otherwise ranks follow ``merges`` and ``to_id`` maps them back.
+    raws = {token: raw(token) for token in vocab}  # each entry's bytes (None: not byte-level)
     singles: dict[bytes, int] = {}
     for token, tid in vocab.items():
-        b = raw(token)
+        b = raws[token]
         if b is not None and len(b) == 1 and token not in added:
             singles[b] = tid
     if len(singles) != 256:
@@ -166,7 +167,7 @@ def fast_encoder(spec: dict[str, Any], original: Any) -> tuple[FastBPE | None, s
     for merge in model.get("merges") or []:
         left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
         product = vocab.get(left + right)
-        b = raw(left + right)
+        b = raws.get(left + right)
         if product is None or b is None:
             return None, f"merge {left!r} {right!r} makes no vocabulary entry"
         products.setdefault(b, product)
@@ -201,7 +202,7 @@ def fast_encoder(spec: dict[str, Any], original: Any) -> tuple[FastBPE | None, s
         return None, "the post-processor does more than add fixed tokens"
     lengths = [0] * (max([*vocab.values(), *added.values()]) + 1)
     for token, tid in vocab.items():
-        lengths[tid] = len(raw(token) or b"")
+        lengths[tid] = len(raws[token] or b"")
     for content, tid in added.items():
         lengths[tid] = len(content.encode())
     return FastBPE(encoding, to_id, before, after, nfc, lengths), ""
