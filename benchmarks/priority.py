@@ -19,7 +19,10 @@ long enough for ``--min-critical`` critical arrivals (between ``--window`` and `
 seconds); latencies count requests sent inside the window, busy slots are sampled inside it. The
 idle p90 is measured once per (output, streaming) in a group. Requests still open at the end
 (sheddable backlog) are cancelled by the client and counted by the EPP as
-``EvictedContextCancelled``.
+``EvictedContextCancelled``. Overloads run in ascending order; once a cell is machine-bound by a
+signal that only grows with load (the client could not keep the rate, or a process used a whole
+core), the same cell at the higher overloads is not run but recorded as machine-bound
+("skipped"; ``--no-skip`` runs them anyway).
 
 **Slow server** (``--slow half,midrun``): server 0 runs at half speed from the start, or slows
 to half speed at the start of the window; the cell reports its learned capacity over time (from
@@ -50,7 +53,8 @@ sys.path.insert(0, str(HERE / "routing"))
 sys.path.insert(0, str(HERE / "priority_bench"))
 
 from priority_cell import CellRunner, Stack  # noqa: E402
-from priority_report import heatmap, table  # noqa: E402
+from priority_machine import carries_up  # noqa: E402
+from priority_report import heatmap, skipped_numbers, table  # noqa: E402
 from routing_procs import EppFront, Pool, wait_serving  # noqa: E402
 
 from results_file import machine  # noqa: E402
@@ -108,10 +112,19 @@ async def run_group(
         assert pool.proc is not None and epp.proc is not None and epp.metrics_url is not None
         stack = Stack(epp.url, epp.metrics_url, pool.endpoints, pool.proc.pid, epp.proc.pid)
         runner = CellRunner(stack, args)
+        bound_at: dict[tuple[str, bool, str], str] = {}  # (output, stream, slow) -> why
         for cell in cells:
             print(f"[{time.strftime('%H:%M:%S')}] {cell}", flush=True)
+            series = (cell["output"], cell["stream"], cell["slow"])
+            if series in bound_at and not args.no_skip:
+                n = skipped_numbers(servers * seqs, bound_at[series])
+                results.append({"cell": cell, "numbers": n})
+                print(f"    skipped: machine-bound at {bound_at[series]}", flush=True)
+                continue
             results.append(await runner.run(cell))
             n = results[-1]["numbers"]
+            if why := carries_up(n["machine"]):
+                bound_at[series] = f"{cell['overload']:g}x ({why})"
             print(
                 f"    critical {n['critical_over_idle'] or 0:.1f}x idle, busy "
                 f"{n['slots_busy']:.0%}, {n['verdict']}, {n['cell_wall_s']:.0f}s",
@@ -139,7 +152,8 @@ def _cells(args: argparse.Namespace) -> list[dict[str, Any]]:
         _list(args.outputs, base["outputs"], str),
         [s == "on" for s in args.stream.split(",")] if args.stream else base["stream"],
         _list(args.slow, base["slow"], str),
-        _list(args.overloads, base["overloads"], float),
+        # Ascending: a cell machine-bound at one load skips the higher ones (see --no-skip).
+        sorted(_list(args.overloads, base["overloads"], float)),
     ]
     keys = ("front", "servers", "seqs", "output", "stream", "slow", "overload")
     return [
@@ -208,6 +222,11 @@ def main(argv: list[str]) -> int:
         "--min-critical", type=int, default=20, help="critical arrivals per window (20)"
     )
     parser.add_argument("--idle-n", type=int, default=8, help="idle probe requests (8)")
+    parser.add_argument(
+        "--no-skip",
+        action="store_true",
+        help="run every cell, also those above a load this machine could not drive",
+    )
     parser.add_argument("--out", type=Path, help="where results go")
     parser.add_argument("--name", help="file name stem (default priority / priority-quick)")
     parser.add_argument("--logs", type=Path, help="process logs")

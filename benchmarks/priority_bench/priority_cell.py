@@ -95,13 +95,15 @@ class CellRunner:
             )
         await pool_idle(metrics)
         before = await epp_outcomes(st.metrics_url)
-        waits_before = await epp_dispatch_waits(st.metrics_url)
         sampler = SlotSampler(metrics, st.metrics_url.replace("/metrics", "/status.json"))
         cpu = CpuMeter({"client": os.getpid(), "simulators": st.sim_pid, "epp": st.epp_pid})
         load = Load(st.url, rate, warm + window, output, cell["stream"], seed=servers)
         slowdown = None
         if slow == "midrun":
             slowdown = asyncio.create_task(self._slow_down_at(warm, speed))
+        # The EPP's held-time histogram as the window opens: the ordering goal reads what was
+        # dispatched from then on, not the warm-up's dispatches into a pool not yet full.
+        waits_at_window = asyncio.create_task(self._waits_after(warm))
         sampler.start()
         cpu.start()
         try:
@@ -111,15 +113,22 @@ class CellRunner:
             await sampler.stop()
             if slowdown is not None:
                 await slowdown
-        outcomes = await self._outcomes(before, len(load.shots), 5.0 if load.aborted else 15.0)
+            waits_before = await waits_at_window
+        lag = pct(load.lateness, 0.9) or 0.0
+        machine = verdict(
+            rate, len(load.shots), load.arrivals_s, lag, shares, cpu.waits, load.aborted
+        )
+        # A cell the machine could not drive: its accounting is for information only, so
+        # the EPP's counts are not waited for as long.
+        outcomes = await self._outcomes(
+            before, len(load.shots), 5.0 if machine["machine_bound"] else 15.0
+        )
         w0, w1 = load.started + warm, load.started + warm + window
         scored = [s for s in load.shots if w0 <= s.sent <= w1]
-        lag = pct(load.lateness, 0.9) or 0.0
         waits = delta(await epp_dispatch_waits(st.metrics_url), waits_before)
         numbers = cell_numbers(
             load.shots, scored, self.idle[key], outcomes, sampler.window(w0, w1), slots, waits
         )
-        machine = verdict(rate, load.achieved_rate, lag, shares, cpu.waits, load.aborted)
         numbers["machine"] = machine
         numbers["learned_slots"] = numbers["window_means"].get("epp_capacity")
         numbers["verdict"] = (
@@ -141,6 +150,10 @@ class CellRunner:
             window_s=window,
         )
         return {"cell": cell, "numbers": numbers}
+
+    async def _waits_after(self, after_s: float) -> dict[str, dict[str, int]]:
+        await asyncio.sleep(after_s)
+        return await epp_dispatch_waits(self.stack.metrics_url)
 
     async def _slow_down_at(self, after_s: float, speed: float) -> None:
         await asyncio.sleep(after_s)

@@ -34,7 +34,9 @@ def _x(v: float | None, idle: float) -> str:
 
 def _when(r: dict[str, Any]) -> str:
     cells = r.get("cells", [])
-    loads = sorted((c["numbers"].get("machine") or {}).get("loadavg_1m", 0.0) for c in cells)
+    loads = sorted(
+        m["loadavg_1m"] for c in cells if "loadavg_1m" in (m := c["numbers"].get("machine") or {})
+    )
     text = f"{len(cells)} cells in {r.get('wall_s', 0) / 60:.0f} min"
     if "measured_at" in r:
         text += f", {r['measured_at']}, {r['cpus']} CPUs"
@@ -49,14 +51,18 @@ def verdicts(r: dict[str, Any]) -> dict[str, Any]:
     """Counts over the sweep: met / missed / machine-bound, and per goal over driven cells."""
     driven = [c["numbers"] for c in r["cells"] if not _bound(c["numbers"])]
     bound = [c["numbers"] for c in r["cells"] if _bound(c["numbers"])]
+    ran = [n for n in bound if not n.get("skipped")]
     return {
         "cells": len(r["cells"]),
         "driven": len(driven),
         "met": sum(all(n["goal"].values()) for n in driven),
         "machine_bound": len(bound),
+        "skipped": len(bound) - len(ran),
         "per_goal": {g: sum(bool(n["goal"].get(g)) for n in driven) for g in GOALS},
-        # Not a verdict (the machine, not the EPP, set these numbers): for information only.
-        "bound_per_goal": {g: sum(bool(n["goal"].get(g)) for n in bound) for g in GOALS},
+        # Not a verdict (the machine, not the EPP, set these numbers): for information only,
+        # over the machine-bound cells that ran.
+        "bound_ran": len(ran),
+        "bound_per_goal": {g: sum(bool(n["goal"].get(g)) for n in ran) for g in GOALS},
     }
 
 
@@ -104,6 +110,8 @@ def _kinds(reasons: list[str]) -> set[str]:
             out.add("short of rate")
         elif x.startswith("client stopped"):
             out.add("client stopped")
+        elif x.startswith("skipped"):
+            out.add("skipped (lower load machine-bound)")
         else:
             out.add(" ".join(x.split(" ")[:2]))
     return out
@@ -118,12 +126,18 @@ def sweep_block(r: dict[str, Any] | None) -> str:
     per = ", ".join(f"{g} {v['per_goal'][g]}/{v['driven']}" for g in GOALS)
     lines = [
         f"`{SWEEP_COMMAND}` ({_when(r)}): **{v['met']} of {v['driven']} cells this machine "
-        f"could drive met every goal; {v['machine_bound']} of {v['cells']} were machine-bound.** "
-        f"Per goal, over the driven cells: {per}.",
+        f"could drive met every goal; {v['machine_bound']} of {v['cells']} were machine-bound"
+        + (
+            f" ({v['skipped']} of them not run: the same cell at a lower load was already "
+            "machine-bound by a signal that grows with load)"
+            if v["skipped"]
+            else ""
+        )
+        + f".** Per goal, over the driven cells: {per}.",
         "",
         "For information only (not a verdict: the machine set these numbers), the same counts "
-        "over the machine-bound cells: "
-        + ", ".join(f"{g} {v['bound_per_goal'][g]}/{v['machine_bound']}" for g in GOALS)
+        "over the machine-bound cells that ran: "
+        + ", ".join(f"{g} {v['bound_per_goal'][g]}/{v['bound_ran']}" for g in GOALS)
         + ".",
         "",
         "![priority sweep heatmap](benchmarks/results/priority_heatmap.png)",

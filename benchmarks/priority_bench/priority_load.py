@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from priority_machine import short_of_rate
 from routing_metrics import fetch, parse, total
 
 OBJECTIVE_HEADER = "x-gateway-inference-objective"
@@ -108,11 +109,6 @@ class Load:
     arrivals_s: float = 0.0  # how long the arrivals took to send
     aborted: str = ""  # why arrivals stopped early: this machine cannot drive the cell
 
-    @property
-    def achieved_rate(self) -> float:
-        """Arrivals per second the client actually sent."""
-        return len(self.shots) / self.arrivals_s if self.arrivals_s > 0 else 0.0
-
     def _body(self, rng: random.Random) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": MODEL,
@@ -175,7 +171,7 @@ def _cannot_drive(late_s: float, elapsed_s: float, sent: int, rate: float) -> st
     would otherwise send its whole backlog late and take minutes to measure nothing."""
     if late_s > ABORT_LATE_S:
         return f"arrivals {late_s:.1f} s late"
-    if elapsed_s > 2.0 and sent < 0.8 * rate * elapsed_s:
+    if elapsed_s > 2.0 and short_of_rate(sent, rate, elapsed_s, 0.8):
         return f"sent {sent / elapsed_s:.0f}/s of {rate:.0f}/s"
     if sent >= MAX_SENT:
         return f"over {MAX_SENT} requests"

@@ -5,8 +5,9 @@ the arrival rate falls short of the intended one, tokens are delivered late, and
 grows for reasons the EPP does not control. Such a cell is marked *machine-bound* in the table
 and counts neither as a pass nor as a fail of the goal. The signals:
 
-- **achieved arrival rate** below ``RATE_SHORTFALL`` of the intended one (the client could not
-  send fast enough);
+- **achieved arrival rate** below ``RATE_SHORTFALL`` of the intended one, by more than a Poisson
+  process's own spread (:func:`short_of_rate`: the client could not send fast enough; a few
+  dozen Poisson arrivals alone fall 20% short of their mean one time in ten);
 - **client lag**: the p90 lateness of the client's scheduled arrivals above ``LAG_LIMIT_S``
   (its event loop was busy, so its clocks, and the TTFB it measures, are late);
 - **CPU**: the client, the simulators' process or the EPP's process at or above ``CPU_LIMIT``
@@ -19,6 +20,7 @@ and counts neither as a pass nor as a fail of the goal. The signals:
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -78,18 +80,29 @@ class CpuMeter:
         return self.shares
 
 
+def short_of_rate(sent: int, rate: float, elapsed_s: float, share: float) -> bool:
+    """Whether ``sent`` arrivals in ``elapsed_s`` fall short of ``share`` of ``rate``'s mean,
+    and by more than three standard deviations of a Poisson count (so chance alone does not
+    mark a cell of a few dozen arrivals machine-bound)."""
+    expected = rate * elapsed_s
+    return sent < share * expected and sent < expected - 3 * math.sqrt(expected)
+
+
 def verdict(
     intended_rate: float,
-    achieved_rate: float,
+    sent: int,
+    arrivals_s: float,
     lag_p90: float,
     cpu: dict[str, float],
     waits: dict[str, float],
     aborted: str = "",
 ) -> dict[str, Any]:
     """The machine-bound test of one cell: which signals tripped (empty = the EPP measured).
-    ``aborted``: the client stopped sending early, and why."""
+    ``sent`` arrivals in ``arrivals_s`` seconds; ``aborted``: the client stopped sending early,
+    and why."""
     reasons = [f"client stopped: {aborted}"] if aborted else []
-    if achieved_rate < RATE_SHORTFALL * intended_rate:
+    achieved_rate = sent / arrivals_s if arrivals_s > 0 else 0.0
+    if short_of_rate(sent, intended_rate, arrivals_s, RATE_SHORTFALL):
         reasons.append(f"arrivals {achieved_rate:.0f}/s of {intended_rate:.0f}/s")
     if lag_p90 > LAG_LIMIT_S:
         reasons.append(f"client lag p90 {lag_p90 * 1000:.0f} ms")
@@ -109,3 +122,14 @@ def verdict(
         "cpu_wait_s_per_s": waits,
         "loadavg_1m": os.getloadavg()[0],
     }
+
+
+def carries_up(machine: dict[str, Any]) -> str:
+    """The signal of a machine-bound cell that a higher load of the same cell would trip
+    again (the client stopped sending, or a process used a whole core: both grow with the
+    arrival rate), or "". Starvation and lag are left out: other users of the machine can
+    cause them, so they say nothing certain about the next cell."""
+    for reason in machine.get("reasons", []):
+        if reason.startswith("client stopped") or " CPU " in reason:
+            return str(reason)
+    return ""

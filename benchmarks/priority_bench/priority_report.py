@@ -76,6 +76,32 @@ def cell_numbers(
     return out
 
 
+def skipped_numbers(slots: int, why: str) -> dict[str, Any]:
+    """A cell not run because the same cell at a lower load was machine-bound by a signal that
+    only grows with load (``why``): machine-bound, with nothing measured."""
+    band = {"sent": 0, "scored": 0, "ok": 0, "p50": None, "p90": None, "p99": None}
+    out: dict[str, Any] = {
+        name: {**band, "priority": prio, "statuses": {}} for name, (prio, _) in MIX.items()
+    }
+    out.update(
+        slots=slots,
+        slots_busy=0.0,
+        server_waiting_mean=0.0,
+        window_means={},
+        idle_p90=None,
+        epp_outcomes={},
+        accounting_ok=False,
+        goal={},
+        critical_over_idle=None,
+        learned_slots=None,
+        skipped=why,
+        machine={"machine_bound": True, "reasons": [f"skipped: machine-bound at {why}"]},
+        verdict="machine-bound",
+        cell_wall_s=0.0,
+    )
+    return out
+
+
 def bucket_quantile(buckets: dict[str, int], q: float) -> float | None:
     """The upper bound of the histogram bucket holding the ``q`` quantile, from cumulative
     ``{le: count}`` buckets (``+Inf`` as infinity); None when the histogram is empty."""
@@ -177,8 +203,7 @@ def heatmap(cells: list[dict[str, Any]], path: Path) -> Path:
     mine_all = [c for c in cells if c["cell"].get("slow", "none") == "none"] or cells
     width = max(6.0, 0.45 * len({_col(c) for c in mine_all}) + 2)
     fig, axes = plt.subplots(1, len(fronts), figsize=(width * len(fronts), 4.5), squeeze=False)
-    cmap = plt.get_cmap("RdYlGn_r").copy()
-    cmap.set_bad("#d0d0d0")
+    cmap = plt.get_cmap("RdYlGn_r").with_extremes(bad="#d0d0d0")
     for ax, front in zip(axes[0], fronts, strict=True):
         mine = [c for c in mine_all if c["cell"]["front"] == front]
         rows = sorted({(c["cell"]["servers"], c["cell"]["seqs"]) for c in mine})
