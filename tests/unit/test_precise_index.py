@@ -109,8 +109,9 @@ def test_match_agrees_with_the_definition_over_any_history(
     ops: list[tuple[str, str, list[int]]],
 ) -> None:
     """Masks are kept in step with the holders through adds, speculative adds that expire,
-    removals, pod-cache drops and clears (a cleared endpoint's bit is reused)."""
-    idx = BlockIndex(pod_cache_size=3)
+    removals, pod-cache drops, evictions (6 keys at most, of 8) and clears (a cleared
+    endpoint's bit is reused)."""
+    idx = BlockIndex(size=6, pod_cache_size=3)
     now = 0.0
     for op, name, keys in ops:
         now += 1.0
@@ -127,5 +128,6 @@ def test_match_agrees_with_the_definition_over_any_history(
             got = idx.match(probe, now)
             entries = {k: dict(h) for k, h in idx._keys.items()}
             assert got == _reference_match(entries, probe, now)
-            for h in idx._keys.values():
-                assert h.mask == sum(idx.bit(e) for e in h)
+            assert idx._masks.keys() == idx._keys.keys()
+            for k, h in idx._keys.items():
+                assert h and idx._masks[k] == sum(idx.bit(e) for e in h)

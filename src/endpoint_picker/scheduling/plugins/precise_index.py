@@ -29,7 +29,6 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from itertools import groupby, repeat
-from operator import attrgetter
 
 import xxhash
 
@@ -98,19 +97,6 @@ def chain_keys(token_ids: Sequence[int], block_size: int, parent: int) -> list[i
     return keys
 
 
-class Holders(dict[str, float]):
-    """One key's holders, endpoint name -> expiry, with ``mask``: the holders' bits
-    (:meth:`BlockIndex.bit`), so a lookup compares neighbouring keys' holders as two ints."""
-
-    __slots__ = ("mask",)
-    mask: int  # set by whoever creates one (no __init__: a Python call per new key)
-
-
-_mask_of = attrgetter("mask")
-_NOBODY = Holders()  # what an absent key reads as in match(); never stored
-_NOBODY.mask = 0
-
-
 class BlockIndex:
     """Request key -> {endpoint name: expiry}; bounded as the module docstring says."""
 
@@ -119,7 +105,11 @@ class BlockIndex:
             raise ValueError("size and pod_cache_size must be >= 1")
         self.size = size
         self.pod_cache_size = pod_cache_size
-        self._keys: OrderedDict[int, Holders] = OrderedDict()
+        self._keys: OrderedDict[int, dict[str, float]] = OrderedDict()  # key -> holders
+        # key -> its holders' bits (:meth:`bit`), kept beside the holders so that a lookup
+        # reads one small int per key (no holder dict to visit) and compares neighbouring
+        # keys' holders as two ints.
+        self._masks: dict[int, int] = {}
         self._by_endpoint: dict[str, set[int]] = {}
         # One bit per endpoint that holds keys; a cleared endpoint's bit is reused.
         self._bits: dict[str, int] = {}
@@ -138,7 +128,7 @@ class BlockIndex:
         return len(self._by_endpoint.get(endpoint, ()))
 
     def bit(self, endpoint: str) -> int:
-        """``endpoint``'s bit in :attr:`Holders.mask` (assigned on first use)."""
+        """``endpoint``'s bit in a key's holder mask (assigned on first use)."""
         bit = self._bits.get(endpoint)
         if bit is None:
             bit = self._free_bits.pop() if self._free_bits else 1 << len(self._bits)
@@ -146,36 +136,44 @@ class BlockIndex:
             self._names[bit] = endpoint
         return bit
 
-    def _drop(self, holders: Holders, endpoint: str) -> None:
+    def _drop(self, key: int, holders: dict[str, float], endpoint: str) -> None:
+        """``endpoint`` no longer holds ``key``; a key nobody holds leaves the index."""
         del holders[endpoint]
-        holders.mask &= ~self._bits[endpoint]
+        if holders:
+            self._masks[key] &= ~self._bits[endpoint]
+        else:
+            del self._keys[key]
+            del self._masks[key]
 
     def add(self, keys: Iterable[int], endpoint: str, expiry: float = CONFIRMED) -> None:
         """Record ``endpoint`` as holding ``keys``; a speculative add never downgrades a
         confirmed entry, a confirmed add upgrades a speculative one."""
         owned = self._by_endpoint.setdefault(endpoint, set())
         bit = self.bit(endpoint)
-        index = self._keys
+        index, masks = self._keys, self._masks
         if expiry != CONFIRMED:
             keys = keys if isinstance(keys, (list, tuple)) else list(keys)
             heapq.heappush(self._speculative, (expiry, next(self._order), keys, endpoint))
         for key in keys:
             holders = index.get(key)
             if holders is None:
-                holders = index[key] = Holders()
-                holders.mask = 0
+                holders = index[key] = {endpoint: expiry}
+                masks[key] = bit
+                owned.add(key)
+                self.admissions += 1
                 if len(index) > self.size:
                     self._evict()
-            else:
-                index.move_to_end(key)
+                continue
+            index.move_to_end(key)
             old = holders.get(endpoint)
             if old is None:
                 if len(holders) >= self.pod_cache_size:
                     dropped = next(iter(holders))
-                    self._drop(holders, dropped)
+                    del holders[dropped]  # the new holder takes its place below
+                    masks[key] &= ~self._bits[dropped]
                     self._by_endpoint.get(dropped, set()).discard(key)
                 holders[endpoint] = expiry
-                holders.mask |= bit
+                masks[key] |= bit
                 owned.add(key)
                 self.admissions += 1
             elif expiry > old:
@@ -183,6 +181,7 @@ class BlockIndex:
 
     def _evict(self) -> None:
         key, holders = self._keys.popitem(last=False)
+        del self._masks[key]
         self.evictions += 1
         for name in holders:
             self._by_endpoint.get(name, set()).discard(key)
@@ -192,9 +191,7 @@ class BlockIndex:
         for key in keys:
             holders = self._keys.get(key)
             if holders is not None and endpoint in holders:
-                self._drop(holders, endpoint)
-                if not holders:
-                    del self._keys[key]
+                self._drop(key, holders, endpoint)
                 if owned is not None:
                     owned.discard(key)
 
@@ -203,9 +200,7 @@ class BlockIndex:
         for key in self._by_endpoint.pop(endpoint, set()):
             holders = self._keys.get(key)
             if holders is not None and endpoint in holders:
-                self._drop(holders, endpoint)
-                if not holders:
-                    del self._keys[key]
+                self._drop(key, holders, endpoint)
         bit = self._bits.pop(endpoint, None)
         if bit is not None:  # no key carries it any more: free for the next endpoint
             del self._names[bit]
@@ -223,11 +218,9 @@ class BlockIndex:
             owned = self._by_endpoint.get(endpoint)
             for key, h in zip(keys, map(index.get, keys), strict=True):
                 if h is not None and h.get(endpoint) == expiry:
-                    self._drop(h, endpoint)
+                    self._drop(key, h, endpoint)
                     if owned is not None:
                         owned.discard(key)
-                    if not h:
-                        del index[key]
 
     def match(self, keys: Sequence[int], now: float) -> dict[str, int]:
         """Leading blocks of ``keys`` each endpoint holds (llm-d's longest-prefix lookup):
@@ -239,7 +232,7 @@ class BlockIndex:
         prefix ends).
         """
         self.expire(now)
-        masks: list[int] = list(map(_mask_of, map(self._keys.get, keys, repeat(_NOBODY))))
+        masks: list[int] = list(map(self._masks.get, keys, repeat(0)))
         if not masks or not masks[0]:
             return {}
         active = masks[0]
