@@ -5,6 +5,8 @@ Every scrape is a Metrics snapshot with a new ``update_time``; time is a FakeClo
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from endpoint_picker.clock import FakeClock
@@ -37,11 +39,38 @@ class Server:
         )
 
 
+class LaggyServer(Server):
+    """A fake model server (named as one) as a busy one is scraped: up to ``transit`` of the
+    EPP's requests are not on it (finished, their responses still on the way through the
+    front; or dispatched and not yet arrived), and with probability ``lag`` a scrape catches
+    one that arrived and waits for the next engine step to be admitted, with slots free."""
+
+    def __init__(self, slots: int, clock: FakeClock, transit: int, lag: float) -> None:
+        super().__init__(slots, clock)
+        self.transit, self.lag = transit, lag
+        self.rng = random.Random(5)
+        self.running: list[int] = []
+
+    def scrape(self, inflight: int) -> Metrics:
+        there = max(0, inflight - self.rng.randint(0, self.transit))
+        running = min(there, self.slots)
+        if there <= self.slots and running and self.rng.random() < self.lag:
+            running -= 1
+        self.running.append(running)
+        self.clock.advance(SCRAPE)
+        return Metrics(
+            running_requests_size=running,
+            waiting_queue_size=there - running,
+            update_time=self.clock.now(),
+        )
+
+
 def drive(learner: CapacityLearner, server: Server, seconds: float) -> list[int]:
     """Saturating load: the EPP always sends exactly the learned capacity. Capacity per scrape."""
     seen = []
     for _ in range(round(seconds / SCRAPE)):
-        learner.observe(server.scrape(learner.capacity), server.clock.now())
+        sent = learner.capacity
+        learner.observe(server.scrape(sent), server.clock.now(), sent)
         seen.append(learner.capacity)
     return seen
 
@@ -57,6 +86,20 @@ def test_slow_start_finds_the_plateau_and_stays_there() -> None:
     steady = drive(learner, server, 12.0)
     assert max(steady) <= 257 and steady.count(257) <= 3  # <= 3 probes of 12 s, one scrape each
     assert steady[-1] in (256, 257)
+
+
+def test_slow_start_is_not_ended_by_admission_lag_or_requests_in_transit() -> None:
+    # 32 slots; a scrape often catches a request not yet admitted, and a few of the EPP's
+    # requests are never on the server at scrape time. Neither is a plateau: the capacity
+    # still reaches the server's slots within a second, and the server runs nearly full.
+    clock = FakeClock()
+    learner, server = CapacityLearner(4), LaggyServer(32, clock, transit=3, lag=0.6)
+    seen = drive(learner, server, 1.0)
+    assert max(seen) >= 32, seen
+    drive(learner, server, 10.0)
+    assert 32 <= learner.capacity <= 32 + 3 + 1
+    last = server.running[-100:]  # the last 5 s
+    assert sum(last) / len(last) >= 0.9 * 32
 
 
 def test_a_refused_probe_is_withdrawn_at_the_first_queueing_scrape() -> None:

@@ -6,18 +6,27 @@ still in the EPP, so the EPP should send each server exactly N: no fewer (idle s
 (a server-side queue the EPP cannot reorder). Nobody tells us N (vLLM does not export
 max-num-seqs, and a KV-bound server's N moves with its prompts), so it is learned per endpoint:
 
-- **Plateau.** A server that queues (``waiting > 0``) is running all it can: N is what it runs.
-  The highest ``running`` seen while queueing within ``plateauWindow`` is taken; a lower N needs
-  the server to have queued at half of the last ten scrapes (a request caught between "arrived"
-  and "admitted" shows as queueing now and then, not persistently).
-- **Growth.** A server running everything it was given (``running >= N``) with nothing waiting
-  may have room for more. Before any plateau was seen, N grows by half at every such scrape
-  (slow start); after one, N is probed one higher every ``probeInterval``, and a probe the
-  server accepts (runs above the old plateau without queueing) switches back to growing. A
-  probe the server refuses (it queues while running no more than the old plateau) is withdrawn
-  at that first scrape: the old plateau was confirmed, so no persistence test is needed, and a
-  probe held open for five scrapes kept a request waiting in that server (behind whatever it
-  runs) and took the holdback's free slot from the top band.
+- **Plateau.** A server that queues (``waiting > 0``) while full is running all it can: N is
+  what it runs. "Full" is running as many as the most it ran within ``plateauWindow``: an engine
+  admits new requests once per step, so a scrape often catches one just arrived, waiting while
+  slots are free (the more requests arrive per step, the more often), and then ``running`` is
+  below what the server ran a moment before; such a scrape says nothing about N. N is taken
+  once the server queued full at that level at half of the last ten scrapes (a request caught
+  between "arrived" and "admitted" can still meet a full server now and then; and while slow
+  start raises ``running`` scrape by scrape, each new high is "full" only once). A server whose
+  N shrank (resized, KV-bound) counts as full again once its larger past leaves the window.
+- **Growth.** An endpoint given everything it may take (the EPP's requests in flight to it, or
+  the server's own ``running``, at N) with nothing waiting may have room for more. The EPP's
+  count matters: a request between two holders (finished on the server, its response not yet
+  through the front; or dispatched and on its way) keeps the server's ``running`` below N at
+  most scrapes of a busy server with short requests. Before any plateau was seen, N grows by
+  half at every such scrape (slow start); after one, N is probed one higher every
+  ``probeInterval``, and a probe the server accepts (runs above the old plateau without
+  queueing) switches back to growing. A probe the server refuses (it queues while running
+  exactly the old plateau) is withdrawn at that first scrape: the old plateau was confirmed, so
+  no persistence test is needed, and a probe held open for five scrapes kept a request waiting
+  in that server (behind whatever it runs) and took the holdback's free slot from the top
+  band. Queueing while running *below* the old plateau is admission lag, not a refusal.
 - **KV-bound.** At or above ``kvCacheUtilThreshold`` of KV cache the endpoint does not grow, and
   N drops to what it runs: the next request would wait for blocks.
 
@@ -45,11 +54,11 @@ class CapacityLearner:
 
     __slots__ = (
         "_growing",
+        "_peaks",
         "_plateau",
         "_plateau_at",
         "_probing",
         "_recent",
-        "_samples",
         "capacity",
         "kv_threshold",
         "last_update",
@@ -73,51 +82,66 @@ class CapacityLearner:
         self.plateau_window = plateau_window
         self.kv_threshold = kv_threshold
         self.last_update = 0.0  # update_time of the last scrape observed
-        self._samples: deque[tuple[float, int]] = deque()  # (time, running) while queueing
-        self._recent: deque[bool] = deque(maxlen=RECENT)  # the last scrapes: queueing or not
+        # (time, running) of the scrapes within plateau_window whose running no later scrape
+        # matched: decreasing in running, so the first is the window's most (a sliding max).
+        self._peaks: deque[tuple[float, int]] = deque()
+        # The last scrapes: ``running`` where the server queued while full, else 0.
+        self._recent: deque[int] = deque(maxlen=RECENT)
         self._plateau = 0  # last confirmed plateau; 0 = none seen yet
         self._plateau_at = -math.inf
         self._growing = True  # slow start until a plateau is seen
         self._probing = False  # capacity is one probe above the confirmed plateau
 
-    def observe(self, metrics: Metrics, now: float) -> bool:
-        """Learn from ``metrics`` if it is a scrape not yet seen; True when capacity changed."""
+    def observe(self, metrics: Metrics, now: float, inflight: int = 0) -> bool:
+        """Learn from ``metrics`` if it is a scrape not yet seen; True when capacity changed.
+        ``inflight``: the EPP's requests in flight to the endpoint now."""
         if metrics.update_time <= 0 or metrics.update_time == self.last_update:
             return False
         self.last_update = metrics.update_time
         before = self.capacity
         running, waiting = metrics.running_requests_size, metrics.waiting_queue_size
-        self._recent.append(waiting > 0 and running > 0)
-        if waiting > 0 and running > 0:
-            self._on_queueing(running, now)
-        elif waiting == 0:
-            self._on_idle_queue(running, metrics.kv_cache_usage_percent, now)
-        return self.capacity != before
-
-    def _on_queueing(self, running: int, now: float) -> None:
-        """The server queues: it runs all it can, so its capacity is the running plateau."""
-        if self._probing and running <= self._plateau:
+        top = self._most_recently(running, now)
+        if waiting > 0 and self._probing and running == self._plateau:
             # A refused probe: back to the confirmed plateau at once (see the module).
             self.capacity, self._plateau_at, self._probing = self._plateau, now, False
-            return
-        self._probing = False
-        self._samples.append((now, running))
-        while self._samples and now - self._samples[0][0] > self.plateau_window:
-            self._samples.popleft()
-        plateau = max(r for _, r in self._samples)
-        if plateau < self.capacity and sum(self._recent) < CONFIRM:
-            return  # sporadic: requests caught between "arrived" and "admitted"
-        self.capacity = min(plateau, self.max_capacity)
-        self._plateau, self._plateau_at, self._growing = self.capacity, now, False
+            self._recent.append(running)
+            return True
+        full = waiting > 0 and 0 < running >= top
+        self._recent.append(running if full else 0)
+        if full:
+            self._on_queueing(running, now)
+        elif waiting == 0:
+            self._on_idle_queue(running, inflight, metrics.kv_cache_usage_percent, now)
+        return self.capacity != before
 
-    def _on_idle_queue(self, running: int, kv: float, now: float) -> None:
-        """Nothing waits: grow when every learned slot is in use and the cache has room."""
+    def _most_recently(self, running: int, now: float) -> int:
+        """The most the server ran within ``plateau_window``, this scrape included."""
+        peaks = self._peaks
+        while peaks and peaks[-1][1] <= running:
+            peaks.pop()
+        peaks.append((now, running))
+        while now - peaks[0][0] > self.plateau_window:
+            peaks.popleft()
+        return peaks[0][1]
+
+    def _on_queueing(self, running: int, now: float) -> None:
+        """The server queues while full (``running`` is the most it ran within the window):
+        if it did so at this level persistently, it runs all it can, and its capacity is
+        ``running``."""
+        if sum(r >= running for r in self._recent) < CONFIRM:
+            return  # sporadic, or while running still grew (slow start): not a plateau yet
+        self.capacity = min(running, self.max_capacity)
+        self._plateau, self._plateau_at = self.capacity, now
+        self._growing = self._probing = False
+
+    def _on_idle_queue(self, running: int, inflight: int, kv: float, now: float) -> None:
+        """Nothing waits: grow when every learned slot is given out and the cache has room."""
         if kv >= self.kv_threshold:
             self.capacity = max(1, min(self.capacity, running))
             return
         if not self._growing and self._plateau and running > self._plateau:
             self._growing, self._probing = True, False  # a probe went through: it has grown
-        if running < self.capacity or self.capacity >= self.max_capacity:
+        if max(running, inflight) < self.capacity or self.capacity >= self.max_capacity:
             return
         if self._growing:
             self.capacity = min(self.max_capacity, self.capacity + max(1, self.capacity // 2))

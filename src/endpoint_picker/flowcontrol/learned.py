@@ -105,7 +105,7 @@ class LearnedCapacityDetector:
     def capacity(self, ep: Endpoint, now: float) -> int:
         """The endpoint's learned capacity, after learning from a scrape not yet seen."""
         learner = self.learner(ep)
-        if learner.observe(ep.metrics, now):
+        if learner.observe(ep.metrics, now, ep.inflight_requests):
             self._gauges[ep.name].set(learner.capacity)
         return learner.capacity
 
