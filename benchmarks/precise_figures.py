@@ -71,7 +71,14 @@ def precise_cost_block(r: dict[str, Any] | None) -> str:
         "",
         f"Ingestion: {ing['servers']} servers x {ing['block_events_per_s_per_server']:,.0f} "
         f"block events/s each (~{ing['block_events_per_s_measured']:,} in all) over real ZMQ "
-        f"used **{ing['core_percent']:.1f}% of one core** (user+sys over {ing['seconds']:g} s; "
+        f"used **{ing['core_percent']:.1f}% of one core** (user+sys over {ing['seconds']:g} s"
+        + (
+            f", the median of {len(ing['core_percent_windows'])} windows: "
+            + ", ".join(f"{x:.1f}%" for x in ing["core_percent_windows"])
+            if ing.get("core_percent_windows")
+            else ""
+        )
+        + "; "
         f"{ing['gaps']} gaps, {ing['errors']} errors).",
     ]
     return "\n".join(lines) + "\n"

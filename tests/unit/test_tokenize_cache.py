@@ -131,3 +131,38 @@ def test_a_coarse_chunk_found_whole_from_its_fine_chunks_is_stored_again(tmp_pat
         hits = chunked.chunk_hits
         chunked.encode(prompt, True)
         assert chunked.chunk_hits > hits
+
+
+def test_resuming_at_a_remembered_point_equals_walking(tmp_path: Path) -> None:
+    """Prompts resumed at a resume point get what walking the chain gives: the same ids, the
+    same segments, the same entries in the same LRU order and the same hit counts, through
+    prompts sharing a whole system prompt or part of one, unrelated prompts, LRU evictions and
+    entries removed by hand."""
+    rng = random.Random(4)
+    systems = [_text(rng, rng.randint(100, 700)) for _ in range(3)]
+    for backend in _backends(tmp_path):
+        for chunk, fine, size in ((300, 40, 10**6), (200, 50, 150)):
+            make = {"chunk_chars": chunk, "fine_chars": fine, "max_chunks": size}
+            walking = ChunkedTokenizer(backend, verify_first=0, resume_tries=0, **make)
+            resuming = ChunkedTokenizer(backend, verify_first=0, **make)
+            for _ in range(120):
+                system = rng.choice(systems)
+                if rng.random() < 0.7:
+                    system = (
+                        system[: rng.randint(50, len(system))] if rng.random() < 0.3 else system
+                    )
+                    prompt = system + " " + _text(rng, rng.randint(1, 60))
+                else:
+                    prompt = _text(rng, rng.randint(1, 300))
+                special = rng.random() < 0.8
+                a, b = walking.encode(prompt, special), resuming.encode(prompt, special)
+                assert list(a) == list(b) == list(backend.encode(prompt, special))
+                seg = [(s.serial, s.start, s.end) for s in getattr(a, "segments", ())]
+                assert seg == [(s.serial, s.start, s.end) for s in getattr(b, "segments", ())]
+                assert list(walking._cache) == list(resuming._cache)
+                if rng.random() < 0.05:
+                    for c in (walking, resuming):
+                        for key in [k for k in c._cache if k[3] >= chunk][:2]:
+                            del c._cache[key]
+            assert walking.chunk_hits == resuming.chunk_hits
+            assert walking.resumes == 0 and resuming.resumes > 10

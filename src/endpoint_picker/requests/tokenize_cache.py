@@ -24,6 +24,17 @@ Everything after the first chunk not found is new (its children are keyed by a n
 it is tokenized in one call and cut at the chunk boundaries when the backend can cut its result
 (``encode_split``: the fast BPE encoder, requests/tokenize_fast.py), else chunk by chunk.
 
+**Resume points.** Most prompts that share a system prompt diverge from the cache at the same
+place: the last fine cut before their own question. Walking the chain up to there costs a
+lookup, a digest and a cut search per chunk (about twenty for an 8k-token prompt). So each walk
+remembers where it stopped (its *resume point*: the offset, the xxh3-64 of the text before it,
+and the chain found up to it), and the next prompt first checks the last few resume points by
+one digest of its own text up to each. A match resumes the walk there, with the same result as
+walking: the cuts before the point depend only on that text; every entry on the way is looked up
+again (and so kept recent in the LRU) and the resume point is dropped when one was evicted; and
+when the coarse chunk the point lies in has since been stored whole, the walk takes the normal
+way, which would find that coarse entry.
+
 **Exactness.** Tokenizing chunk by chunk equals tokenizing the whole text when the tokenizer
 never merges across such a space: the simulator's tokenizer (a space always ends a token), and
 byte-level or Metaspace BPE tokenizers, whose pre-tokenizer splits words with their leading space.
@@ -91,6 +102,7 @@ class ChunkedTokenizer:
         max_chunks: int = 16384,
         verify_first: int = 16,
         verify_every: int = 512,
+        resume_tries: int = 4,
     ) -> None:
         self.backend = backend
         self.name = backend.name
@@ -99,12 +111,17 @@ class ChunkedTokenizer:
         self.max_chunks = max_chunks
         self.verify_first = verify_first
         self.verify_every = verify_every
+        self.resume_tries = resume_tries  # the most recent resume points a prompt checks
         self.enabled = True
         self.calls = 0
         self.chunk_hits = 0
+        self.resumes = 0  # walks resumed from a resume point
         self._serials = itertools.count(1)
         # (parent serial, add special tokens, xxh3-64 of the chunk's UTF-8, its length)
         self._cache: OrderedDict[tuple[int, bool, int, int], Segment] = OrderedDict()
+        # Resume points, most recent last: (offset, add special, xxh3-64 of the text before
+        # it) -> the walk up to there (see the module docstring).
+        self._resume: OrderedDict[tuple[int, bool, int], _Walk] = OrderedDict()
 
     def encode_ids(self, ids: Sequence[int]) -> list[int]:
         return self.backend.encode_ids(ids)
@@ -152,37 +169,57 @@ class ChunkedTokenizer:
 
     def _encode_chunked(self, text: str, add_special: bool) -> SegmentedIds:
         """Walk the cached chain (coarse chunks, then fine chunks inside the first coarse chunk
-        not found, or inside the tail after the last coarse cut) up to the first miss. A chunk
-        is keyed by its parent, so everything after a miss is new: the rest of the text is
-        tokenized at once, in one backend call where the backend can cut its result
-        (``encode_split``), and cut into new fine chunks; each new coarse chunk is also stored
-        as the join of its fine chunks. The text after the tail's last fine cut is this
-        prompt's own and is not cached."""
+        not found, or inside the tail after the last coarse cut) up to the first miss, from a
+        resume point when one matches. A chunk is keyed by its parent, so everything after a
+        miss is new: the rest of the text is tokenized at once, in one backend call where the
+        backend can cut its result (``encode_split``), and cut into new fine chunks; each new
+        coarse chunk is also stored as the join of its fine chunks. The text after the tail's
+        last fine cut is this prompt's own and is not cached."""
         n = len(text)
         digest = _digester(text)
-        coarse = cuts(text, self.chunk_chars, 0, n)
-        segments: list[Segment] = []
-        parent = tokens = start = k = 0
-        while k < len(coarse):  # coarse chunks found
-            seg = self._lookup((parent, add_special, digest(start, coarse[k]), coarse[k] - start))
-            if seg is None:
-                break
-            segments.append(seg)
-            parent, tokens, start = seg.serial, seg.end, coarse[k]
-            k += 1
+        walk = self._resumed(text, digest, add_special)
+        if walk is None:
+            walk = _Walk([], 0, (0, 0, 0), [], [], [], [])
+            coarse = cuts(text, self.chunk_chars, 0, n)
+            parent = tokens = start = 0
+            while walk.k < len(coarse):  # coarse chunks found
+                key = (parent, add_special, digest(start, coarse[walk.k]), coarse[walk.k] - start)
+                seg = self._lookup(key)
+                if seg is None:
+                    break
+                walk.segments.append(seg)
+                walk.keys.append(key)
+                parent, tokens, start = seg.serial, seg.end, coarse[walk.k]
+                walk.k += 1
+            walk.coarse, walk.top = coarse[: walk.k], (parent, tokens, start)
+            resumed_at = -1
+        else:
+            parent, tokens, start = walk.top
+            coarse = walk.coarse + cuts(text, self.chunk_chars, start, n)
+            if walk.pieces:
+                last = walk.pieces[-1]
+                parent, tokens, start = last.serial, last.end, walk.fine[-1]
+            resumed_at = start
+        k, top = walk.k, walk.top
+        segments: list[Segment] = list(walk.segments)
         # The open chunk (coarse chunk k, or the tail): its fine chunks found.
-        top = (parent, tokens, start)  # where the open coarse chunk starts
-        pieces: list[Segment] = []
+        pieces: list[Segment] = list(walk.pieces)
         end = coarse[k] if k < len(coarse) else n
-        fine = cuts(text, self.fine_chars, start, end)
-        found = 0
-        for cut in [*fine, end] if end < n else fine:
-            seg = self._lookup((parent, add_special, digest(start, cut), cut - start))
+        fine = walk.fine + cuts(text, self.fine_chars, start, end)
+        found = len(walk.fine)
+        for cut in [*fine[found:], end] if end < n else fine[found:]:
+            key = (parent, add_special, digest(start, cut), cut - start)
+            seg = self._lookup(key)
             if seg is None:
                 break
             pieces.append(seg)
+            walk.keys.append(key)
             parent, tokens, start = seg.serial, seg.end, cut
             found += 1
+        if 0 < start != resumed_at and found < len(fine):  # stopped at a fine cut: remember it
+            point = (start, add_special, digest(0, start))
+            walk = _Walk(walk.coarse, k, top, segments[:], pieces[:], fine[:found], walk.keys)
+            self._remember(point, walk)
         # Everything from ``start`` is new: every fine cut, and where each coarse chunk ends.
         plan: list[tuple[int, bool]] = [(cut, False) for cut in fine[found:]]
         if k < len(coarse):
@@ -212,6 +249,58 @@ class ChunkedTokenizer:
         out.extend(array("I", new[-1]))
         out.segments = tuple(segments)
         return out
+
+    def _resumed(
+        self, text: str, digest: Callable[[int, int], int], add_special: bool
+    ) -> _Walk | None:
+        """The walk up to the latest of the last few resume points that ``text`` shares,
+        its entries looked up again (as walking would); None when none applies."""
+        n = len(text)
+        tried = 0
+        for point in reversed(self._resume):
+            at, special, _ = point
+            if special != add_special or at + 1 >= n:
+                continue
+            tried += 1
+            if tried > self.resume_tries:
+                return None
+            if _CUT.match(text, at) is None or point != (at, special, digest(0, at)):
+                continue
+            walk = self._resume[point]
+            parent, _, start = walk.top
+            # The coarse chunk the point lies in, stored whole since: walking finds that entry.
+            nxt = _CUT.search(text, start + self.chunk_chars, n)
+            if nxt is not None:
+                e = nxt.start()
+                if (parent, add_special, digest(start, e), e - start) in self._cache:
+                    del self._resume[point]
+                    return None
+            cache = self._cache
+            try:
+                for key in walk.keys:
+                    cache.move_to_end(key)
+            except KeyError:  # an entry on the way was evicted: walk the normal way
+                del self._resume[point]
+                return None
+            self._resume.move_to_end(point)
+            self.chunk_hits += len(walk.keys)
+            self.resumes += 1
+            return _Walk(
+                walk.coarse,
+                walk.k,
+                walk.top,
+                walk.segments,
+                walk.pieces,
+                walk.fine,
+                list(walk.keys),
+            )
+        return None
+
+    def _remember(self, point: tuple[int, bool, int], walk: _Walk) -> None:
+        self._resume[point] = walk
+        self._resume.move_to_end(point)
+        if len(self._resume) > RESUME_POINTS:
+            self._resume.popitem(last=False)
 
     def _close(
         self,
@@ -249,6 +338,30 @@ class ChunkedTokenizer:
         for lo, hi in zip([start, *bounds], [*bounds, len(text)], strict=True):
             out.append(self.backend.encode(text[lo:hi], add_special and lo == 0))
         return out
+
+
+RESUME_POINTS = 64  # resume points kept (each checked costs a prompt one digest of its text)
+
+
+class _Walk:
+    """A walk of the chain up to a point: the coarse cuts and segments found, the open coarse
+    chunk's start ``top`` (parent serial, tokens, offset), the fine pieces found in it and
+    their cuts, and the cache keys of every entry found, in walk order."""
+
+    __slots__ = ("coarse", "fine", "k", "keys", "pieces", "segments", "top")
+
+    def __init__(
+        self,
+        coarse: list[int],
+        k: int,
+        top: tuple[int, int, int],
+        segments: list[Segment],
+        pieces: list[Segment],
+        fine: list[int],
+        keys: list[tuple[int, bool, int, int]],
+    ) -> None:
+        self.coarse, self.k, self.top = coarse, k, top
+        self.segments, self.pieces, self.fine, self.keys = segments, pieces, fine, keys
 
 
 def cuts(text: str, step: int, lo: int, hi: int) -> list[int]:
