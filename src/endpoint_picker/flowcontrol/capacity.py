@@ -22,11 +22,11 @@ max-num-seqs, and a KV-bound server's N moves with its prompts), so it is learne
   most scrapes of a busy server with short requests. Before any plateau was seen, N grows by
   half at every such scrape (slow start); after one, N is probed one higher every
   ``probeInterval``, and a probe the server accepts (runs above the old plateau without
-  queueing) switches back to growing. A probe is withdrawn at the first scrape that shows the
-  server queueing while running no more than the old plateau. That may be a request waiting for
-  the next step rather than a refusal, but withdrawing wrongly costs one probe interval, while
-  a probe held open for five scrapes kept a request waiting in that server (behind whatever it
-  runs) and took the holdback's free slot from the top band.
+  queueing) switches back to growing. A probe the server refuses (it queues while running
+  exactly the old plateau) is withdrawn at that first scrape: the old plateau was confirmed, so
+  no persistence test is needed, and a probe held open for five scrapes kept a request waiting
+  in that server (behind whatever it runs) and took the holdback's free slot from the top
+  band. Queueing while running *below* the old plateau is admission lag, not a refusal.
 - **KV-bound.** At or above ``kvCacheUtilThreshold`` of KV cache the endpoint does not grow, and
   N drops to what it runs: the next request would wait for blocks.
 
@@ -101,7 +101,7 @@ class CapacityLearner:
         before = self.capacity
         running, waiting = metrics.running_requests_size, metrics.waiting_queue_size
         top = self._most_recently(running, now)
-        if waiting > 0 and self._probing and running <= self._plateau:
+        if waiting > 0 and self._probing and running == self._plateau:
             # A refused probe: back to the confirmed plateau at once (see the module).
             self.capacity, self._plateau_at, self._probing = self._plateau, now, False
             self._recent.append(running)
