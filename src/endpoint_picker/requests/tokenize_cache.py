@@ -53,6 +53,7 @@ import re
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, cast
 
 import xxhash
@@ -179,19 +180,18 @@ class ChunkedTokenizer:
         digest = _digester(text)
         walk = self._resumed(text, digest, add_special)
         if walk is None:
-            walk = _Walk([], 0, (0, 0, 0), [], [], [], [])
+            walk = _Walk()
             coarse = cuts(text, self.chunk_chars, 0, n)
             parent = tokens = start = 0
-            while walk.k < len(coarse):  # coarse chunks found
-                key = (parent, add_special, digest(start, coarse[walk.k]), coarse[walk.k] - start)
+            for cut in coarse:  # coarse chunks found
+                key = (parent, add_special, digest(start, cut), cut - start)
                 seg = self._lookup(key)
                 if seg is None:
                     break
                 walk.segments.append(seg)
                 walk.keys.append(key)
-                parent, tokens, start = seg.serial, seg.end, coarse[walk.k]
-                walk.k += 1
-            walk.coarse, walk.top = coarse[: walk.k], (parent, tokens, start)
+                parent, tokens, start = seg.serial, seg.end, cut
+            walk.coarse, walk.top = coarse[: len(walk.segments)], (parent, tokens, start)
             resumed_at = -1
         else:
             parent, tokens, start = walk.top
@@ -200,7 +200,7 @@ class ChunkedTokenizer:
                 last = walk.pieces[-1]
                 parent, tokens, start = last.serial, last.end, walk.fine[-1]
             resumed_at = start
-        k, top = walk.k, walk.top
+        k, top = len(walk.coarse), walk.top
         segments: list[Segment] = list(walk.segments)
         # The open chunk (coarse chunk k, or the tail): its fine chunks found.
         pieces: list[Segment] = list(walk.pieces)
@@ -218,7 +218,7 @@ class ChunkedTokenizer:
             found += 1
         if 0 < start != resumed_at and found < len(fine):  # stopped at a fine cut: remember it
             point = (start, add_special, digest(0, start))
-            walk = _Walk(walk.coarse, k, top, segments[:], pieces[:], fine[:found], walk.keys)
+            walk = _Walk(walk.coarse, top, segments[:], pieces[:], fine[:found], walk.keys)
             self._remember(point, walk)
         # Everything from ``start`` is new: every fine cut, and where each coarse chunk ends.
         plan: list[tuple[int, bool]] = [(cut, False) for cut in fine[found:]]
@@ -285,15 +285,7 @@ class ChunkedTokenizer:
             self._resume.move_to_end(point)
             self.chunk_hits += len(walk.keys)
             self.resumes += 1
-            return _Walk(
-                walk.coarse,
-                walk.k,
-                walk.top,
-                walk.segments,
-                walk.pieces,
-                walk.fine,
-                list(walk.keys),
-            )
+            return replace(walk, keys=list(walk.keys))
         return None
 
     def _remember(self, point: tuple[int, bool, int], walk: _Walk) -> None:
@@ -343,25 +335,19 @@ class ChunkedTokenizer:
 RESUME_POINTS = 64  # resume points kept (each checked costs a prompt one digest of its text)
 
 
+@dataclass(slots=True)
 class _Walk:
-    """A walk of the chain up to a point: the coarse cuts and segments found, the open coarse
-    chunk's start ``top`` (parent serial, tokens, offset), the fine pieces found in it and
-    their cuts, and the cache keys of every entry found, in walk order."""
+    """A walk of the chain up to a point: the coarse cuts found (one per coarse segment), the
+    open coarse chunk's start ``top`` (parent serial, tokens, offset), the coarse segments and
+    the fine pieces found in the open chunk with their cuts, and the cache keys of every entry
+    found, in walk order."""
 
-    __slots__ = ("coarse", "fine", "k", "keys", "pieces", "segments", "top")
-
-    def __init__(
-        self,
-        coarse: list[int],
-        k: int,
-        top: tuple[int, int, int],
-        segments: list[Segment],
-        pieces: list[Segment],
-        fine: list[int],
-        keys: list[tuple[int, bool, int, int]],
-    ) -> None:
-        self.coarse, self.k, self.top = coarse, k, top
-        self.segments, self.pieces, self.fine, self.keys = segments, pieces, fine, keys
+    coarse: list[int] = field(default_factory=list)
+    top: tuple[int, int, int] = (0, 0, 0)
+    segments: list[Segment] = field(default_factory=list)
+    pieces: list[Segment] = field(default_factory=list)
+    fine: list[int] = field(default_factory=list)
+    keys: list[tuple[int, bool, int, int]] = field(default_factory=list)
 
 
 def cuts(text: str, step: int, lo: int, hi: int) -> list[int]:
