@@ -221,6 +221,7 @@ def per_request(repeats: int, tokenizer_path: Path) -> dict[str, Any]:
                         [system + " " + text_of(backend, rng, suffix) for _ in range(repeats + 20)]
                     )
                     out["approx_shared_us"] = approx_p50(again, repeats)
+                    out["approx_shared_wall_us"] = WALL.pop()  # not this row's
         novel = iter([text_of(backend, rng, PROMPT_TOKENS) for _ in range(novel_repeats + WARM)])
         row["prepare_novel_us"] = prepare_p50(backend, prod, novel, novel_repeats, WARM)
         row["wall_us"] = {k: w for k, w in zip(list(row)[1:], WALL[-(len(row) - 1) :], strict=True)}

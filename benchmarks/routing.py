@@ -10,6 +10,8 @@ EPP's flow-control outcome counters. Writes ``results.json``, PNG plots and a Ma
 Usage:
   .venv/bin/python benchmarks/routing.py            # full run (~16 min): BENCHMARKS.md + plots
   .venv/bin/python benchmarks/routing.py --quick    # smoke run (< 3 min) into benchmarks/out/
+  .venv/bin/python benchmarks/routing.py --workloads shared_prefix --arms round-robin,shipped \
+      --out /tmp/sp                                  # a subset: results and REPORT.md in /tmp/sp
 """
 
 from __future__ import annotations
@@ -154,7 +156,8 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str]) -> int:
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line, with --out, --logs and --report resolved."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run, under 3 minutes")
     parser.add_argument(
@@ -176,12 +179,26 @@ def main(argv: list[str]) -> int:
         "--render-only", action="store_true", help="only re-render --out's results.json"
     )
     args = parser.parse_args(argv)
+    committed = HERE / "results"
     if args.out is None:
-        args.out = HERE / "out" / "quick" if args.quick else HERE / "results"
+        args.out = HERE / "out" / "quick" if args.quick else committed
     if args.logs is None:
         args.logs = HERE / "out" / ("routing-quick" if args.quick else "routing-full")
+    into_committed = not args.quick and args.out.resolve() == committed.resolve()
     if args.report is None:
-        args.report = args.out / "REPORT.md" if args.quick else HERE.parent / "BENCHMARKS.md"
+        # BENCHMARKS.md is the report of the committed results only: a run into another
+        # folder writes its report there.
+        args.report = HERE.parent / "BENCHMARKS.md" if into_committed else args.out / "REPORT.md"
+    if into_committed and (args.workloads or args.arms) and not (args.merge or args.render_only):
+        parser.error(
+            "--workloads/--arms into benchmarks/results would replace the committed results "
+            "with a subset: add --merge (replace only what runs) or --out DIR"
+        )
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
     if args.render_only:
         return render_only(args)
     try:
