@@ -8,6 +8,14 @@ endpoints' entries; the two producers' whole ``prepare`` as the scheduler runs i
 16, and 64 as llm-d's deploy config has it); and, for comparison, the approximate prefix
 producer's ``prepare`` on the same kind of request.
 
+Two kinds of text. The first three columns use generated words of an artificial language
+(``WORDS``), on which the 8192-token BPE is trained: about 7 characters per token, so an
+8k-token prompt is ~57 KB, a worst case for everything that scales with the text (tokenizing,
+digests, cut searches). The fourth trains the same kind of BPE on English: the docstrings of
+this Python's standard library (read from its source files with ``ast``, nothing imported or
+downloaded; the figures move a little with the Python version), and cuts prompts and questions
+out of that text, at about 4 characters per token as English has with real models' tokenizers.
+
 Ingestion: a child process runs 8 PUB sockets, each sending vLLM ``KVEventBatch``es at
 ``--rate`` block events per second (half ``BlockStored``, half ``BlockRemoved``, one batch every
 20 ms, as an engine step would); this process subscribes over real ZMQ (127.0.0.1) through
@@ -20,16 +28,18 @@ median of three windows.
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import multiprocessing as mp
 import random
 import resource
 import statistics
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +56,6 @@ from results_file import write_results
 
 SERVERS = 8
 PROMPT_TOKENS = 8192
-WALL: list[float] = []  # wall-clock medians, in the order p50_us measured them
 SUFFIXES = (256, 819)  # a fresh question of 256 tokens; 10% of the prompt
 # Requests before timing: past the chunk cache's self-check (its first 16 prompts are also
 # tokenized whole) and the fast BPE encoder's (its first 64 calls are also run through the
@@ -56,14 +65,16 @@ WINDOWS = 3  # ingestion windows; the median is the figure
 WORDS = [f"{a}{b}" for a in ("ka", "lo", "mi", "nu", "ra", "se", "ti", "vo") for b in "aeiouyxz"]
 
 
-def build_tokenizer(directory: Path) -> Path:
-    """A byte-level BPE with 8192 tokens, trained on generated text (seconds, offline)."""
+def build_tokenizer(directory: Path, corpus: list[str] | None = None) -> Path:
+    """A byte-level BPE with 8192 tokens, trained on ``corpus`` (default: generated words)
+    in seconds, offline; its ``tokenizer.json`` in ``directory``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    rng = random.Random(1)
-    corpus = [
-        " ".join(rng.choice(WORDS) + rng.choice(WORDS) for _ in range(200)) for _ in range(500)
-    ]
+    if corpus is None:
+        rng = random.Random(1)
+        corpus = [
+            " ".join(rng.choice(WORDS) + rng.choice(WORDS) for _ in range(200)) for _ in range(500)
+        ]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -71,22 +82,69 @@ def build_tokenizer(directory: Path) -> Path:
         vocab_size=8192, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
     )
     tok.train_from_iterator(corpus, trainer)
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / "tokenizer.json"
     tok.save(str(path))
     return path
+
+
+Source = Callable[[random.Random, int], str]  # n words of text
 
 
 def words_of(rng: random.Random, n: int) -> str:
     return " ".join(rng.choice(WORDS) + rng.choice(WORDS) for _ in range(n))
 
 
-def text_of(backend: HFTokenizer | SimTokenizer, rng: random.Random, tokens: int) -> str:
-    """Generated text of at most ``tokens`` tokens for ``backend``, as close as whole words get."""
-    words = words_of(rng, tokens).split(" ")
+ENGLISH_CHARS = 1_000_000  # docstring text gathered (the first files' in sorted order)
+SKIP = {"test", "tests", "idlelib", "tkinter", "turtledemo", "lib2to3", "site-packages"}
+
+
+@cache
+def english_docs() -> tuple[str, ...]:
+    """Docstrings of 200+ characters from the standard library's source files, in path order,
+    until ``ENGLISH_CHARS`` (parsed with ``ast``: nothing is imported)."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    docs: dict[str, None] = {}
+    size = 0
+    for path in sorted(root.rglob("*.py")):
+        if SKIP & set(path.relative_to(root).parts):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) >= 200 and doc not in docs:
+                    docs[doc] = None
+                    size += len(doc)
+        if size >= ENGLISH_CHARS:
+            break
+    return tuple(docs)
+
+
+@cache
+def _english_words() -> list[str]:
+    return "\n\n".join(english_docs()).split(" ")
+
+
+def english_of(rng: random.Random, n: int) -> str:
+    """``n`` consecutive space-separated words of the docstrings, from a random place."""
+    words = _english_words()
+    start = rng.randrange(len(words) - n) if len(words) > n else 0
+    return " ".join(words[start : start + n])
+
+
+def text_of(
+    backend: HFTokenizer | SimTokenizer, rng: random.Random, tokens: int, source: Source = words_of
+) -> str:
+    """Text of at most ``tokens`` tokens for ``backend``, as close as whole words get."""
+    words = source(rng, tokens).split(" ")
     per_word = len(backend.encode(" ".join(words), True)) / len(words)
     guess = int(tokens / per_word)
     while len(backend.encode(" ".join(words[:guess]), True)) < tokens and guess < len(words):
-        words += words_of(rng, tokens // 4).split(" ")
+        words += source(rng, tokens // 4).split(" ")
         guess = min(len(words), guess + tokens // 8)
     lo, hi = max(1, int(guess * 0.9)), min(len(words), int(guess * 1.1) + 1)
     if len(backend.encode(" ".join(words[:lo]), True)) > tokens:
@@ -100,19 +158,18 @@ def text_of(backend: HFTokenizer | SimTokenizer, rng: random.Random, tokens: int
     return " ".join(words[:lo])
 
 
-def p50_us(fn: Callable[[], object], repeats: int) -> float:
-    """Median CPU time of ``fn`` (the process's, ``time.process_time``): on a machine shared
-    with other work, wall time measures the other work's share of the cores as much as ours,
-    while CPU time is what the call itself costs (the two agree on an idle machine: the call
-    never waits). ``WALL`` records the wall-clock medians too."""
+def p50_us(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median CPU time of ``fn`` (the process's, ``time.process_time``) and median wall time,
+    in us. CPU time is the figure: on a machine shared with other work, wall time measures the
+    other work's share of the cores as much as ours, while CPU time is what the call itself
+    costs (the two agree on an idle machine: the call never waits)."""
     cpu, wall = [], []
     for _ in range(repeats):
         t, c = time.perf_counter(), time.process_time()
         fn()
         cpu.append(time.process_time() - c)
         wall.append(time.perf_counter() - t)
-    WALL.append(statistics.median(wall) * 1e6)
-    return statistics.median(cpu) * 1e6
+    return statistics.median(cpu) * 1e6, statistics.median(wall) * 1e6
 
 
 def populated_producer(
@@ -143,7 +200,7 @@ def prepare_p50(
     prompts: Iterator[str],
     repeats: int,
     warm: int,
-) -> float:
+) -> tuple[float, float]:
     """p50 of both producers' ``prepare`` (token-producer, then precise-prefix-cache-producer)
     as the scheduler runs them, for fresh requests with the texts ``prompts`` yields."""
     tp = TokenProducer("t", ChunkedTokenizer(backend))
@@ -158,7 +215,7 @@ def prepare_p50(
     return p50_us(prepare, repeats)
 
 
-def approx_p50(prompts: Iterator[str], repeats: int) -> float:
+def approx_p50(prompts: Iterator[str], repeats: int) -> tuple[float, float]:
     """p50 of ``approx-prefix-cache-producer``'s ``prepare`` (the default configuration's
     prefix producer, which the precise pipeline replaces) for the same requests, its index
     holding each prompt's blocks on one of 8 endpoints."""
@@ -175,59 +232,75 @@ def approx_p50(prompts: Iterator[str], repeats: int) -> float:
     return p50_us(prepare, repeats)
 
 
-def per_request(repeats: int, tokenizer_path: Path) -> dict[str, Any]:
-    """Medians per request, per tokenizer and workload (see the module docstring)."""
+def per_request(repeats: int, tokenizers: Path) -> dict[str, Any]:
+    """Medians per request, per tokenizer and text (see the module docstring); the tokenizer
+    files are built under ``tokenizers``."""
     rng = random.Random(7)
-    backends = (
-        ("bpe-8192", HFTokenizer(str(tokenizer_path))),
-        ("bpe-8192, tokenizers package only", HFTokenizer(str(tokenizer_path), fast=False)),
-        ("simulator", SimTokenizer()),
+    words = build_tokenizer(tokenizers / "words")
+    english = build_tokenizer(tokenizers / "english", list(english_docs()))
+    columns: tuple[tuple[str, HFTokenizer | SimTokenizer, Source], ...] = (
+        ("bpe-8192", HFTokenizer(str(words)), words_of),
+        ("bpe-8192, tokenizers package only", HFTokenizer(str(words), fast=False), words_of),
+        ("simulator", SimTokenizer(), words_of),
+        ("bpe-8192, English text", HFTokenizer(str(english)), english_of),
     )
     novel_repeats = max(10, repeats // 5)
     print(f"per request, {PROMPT_TOKENS}-token prompts, medians of {repeats}:", flush=True)
     out: dict[str, Any] = {"prompt_tokens": PROMPT_TOKENS, "repeats": repeats, "tokenizers": {}}
-    for name, backend in backends:
+    for name, backend, source in columns:
         row: dict[str, Any] = {}
-        text = text_of(backend, rng, PROMPT_TOKENS)
+        m: dict[str, tuple[float, float]] = {}  # key -> (CPU, wall) medians
+        text = text_of(backend, rng, PROMPT_TOKENS, source)
         ids = backend.encode(text, True)
         row["tokens"] = len(ids)
+        row["chars_per_token"] = round(len(text) / len(ids), 2)
         for _ in range(WARM):  # past the fast encoder's check window (see WARM)
             backend.encode("warm up", True)
-        row["tokenize_whole_us"] = p50_us(partial(backend.encode, text, True), repeats)
+        m["tokenize_whole_us"] = p50_us(partial(backend.encode, text, True), repeats)
         root = root_key("", "m")
-        row["keys_whole_us"] = p50_us(partial(block_keys, ids, 16, root), repeats)
+        m["keys_whole_us"] = p50_us(partial(block_keys, ids, 16, root), repeats)
         prod = populated_producer(block_keys(ids, 16, root), rng)
         keys = block_keys(ids, 16, root)
-        row["lookup_us"] = p50_us(partial(prod.index.match, keys, 0.0), repeats)
-        question = " " + text_of(backend, rng, SUFFIXES[0])
-        row["tokenize_suffix_us"] = p50_us(partial(backend.encode, question, True), repeats)
+        m["lookup_us"] = p50_us(partial(prod.index.match, keys, 0.0), repeats)
+        question = " " + text_of(backend, rng, SUFFIXES[0], source)
+        m["tokenize_suffix_us"] = p50_us(partial(backend.encode, question, True), repeats)
         for suffix in SUFFIXES:
-            system = text_of(backend, rng, PROMPT_TOKENS - suffix)
-            questions = iter([" " + text_of(backend, rng, suffix) for _ in range(repeats + WARM)])
+            system = text_of(backend, rng, PROMPT_TOKENS - suffix, source)
+            questions = [" " + text_of(backend, rng, suffix, source) for _ in range(repeats + WARM)]
             prompts = (system + q for q in questions)
-            row[f"prepare_shared_{suffix}_us"] = prepare_p50(backend, prod, prompts, repeats, WARM)
+            m[f"prepare_shared_{suffix}_us"] = prepare_p50(backend, prod, prompts, repeats, WARM)
             if suffix == SUFFIXES[0]:
                 # llm-d's deploy config (epp-precise-prefix-cache-config.yaml): blockSize 64
                 ids64 = backend.encode(system, True)
                 prod64 = populated_producer(block_keys(ids64, 64, root), rng, 64)
                 more = iter(
-                    [system + " " + text_of(backend, rng, suffix) for _ in range(repeats + WARM)]
+                    [
+                        system + " " + text_of(backend, rng, suffix, source)
+                        for _ in range(repeats + WARM)
+                    ]
                 )
-                row[f"prepare_shared_{suffix}_block64_us"] = prepare_p50(
+                m[f"prepare_shared_{suffix}_block64_us"] = prepare_p50(
                     backend, prod64, more, repeats, WARM
                 )
                 if "approx_shared_us" not in out:
                     again = iter(
-                        [system + " " + text_of(backend, rng, suffix) for _ in range(repeats + 20)]
+                        [
+                            system + " " + text_of(backend, rng, suffix, source)
+                            for _ in range(repeats + 20)
+                        ]
                     )
-                    out["approx_shared_us"] = approx_p50(again, repeats)
-                    out["approx_shared_wall_us"] = WALL.pop()  # not this row's
-        novel = iter([text_of(backend, rng, PROMPT_TOKENS) for _ in range(novel_repeats + WARM)])
-        row["prepare_novel_us"] = prepare_p50(backend, prod, novel, novel_repeats, WARM)
-        row["wall_us"] = {k: w for k, w in zip(list(row)[1:], WALL[-(len(row) - 1) :], strict=True)}
+                    out["approx_shared_us"], out["approx_shared_wall_us"] = approx_p50(
+                        again, repeats
+                    )
+        novel = iter(
+            [text_of(backend, rng, PROMPT_TOKENS, source) for _ in range(novel_repeats + WARM)]
+        )
+        m["prepare_novel_us"] = prepare_p50(backend, prod, novel, novel_repeats, WARM)
+        row.update({key: cpu for key, (cpu, _) in m.items()})
+        row["wall_us"] = {key: wall for key, (_, wall) in m.items()}
         out["tokenizers"][name] = row
         print(
-            f"  {name:10s} tokens={row['tokens']}  "
+            f"  {name:10s} tokens={row['tokens']} ({row['chars_per_token']} chars/token)  "
             f"tokenize whole {row['tokenize_whole_us']:7.0f} us"
             f"  keys whole {row['keys_whole_us']:4.0f} us  lookup {row['lookup_us']:4.0f} us  "
             + "  ".join(
@@ -352,7 +425,7 @@ def main() -> int:
     args = parser.parse_args()
     repeats = args.repeats or (30 if args.quick else 200)
     with tempfile.TemporaryDirectory() as tmp:
-        request = per_request(repeats, build_tokenizer(Path(tmp)))
+        request = per_request(repeats, Path(tmp))
     ingest = asyncio.run(ingestion(args.rate, 3.0 if args.quick else 10.0))
     if not args.no_save:
         path = write_results("precise_cost", {"per_request": request, "ingestion": ingest})

@@ -59,6 +59,12 @@ def precise_cost_block(r: dict[str, Any] | None) -> str:
         if key not in toks[names[0]]:
             continue
         lines.append(f"| {title} | " + " | ".join(_ms(toks[n][key]) for n in names) + " |")
+    if all("chars_per_token" in toks[n] for n in names):
+        lines.append(
+            "| the text: characters per token | "
+            + " | ".join(f"{toks[n]['chars_per_token']:.1f}" for n in names)
+            + " |"
+        )
     if "approx_shared_us" in pr:
         lines += [
             "",

@@ -123,3 +123,33 @@ def test_simulator_cache_events_round_trip_into_the_index() -> None:
                 break
             expect += 1
         assert ing.index.match(keys(toks, 2), 0.0).get("a", 0) == expect
+
+
+def test_chains_split_over_events_match_the_request_side_keys() -> None:
+    # Random chains stored a few engine blocks per event, with engine blocks of 2, 4 and 8
+    # tokens against the EPP's 4 (the usual case, equal sizes, takes a path of its own): the
+    # index holds exactly the keys a request with those tokens computes, and removing every
+    # engine block leaves nothing.
+    import random
+
+    rng = random.Random(11)
+    for engine in (2, 4, 8):
+        ing = ingester(block_size=4)
+        seq = 0
+        for chain in range(20):
+            tokens = [rng.randrange(1 << 31) for _ in range(engine * rng.randrange(2, 12))]
+            hashes = [chain * 1000 + i for i in range(len(tokens) // engine)]
+            parent = None
+            at = 0
+            while at < len(hashes):
+                n = rng.randrange(1, 4)
+                part = hashes[at : at + n]
+                toks = tokens[at * engine : (at + len(part)) * engine]
+                ing.receive("a", TOPIC, seq, batch(block_stored(part, parent, toks, engine)))
+                seq, parent, at = seq + 1, part[-1], at + len(part)
+            want = keys(tokens)
+            assert ing.index.match(want, 0.0) == {"a": len(want)}, (engine, chain)
+            ing.receive("a", TOPIC, seq, batch(block_removed(hashes)))
+            seq += 1
+            assert ing.index.match(want, 0.0) == {}
+        assert len(ing.index) == 0

@@ -55,9 +55,11 @@ class _Chain:
 
 @dataclass(slots=True)
 class _Stream:
-    """One endpoint's ingestion state."""
+    """One endpoint's ingestion state: engine block hash -> where the chain stands after it,
+    an int (the block's one EPP key, when the EPP's block size is the engine's: the usual
+    case, kept as the bare key) or a :class:`_Chain`."""
 
-    blocks: OrderedDict[Hashable, _Chain] = field(default_factory=OrderedDict)
+    blocks: OrderedDict[Hashable, int | _Chain] = field(default_factory=OrderedDict)
     last_seq: int | None = None
 
 
@@ -163,44 +165,58 @@ class KVEventIngester:
     ) -> None:
         if model:
             self.models.add(model)
-        if parent is None:
-            chain = _Chain(root_key(self.hash_seed, model), (), ())
-        else:
-            found = stream.blocks.get(parent)
-            if found is None:
-                self.stats.orphans += 1
-                return
-            chain = found
+        found = root_key(self.hash_seed, model) if parent is None else stream.blocks.get(parent)
+        if found is None:
+            self.stats.orphans += 1
+            return
         bs = self.block_size
+        blocks = stream.blocks
         added: list[int] = []
+        if bs == engine_block and isinstance(found, int):  # the usual case: a key per block
+            key = found
+            data = memoryview(_as_bytes(token_ids))  # one conversion for every block
+            step = len(data) // len(token_ids) * bs if token_ids else 0
+            for i, h in enumerate(hashes):
+                chunk = data[i * step : (i + 1) * step]
+                if not chunk:
+                    break
+                key = _xxh3(chunk, key)
+                blocks[h] = key
+                added.append(key)
+            self._trim_and_add(stream, added, endpoint)
+            return
+        chain = found if isinstance(found, _Chain) else _Chain(found, (), ())
         for i, h in enumerate(hashes):
             tokens = token_ids[i * engine_block : (i + 1) * engine_block]
             if not tokens:
                 break
-            if bs == engine_block and not chain.pending:  # the usual case: one key per block
-                key = _xxh3(_as_bytes(tokens), chain.key)
-                chain = _Chain(key, (), (key,))
-                stream.blocks[h] = chain
-                added.append(key)
-                continue
             key, pending, done = chain.key, chain.pending + tuple(tokens), []
             while len(pending) >= bs:  # engine and EPP block sizes differ
                 key = _xxh3(_as_bytes(pending[:bs]), key)
                 done.append(key)
                 pending = pending[bs:]
             chain = _Chain(key, pending, tuple(done))
-            stream.blocks[h] = chain
+            blocks[h] = chain.key if not pending and len(done) == 1 else chain
             added.extend(done)
+        self._trim_and_add(stream, added, endpoint)
+
+    def _trim_and_add(self, stream: _Stream, added: list[int], endpoint: str) -> None:
         while len(stream.blocks) > self.max_blocks:
             stream.blocks.popitem(last=False)
         if added:
             self.index.add(added, endpoint)
 
     def _removed(self, endpoint: str, stream: _Stream, hashes: Sequence[Hashable]) -> None:
+        pop = stream.blocks.pop
+        gone: list[int] = []
         for h in hashes:
-            chain = stream.blocks.pop(h, None)
-            if chain is not None and chain.completed:
-                self.index.remove(chain.completed, endpoint)
+            found = pop(h, None)
+            if isinstance(found, int):
+                gone.append(found)
+            elif found is not None:
+                gone.extend(found.completed)
+        if gone:
+            self.index.remove(gone, endpoint)
 
     def forget(self, endpoint: str, keep_stream: bool = False) -> None:
         """Drop ``endpoint``'s index entries and block map (and its sequence unless kept)."""
