@@ -19,8 +19,8 @@ out of that text, at about 4 characters per token as English has with real model
 Ingestion: a child process runs 8 PUB sockets, each sending vLLM ``KVEventBatch``es at
 ``--rate`` block events per second (half ``BlockStored``, half ``BlockRemoved``, one batch every
 20 ms, as an engine step would); this process subscribes over real ZMQ (127.0.0.1) through
-:class:`KVEventSubscriber`, and its own CPU time over a window (``getrusage``) is the cost: the
-median of three windows.
+:class:`KVEventSubscriber` on uvloop (the event loop ``epp run`` uses), and its own CPU time
+over a window (``getrusage``) is the cost: the median of three windows.
 
     .venv/bin/python benchmarks/precise_cost.py [--quick]
 """
@@ -317,11 +317,32 @@ def per_request(repeats: int, tokenizers: Path) -> dict[str, Any]:
 # -- ingestion -------------------------------------------------------------------------------
 
 
+def batch_stream(servers: int, per_batch: int) -> Iterator[tuple[int, bytes]]:
+    """The publishers' batches, round robin over ``servers``: (server, ``KVEventBatch``), each
+    storing ``per_batch`` new blocks and removing the ones its server stored before."""
+    from endpoint_picker.sim.kvevents import block_removed, block_stored, encode_batch
+
+    rng = random.Random(3)
+    prev: list[list[int]] = [[] for _ in range(servers)]
+    while True:
+        for i in range(servers):
+            hashes = [rng.getrandbits(63) for _ in range(per_batch)]
+            tokens = [rng.randrange(50_000) for _ in range(per_batch * 16)]
+            events = [block_stored(hashes, None, tokens, 16)]
+            if prev[i]:
+                events.append(block_removed(prev[i]))
+            prev[i] = hashes
+            yield i, encode_batch(events, time.time())
+
+
+def per_batch_of(rate: float) -> int:
+    """Blocks stored per batch (as many removed), one batch every 20 ms per server."""
+    return max(1, int(rate * 0.02 / 2))
+
+
 def publish(ports: list[int], rate: float, seconds: float, ready: object) -> None:
     """Child process: 8 PUB sockets, ``rate`` block events/s each, batches every 20 ms."""
     import zmq
-
-    from endpoint_picker.sim.kvevents import block_removed, block_stored, encode_batch
 
     ctx = zmq.Context()
     socks = []
@@ -331,28 +352,37 @@ def publish(ports: list[int], rate: float, seconds: float, ready: object) -> Non
         socks.append(s)
     ready.set()  # type: ignore[attr-defined]
     time.sleep(1.0)  # slow joiners
-    per_batch = max(1, int(rate * 0.02 / 2))  # stored blocks per batch (as many removed)
-    rng = random.Random(3)
+    stream = batch_stream(len(socks), per_batch_of(rate))
     seqs = [0] * len(socks)
-    prev: list[list[int]] = [[] for _ in socks]
     end = time.monotonic() + seconds
     tick = time.monotonic()
     while time.monotonic() < end:
-        for i, s in enumerate(socks):
-            hashes = [rng.getrandbits(63) for _ in range(per_batch)]
-            tokens = [rng.randrange(50_000) for _ in range(per_batch * 16)]
-            events = [block_stored(hashes, None, tokens, 16)]
-            if prev[i]:
-                events.append(block_removed(prev[i]))
-            prev[i] = hashes
-            s.send_multipart(
-                [b"kv@x@m", seqs[i].to_bytes(8, "big"), encode_batch(events, time.time())]
-            )
+        for _ in socks:
+            i, payload = next(stream)
+            socks[i].send_multipart([b"kv@x@m", seqs[i].to_bytes(8, "big"), payload])
             seqs[i] += 1
         tick += 0.02
         time.sleep(max(0.0, tick - time.monotonic()))
     for s in socks:
         s.close(linger=0)
+
+
+def apply_cost(rate: float, batches: int = 4000) -> float:
+    """CPU time per batch (us) of the ingester alone, no sockets: ``batches`` of the
+    publishers' batches applied in arrival order, the median of three passes."""
+    stream = batch_stream(SERVERS, per_batch_of(rate))
+    recorded = [next(stream) for _ in range(batches)]
+    passes = []
+    for _ in range(3):
+        prod = PrecisePrefixCacheProducer.from_params(
+            "p", {"tokenProcessorConfig": {"blockSize": 16}}
+        )
+        ing = prod.ingester
+        c = time.process_time()
+        for n, (i, payload) in enumerate(recorded):
+            ing.receive(f"ep-{i}", b"kv@x@m", n // SERVERS, payload)
+        passes.append((time.process_time() - c) / batches * 1e6)
+    return statistics.median(passes)
 
 
 async def ingestion(rate: float, seconds: float) -> dict[str, Any]:
@@ -393,22 +423,28 @@ async def ingestion(rate: float, seconds: float) -> dict[str, Any]:
     cpu, wall, events = sorted(windows, key=lambda x: x[0] / x[1])[len(windows) // 2]
     await sub.stop()
     child.join(10)
-    blocks_per_event = max(1, int(rate * 0.02 / 2))
+    blocks_per_event = per_batch_of(rate)
+    apply_us = apply_cost(rate)
+    batches_per_s = SERVERS / 0.02
     print(
         f"ingestion: {SERVERS} servers x {rate:.0f} block events/s for {wall:.1f} s: "
         f"{events} events (~{events * blocks_per_event / wall:.0f} block events/s) used "
         f"{cpu / wall * 100:.1f}% of a core (user+sys, this process; median of "
         f"{', '.join(f'{x:.1f}' for x in shares)}); "
-        f"index {len(prod.index)} keys; {prod.ingester.stats}"
+        f"index {len(prod.index)} keys; {prod.ingester.stats}; applying a batch alone "
+        f"(no sockets) {apply_us:.0f} us, {apply_us * batches_per_s / 1e4:.1f}% of a core"
     )
     stats = prod.ingester.stats
     return {
         "servers": SERVERS,
+        "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
         "block_events_per_s_per_server": rate,
         "seconds": round(wall, 2),
         "block_events_per_s_measured": round(events * blocks_per_event / wall),
         "core_percent": round(cpu / wall * 100, 2),
         "core_percent_windows": [round(x, 2) for x in shares],
+        "apply_us_per_batch": round(apply_us, 1),
+        "apply_core_percent": round(apply_us * batches_per_s / 1e4, 2),
         "gaps": stats.gaps,
         "errors": stats.errors,
     }
@@ -426,7 +462,9 @@ def main() -> int:
     repeats = args.repeats or (30 if args.quick else 200)
     with tempfile.TemporaryDirectory() as tmp:
         request = per_request(repeats, Path(tmp))
-    ingest = asyncio.run(ingestion(args.rate, 3.0 if args.quick else 10.0))
+    import uvloop  # as `epp run` runs its event loop
+
+    ingest = uvloop.run(ingestion(args.rate, 3.0 if args.quick else 10.0))
     if not args.no_save:
         path = write_results("precise_cost", {"per_request": request, "ingestion": ingest})
         print(f"wrote {path}")

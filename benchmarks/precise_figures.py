@@ -76,7 +76,9 @@ def precise_cost_block(r: dict[str, Any] | None) -> str:
     lines += [
         "",
         f"Ingestion: {ing['servers']} servers x {ing['block_events_per_s_per_server']:,.0f} "
-        f"block events/s each (~{ing['block_events_per_s_measured']:,} in all) over real ZMQ "
+        f"block events/s each (~{ing['block_events_per_s_measured']:,} in all) over real ZMQ"
+        + (f" on {ing['event_loop']}" if ing.get("event_loop") else "")
+        + " "
         f"used **{ing['core_percent']:.1f}% of one core** (user+sys over {ing['seconds']:g} s"
         + (
             f", the median of {len(ing['core_percent_windows'])} windows: "
@@ -85,7 +87,16 @@ def precise_cost_block(r: dict[str, Any] | None) -> str:
             else ""
         )
         + "; "
-        f"{ing['gaps']} gaps, {ing['errors']} errors).",
+        f"{ing['gaps']} gaps, {ing['errors']} errors)"
+        + (
+            f". Of that, applying the batches (the ingester alone, no sockets) took "
+            f"{ing['apply_us_per_batch']:.0f} us a batch of "
+            f"{ing['block_events_per_s_per_server'] * 0.02:.0f} block events, "
+            f"{ing['apply_core_percent']:.1f}% of a core at this rate; the rest is the "
+            "sockets and the event loop."
+            if "apply_us_per_batch" in ing
+            else "."
+        ),
     ]
     return "\n".join(lines) + "\n"
 
