@@ -70,3 +70,18 @@ def test_the_priority_ordering_goal_compares_time_held_in_the_epp() -> None:
     assert not _held_in_order(standard, {"epp_wait_p50": 0.1})  # priority 0 held longer
     assert _held_in_order(standard, {"epp_wait_p50": None})  # no sheddable dispatched
     assert not _held_in_order({"epp_wait_p90": None}, {"epp_wait_p50": 0.1})
+
+
+def test_benchmarks_md_ends_with_the_routing_notes() -> None:
+    # BENCHMARKS.md is the routing report followed by benchmarks/routing/NOTES.md: prose edited
+    # in BENCHMARKS.md alone is lost the next time the report is rendered (--render-only).
+    import re
+
+    def prose(text: str) -> str:  # marked blocks emptied: render_figures.py fills those
+        return re.sub(
+            r"(<!-- BEGIN figures:[^\n]*-->\n).*?(<!-- END figures:)", r"\1\2", text, flags=re.S
+        )
+
+    notes = prose((ROOT / "benchmarks" / "routing" / "NOTES.md").read_text()).strip()
+    published = prose((ROOT / "BENCHMARKS.md").read_text()).strip()
+    assert published.endswith(notes), "edit benchmarks/routing/NOTES.md, then --render-only"
