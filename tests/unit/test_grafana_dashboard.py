@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
 
 from prometheus_client.core import Metric
+from tests.unit.script_module import load_script
 
 import endpoint_picker.fastfront.metrics
 import endpoint_picker.flowcontrol.metrics
@@ -68,10 +68,5 @@ def test_dashboard_covers_the_operator_questions() -> None:
 
 
 def test_committed_dashboard_is_what_the_generator_writes() -> None:
-    spec = importlib.util.spec_from_file_location(
-        "grafana_generate", DASHBOARD.with_name("generate.py")
-    )
-    assert spec is not None and spec.loader is not None
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
+    gen = load_script(DASHBOARD.with_name("generate.py"), "grafana_generate")
     assert gen.render() == DASHBOARD.read_text(), "run: python deploy/grafana/generate.py"

@@ -3,23 +3,17 @@ scratch run never rewrites BENCHMARKS.md or replaces the committed results with 
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from tests.unit.script_module import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _routing() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "routing_bench", ROOT / "benchmarks" / "routing.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "benchmarks" / "routing.py", "routing_bench")
 
 
 def test_a_full_run_into_the_committed_results_writes_benchmarks_md() -> None:

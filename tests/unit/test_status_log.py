@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
+
+from tests.unit.script_module import load_script
 
 from endpoint_picker.clock import FakeClock
 from endpoint_picker.config import build, load_config
@@ -82,11 +83,6 @@ async def test_snapshot_shows_bands_flows_and_saturation_from_real_flow_control(
 
 
 def test_docs_figures_are_the_committed_results() -> None:
-    spec = importlib.util.spec_from_file_location(
-        "status_overhead", ROOT / "benchmarks" / "status_overhead.py"
-    )
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script(ROOT / "benchmarks" / "status_overhead.py", "status_overhead")
     result = json.loads(bench.OUT.read_text())
     assert bench.render(result) in (ROOT / "docs" / "observability.md").read_text()
