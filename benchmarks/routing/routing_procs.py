@@ -188,7 +188,20 @@ class EppFront(Front):
         self.workdir = workdir
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def start(self, wait_s: float = 60.0) -> None:
+    async def start(self, wait_s: float = 60.0, tries: int = 3) -> None:
+        """Start ``epp run`` on fresh ports; again on others when one was taken between
+        choosing it and binding it (free_port's race, which other work on a shared machine
+        wins now and then)."""
+        for attempt in range(tries):
+            try:
+                await self._start_once(wait_s)
+                return
+            except RuntimeError as err:
+                if "in use" not in str(err) or attempt == tries - 1:
+                    raise
+
+    async def _start_once(self, wait_s: float) -> None:
+        self.url = ""
         metrics_port = free_port()
         args = [*EPP, "run", "--port", "0"]
         if self.config_file is not None:
