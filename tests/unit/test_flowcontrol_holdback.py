@@ -82,9 +82,9 @@ def test_scheduler_room_check_skips_full_endpoints() -> None:
     handler = SingleProfileHandler.from_params("single-profile-handler", None)
     sched = Scheduler([profile], handler)
     request = req(0)
-    sched.room_check = lambda ep: ep is b
+    sched.room_check = lambda ep, affine: ep is b
     assert [sched.schedule(request, [a, b]).endpoints[0] for _ in range(5)] == [b] * 5
-    sched.room_check = lambda ep: False  # none has room: every candidate stays
+    sched.room_check = lambda ep, affine: False  # none has room: every candidate stays
     assert {sched.schedule(request, [a, b]).endpoints[0] for _ in range(40)} == {a, b}
 
 

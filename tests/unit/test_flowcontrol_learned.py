@@ -304,16 +304,18 @@ def test_requests_on_their_way_are_not_counted_out() -> None:
     assert det.load(ep) == 8
 
 
-def test_affinity_budget_applies_only_without_a_backlog() -> None:
+def test_affinity_budget_applies_only_to_a_request_with_affinity() -> None:
     det = LearnedCapacityDetector.from_params({"initialCapacity": 4, "maxCapacity": 4})
     ep = endpoint("a", 4, Metrics(running_requests_size=4, update_time=1.0))
     assert not det.has_room(ep, 1.0)
-    assert det.room_at_dispatch(ep, 1.0, backlog=0)  # may wait at its preferred server
-    assert not det.room_at_dispatch(ep, 1.0, backlog=3)  # the EPP orders a backlog: strict
+    assert det.room_at_dispatch(ep, 1.0, affine=True)  # may wait at its preferred server
+    assert not det.room_at_dispatch(ep, 1.0, affine=False)  # nothing to wait for: strict
     ep.inflight_requests = 6
-    assert not det.room_at_dispatch(ep, 1.0, backlog=0)  # budget (2) spent
+    assert not det.room_at_dispatch(ep, 1.0, affine=True)  # budget (2) spent
     strict = LearnedCapacityDetector.from_params({"affinityBudget": 0, "maxCapacity": 4})
-    assert not strict.room_at_dispatch(endpoint("b", 4, ep.metrics), 1.0, backlog=0)
+    assert not strict.room_at_dispatch(endpoint("b", 4, ep.metrics), 1.0, affine=True)
+    stale = endpoint("c", 0, Metrics(running_requests_size=0, update_time=-10.0))
+    assert not det.room_at_dispatch(stale, 1.0, affine=True)  # no fresh metrics: no room
 
 
 def test_transit_allowance_doubles_when_the_server_queues_after_counting_out() -> None:

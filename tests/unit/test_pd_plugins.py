@@ -15,7 +15,7 @@ from endpoint_picker.errors import ConfigError
 from endpoint_picker.metrics import REGISTRY
 from endpoint_picker.pd_headers import PREFILLER_HEADER
 from endpoint_picker.requests.types import InferenceRequest
-from endpoint_picker.scheduling.framework import FORWARD_HEADERS_KEY
+from endpoint_picker.scheduling.framework import FORWARD_HEADERS_KEY, PrefixMatch
 from endpoint_picker.scheduling.plugins import (
     AlwaysDisaggMultimodalDecider,
     DecodeFilter,
@@ -25,7 +25,7 @@ from endpoint_picker.scheduling.plugins import (
     PrefixBasedPDDecider,
 )
 from endpoint_picker.scheduling.plugins.disagg import DisaggParams
-from endpoint_picker.scheduling.plugins.prefix import STATE_KEY, PrefixMatch
+from endpoint_picker.scheduling.plugins.prefix import STATE_KEY
 
 ROLE = "llm-d.ai/role"
 

@@ -10,9 +10,9 @@ import xxhash
 from endpoint_picker.datastore import Endpoint, Metrics
 from endpoint_picker.requests.types import InferenceRequest
 from endpoint_picker.scheduling import SchedulingResult
-from endpoint_picker.scheduling.framework import ProfileRunResult
+from endpoint_picker.scheduling.framework import PrefixMatch, ProfileRunResult
 from endpoint_picker.scheduling.plugins import ApproxPrefixCacheProducer, PrefixCacheScorer
-from endpoint_picker.scheduling.plugins.prefix import STATE_KEY, PrefixConfig, PrefixMatch
+from endpoint_picker.scheduling.plugins.prefix import STATE_KEY, PrefixConfig
 from endpoint_picker.scheduling.plugins.prefix_index import PrefixIndex, block_hashes
 
 

@@ -143,7 +143,7 @@ class FlowController:
 
     @property
     def backlog(self) -> int:
-        """Requests queued in flow control now (the dispatch-time room check reads it)."""
+        """Requests queued in flow control now."""
         return self.registry.len
 
     # -- admission ---------------------------------------------------------------------------

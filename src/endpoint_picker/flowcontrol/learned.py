@@ -168,13 +168,14 @@ class LearnedCapacityDetector:
         cap = self.capacity(endpoint, now)
         return self._fresh(endpoint, now) and self.load(endpoint) < cap
 
-    def room_at_dispatch(self, endpoint: Endpoint, now: float, backlog: int) -> bool:
-        """The scheduler's dispatch-time check. While flow control holds a backlog, only
-        endpoints with room qualify: the ordering must stay in the EPP. With nothing waiting in
-        the EPP, a full endpoint still qualifies for up to ``affinityBudget`` requests beyond
-        its capacity, so prefix or LoRA affinity may wait briefly for the server that has the
-        request's cache (a cache miss elsewhere costs far more than one slot's turnover)."""
-        if backlog > 0 or self.params.affinity_budget == 0:
+    def room_at_dispatch(self, endpoint: Endpoint, now: float, affine: bool = False) -> bool:
+        """The scheduler's dispatch-time check: room (:meth:`has_room`), or, for a request
+        with affinity to this endpoint (its prefix or LoRA adapter is there), up to
+        ``affinityBudget`` requests beyond its capacity. Affinity may then wait briefly for the
+        server that has the request's cache (a cache miss elsewhere costs far more than one
+        slot's turnover), while requests without it never queue in a full server: the
+        ordering stays in the EPP."""
+        if not affine or self.params.affinity_budget == 0:
             return self.has_room(endpoint, now)
         cap = self.capacity(endpoint, now)
         return self._fresh(endpoint, now) and self.load(endpoint) < (

@@ -101,15 +101,7 @@ class Epp:
         )
         await self._start_part(self.admission)
         scheduler = built.scheduler
-        room = getattr(built.detector, "room_at_dispatch", None)
-        if room is not None:  # learned-capacity-detector: check the endpoint at dispatch
-            admission = self.admission
-            scheduler.room_check = lambda ep: bool(
-                room(ep, self.clock.now(), getattr(admission, "backlog", 1))
-            )
-        record = getattr(built.detector, "record_dispatch", None)
-        if record is not None:  # its server view counts requests on their way
-            scheduler.on_dispatch = lambda ep: record(ep, self.clock.now())
+        wire_detector(scheduler, built.detector, self.clock)
         self.datastore.subscribe(
             lambda event, obj: (
                 scheduler.remove_endpoint(obj) if event == Event.ENDPOINT_REMOVED else None
@@ -266,6 +258,18 @@ class Epp:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+
+
+def wire_detector(scheduler: Any, detector: Any, clock: Clock) -> None:
+    """Give the scheduler the saturation detector's dispatch hooks, where it has them (the
+    learned-capacity detector): the room check at dispatch, and the dispatch count its server
+    view adds to the last scrape."""
+    room = getattr(detector, "room_at_dispatch", None)
+    if room is not None:
+        scheduler.room_check = lambda ep, affine: bool(room(ep, clock.now(), affine))
+    record = getattr(detector, "record_dispatch", None)
+    if record is not None:
+        scheduler.on_dispatch = lambda ep: record(ep, clock.now())
 
 
 def _layer_kwargs(built_layer: dict[str, Any] | None, up: UpstreamSettings) -> dict[str, Any]:

@@ -27,6 +27,21 @@ TRACE_KEY = "_trace_plugins"
 FORWARD_HEADERS_KEY = "_forward_headers"
 
 
+@dataclass(slots=True)
+class PrefixMatch:
+    """One request's prefix data, left in ``request.state`` by a prefix producer (approximate
+    or precise): its block hashes and the blocks matched per endpoint name. The scheduler reads
+    it too: a request's prefix match decides where it may wait for a full endpoint."""
+
+    block_size_tokens: int
+    hashes: list[int]
+    matches: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return len(self.hashes)
+
+
 class SchedulingError(Exception):
     """A profile or profile handler could not produce a result (the scheduler maps it to 429)."""
 

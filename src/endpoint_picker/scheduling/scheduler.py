@@ -21,6 +21,7 @@ from endpoint_picker.scheduling.framework import (
     Admitter,
     DataProducer,
     EndpointRemoved,
+    PrefixMatch,
     PreRequest,
     ProfileHandler,
     ProfileRunResult,
@@ -33,6 +34,30 @@ from endpoint_picker.scheduling.framework import (
 from endpoint_picker.scheduling.profile import NoEndpointsError, SchedulerProfile
 
 log = logging.getLogger(__name__)
+
+# A request has prefix affinity to an endpoint that holds its best match among the candidates,
+# when that match covers at least this share of the prompt's blocks: a shorter match saves
+# too little prefill to be worth waiting for a slot.
+AFFINITY_MIN_MATCH = 0.5
+
+
+def affine_endpoints(request: InferenceRequest, candidates: Sequence[Endpoint]) -> set[str]:
+    """Names of the candidates ``request`` has affinity to: those holding its best prefix
+    match (from any prefix producer's :class:`PrefixMatch`, once producers ran) when it
+    covers at least :data:`AFFINITY_MIN_MATCH` of the prompt, and those running its LoRA
+    adapter (``running_lora_adapters``)."""
+    names: set[str] = set()
+    for value in request.state.values():
+        if not isinstance(value, PrefixMatch) or not value.total or not value.matches:
+            continue
+        get = value.matches.get
+        best = max(get(ep.name, 0) for ep in candidates)
+        if best and best >= AFFINITY_MIN_MATCH * value.total:
+            names.update(ep.name for ep in candidates if get(ep.name, 0) == best)
+    model = request.target_model
+    names.update(ep.name for ep in candidates if model in ep.metrics.active_models)
+    return names
+
 
 # Bound on cached metric children (label sets follow the models clients name).
 _MAX_CACHED = 10_000
@@ -51,8 +76,10 @@ class Scheduler:
         if not profiles:
             raise ValueError("a scheduler needs at least one profile")
         # Dispatch-time room check (the learned-capacity detector's ``room_at_dispatch``, bound
-        # by the runner): a request never goes to a full endpoint while another has room.
-        self.room_check: Callable[[Endpoint], bool] | None = None
+        # by the runner): a request never goes to a full endpoint while another has room, unless
+        # the endpoint holds the request's affinity (the second argument) and a small budget
+        # allows it.
+        self.room_check: Callable[[Endpoint, bool], bool] | None = None
         # Told of every dispatch (the learned-capacity detector's ``record_dispatch``, bound by
         # the runner): its server view counts requests still on their way to the endpoint.
         self.on_dispatch: Callable[[Endpoint], None] | None = None
@@ -116,11 +143,11 @@ class Scheduler:
     ) -> SchedulingResult:
         if not candidates:
             raise ResourceExhausted("failed to find target endpoint: no candidate endpoints")
-        candidates = self._with_room(candidates)
         for producer, timer in self._producer_timers:
             t = perf_counter()
             producer.prepare(request, candidates)
             timer.observe(perf_counter() - t)
+        candidates = self._with_room(request, candidates)
         results: dict[str, ProfileRunResult | None] = {}
         errors: list[str] = []
         while True:
@@ -156,19 +183,27 @@ class Scheduler:
             raise ResourceExhausted("failed to find target endpoint: no endpoint chosen")
         return result
 
-    def _with_room(self, candidates: Sequence[Endpoint]) -> Sequence[Endpoint]:
+    def _with_room(
+        self, request: InferenceRequest, candidates: Sequence[Endpoint]
+    ) -> Sequence[Endpoint]:
         """The candidates with room, when some have and some do not; else all of them.
 
         Affinity (prefix, LoRA) then chooses among endpoints that can start the request now, so
-        it does not queue inside a server, behind requests of any priority. How long affinity
-        may wait for a full preferred endpoint is the room check's to say (the learned-capacity
-        detector's ``affinityBudget``, only while flow control holds no backlog).
+        it does not queue inside a server, behind requests of any priority. A full endpoint
+        stays a candidate only for a request with affinity to it (:func:`affine_endpoints`),
+        and only as far as the room check allows (the learned-capacity detector's
+        ``affinityBudget``): a cache miss elsewhere costs more than one slot's turnover there.
         """
         room = self.room_check
         if room is None:
             return candidates
-        roomy = [ep for ep in candidates if room(ep)]
-        return roomy if roomy else candidates
+        kept = [ep for ep in candidates if room(ep, False)]
+        if len(kept) == len(candidates):
+            return candidates
+        affine = affine_endpoints(request, candidates)
+        if affine:
+            kept = [ep for ep in candidates if room(ep, ep.name in affine)]
+        return kept if kept else candidates
 
     def _record(
         self, start: float, request: InferenceRequest, result: SchedulingResult | None

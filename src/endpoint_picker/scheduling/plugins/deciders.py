@@ -18,8 +18,9 @@ from pydantic import Field
 from endpoint_picker.datastore import Endpoint
 from endpoint_picker.params import PluginParams
 from endpoint_picker.requests.types import CHARS_PER_TOKEN, InferenceRequest
+from endpoint_picker.scheduling.framework import PrefixMatch
 from endpoint_picker.scheduling.plugins.base import PluginBase
-from endpoint_picker.scheduling.plugins.prefix import STATE_KEY, PrefixMatch
+from endpoint_picker.scheduling.plugins.prefix import STATE_KEY
 from endpoint_picker.scheduling.plugins.token_producer import TOKENS_KEY, TokenizedPrompt
 
 

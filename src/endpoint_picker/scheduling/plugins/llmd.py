@@ -11,10 +11,10 @@ from typing import Any
 from endpoint_picker.datastore import Endpoint
 from endpoint_picker.params import PluginParams
 from endpoint_picker.requests.types import InferenceRequest
-from endpoint_picker.scheduling.framework import SchedulingResult
+from endpoint_picker.scheduling.framework import PrefixMatch, SchedulingResult
 from endpoint_picker.scheduling.plugins.base import PluginBase
 from endpoint_picker.scheduling.plugins.precise_params import ActiveRequestParams, NoHitLruParams
-from endpoint_picker.scheduling.plugins.prefix import PrefixMatch, match_state_key
+from endpoint_picker.scheduling.plugins.prefix import match_state_key
 
 COLD_KEY = "no-hit-lru:cold"
 

@@ -24,11 +24,11 @@ from endpoint_picker.datastore import Datastore, Endpoint
 from endpoint_picker.requests.tokenize import SimTokenizer
 from endpoint_picker.requests.tokenize_cache import ChunkedTokenizer
 from endpoint_picker.requests.types import InferenceRequest
-from endpoint_picker.scheduling.framework import SchedulingResult
+from endpoint_picker.scheduling.framework import PrefixMatch, SchedulingResult
 from endpoint_picker.scheduling.plugins.base import PluginBase
 from endpoint_picker.scheduling.plugins.precise_index import BlockIndex, chain_keys, root_key
 from endpoint_picker.scheduling.plugins.precise_params import PreciseProducerParams
-from endpoint_picker.scheduling.plugins.prefix import PREFILL_PROFILE, PrefixMatch, match_state_key
+from endpoint_picker.scheduling.plugins.prefix import PREFILL_PROFILE, match_state_key
 from endpoint_picker.scheduling.plugins.token_producer import tokens_of
 
 log = logging.getLogger(__name__)

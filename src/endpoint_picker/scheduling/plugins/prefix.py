@@ -18,7 +18,7 @@ from endpoint_picker.datastore import Endpoint
 from endpoint_picker.params import PluginParams
 from endpoint_picker.requests.types import CHARS_PER_TOKEN, InferenceRequest
 from endpoint_picker.scheduling import metrics as m
-from endpoint_picker.scheduling.framework import SchedulingResult
+from endpoint_picker.scheduling.framework import PrefixMatch, SchedulingResult
 from endpoint_picker.scheduling.plugins.base import PluginBase
 from endpoint_picker.scheduling.plugins.prefix_index import (
     PrefixIndex,
@@ -35,19 +35,6 @@ def match_state_key(producer_name: str) -> str:
     if not producer_name or producer_name == "approx-prefix-cache-producer":
         return STATE_KEY
     return f"prefix-match:{producer_name}"
-
-
-@dataclass(slots=True)
-class PrefixMatch:
-    """One request's prefix data: its block hashes and the blocks matched per endpoint name."""
-
-    block_size_tokens: int
-    hashes: list[int]
-    matches: dict[str, int]
-
-    @property
-    def total(self) -> int:
-        return len(self.hashes)
 
 
 class PrefixParams(PluginParams):
