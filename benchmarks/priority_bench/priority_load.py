@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import time
 from dataclasses import dataclass, field
@@ -48,10 +49,17 @@ class Shot:
     error: str = ""
 
 
+_SERIAL = itertools.count()
+
+
 def prompt(rng: random.Random) -> str:
-    """A distinct prompt (a random word salad), so no two requests share a cached prefix."""
+    """A distinct prompt (a random word salad), so no two requests share a cached prefix. It
+    starts with a serial number: cells with the same seed (and every idle probe) draw the same
+    random sequence, and one EPP serves several cells, so without it a later cell would repeat
+    an earlier cell's prompts, which its prefix index and the servers' caches still hold."""
     n = rng.randint(*PROMPT_WORDS)
-    return f"{rng.random():.12f} " + " ".join(rng.choice(_WORDS) for _ in range(n))
+    head = f"{next(_SERIAL)} {rng.random():.12f} "
+    return head + " ".join(rng.choice(_WORDS) for _ in range(n))
 
 
 def mean_service_s(

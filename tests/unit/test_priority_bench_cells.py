@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / "benchmarks" / "routing"))
 sys.path.insert(0, str(ROOT / "benchmarks" / "priority_bench"))
 
 from priority_figures import sweep_block, verdicts  # noqa: E402
-from priority_load import _cannot_drive  # noqa: E402
+from priority_load import _cannot_drive, prompt  # noqa: E402
 from priority_machine import carries_up, short_of_rate, verdict  # noqa: E402
 from priority_report import heatmap, skipped_numbers, table  # noqa: E402
 
@@ -84,3 +84,12 @@ def test_a_skipped_cell_is_reported_machine_bound_and_not_counted_as_measured(
     assert "load average 2-2" in block  # the skipped cell has no load reading of its own
     assert "skipped: machine-bound at 1.5x" in table(cells)
     assert heatmap(cells, tmp_path / "h.png").stat().st_size > 1000
+
+
+def test_cells_with_the_same_seed_never_repeat_a_prompts_first_block() -> None:
+    # One EPP serves several cells, and cells of the same size share a seed: a repeated prompt
+    # would be a prefix hit (the index and the servers' caches still hold it), not the
+    # distinct traffic the sweep means to send. 64 characters: one 16-token prefix block.
+    first = [prompt(random.Random(4))[:64] for _ in range(50)]
+    again = [prompt(random.Random(4))[:64] for _ in range(50)]
+    assert len(set(first + again)) == 100
