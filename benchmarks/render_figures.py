@@ -42,6 +42,8 @@ from precise_figures import kv_pressure_block, precise_cost_block  # noqa: E402
 from results_file import RESULTS, read_results  # noqa: E402
 
 ROOT = HERE.parent
+# The marked blocks benchmarks/routing/NOTES.md carries (BENCHMARKS.md has them too).
+NOTES_BLOCKS = ("priority", "priority-4x4", "priority-slow", "priority-regress", "pd")
 COMMANDS = {
     "routing": ".venv/bin/python benchmarks/routing.py",
     "overhead": ".venv/bin/python benchmarks/overhead.py",
@@ -231,7 +233,7 @@ def sim_summary(r: dict[str, Any] | None) -> str:
 
 def readme_table(results: Callable[[str], dict[str, Any] | None]) -> str:
     rows = [
-        ("routing quality vs round robin (inference-perf, ~17 min)", "routing", routing_summary),
+        ("routing quality vs round robin (inference-perf, ~30 min)", "routing", routing_summary),
         ("EPP overhead, both fronts vs Envoy alone", "overhead", overhead_summary),
         ("flow control", "flowcontrol", flowcontrol_summary),
         ("scheduling (default profile, 4 KB prompts)", "scheduling", scheduling_summary),
@@ -343,6 +345,14 @@ def blocks(directory: Path = RESULTS) -> dict[str, dict[str, str]]:
         # routing.py predates this naming: its file is results.json (beside its plots).
         return read_results("results" if name == "routing" else name, directory)
 
+    published = {
+        "pd": pd_block(results("pd-2p2d")),
+        "precise_cost": precise_cost_block(results("precise_cost")),
+        "priority": sweep_block(results("priority")),
+        "priority-slow": slow_block(results("priority-slow")),
+        "priority-4x4": ab_block(results("priority-4x4"), results("priority-4x4-noview")),
+        "priority-regress": regress_block(results("priority-regress")),
+    }
     return {
         "README.md": {"benchmarks": readme_table(results)},
         "docs/fast-front.md": {"overhead": overhead_table(results("overhead"))},
@@ -356,16 +366,9 @@ def blocks(directory: Path = RESULTS) -> dict[str, dict[str, str]]:
             "precise_cost": precise_cost_block(results("precise_cost")),
             "kv_pressure": kv_pressure_block(results("routing")),
         },
-        "BENCHMARKS.md": {
-            "pd": pd_block(results("pd-2p2d")),
-            "precise_cost": precise_cost_block(results("precise_cost")),
-            "priority": sweep_block(results("priority")),
-            "priority-slow": slow_block(results("priority-slow")),
-            "priority-4x4": ab_block(results("priority-4x4"), results("priority-4x4-noview")),
-            "priority-regress": regress_block(results("priority-regress")),
-        },
+        "BENCHMARKS.md": published,
         # BENCHMARKS.md's notes are copied from here by routing.py: keep the copy current too.
-        "benchmarks/routing/NOTES.md": {"pd": pd_block(results("pd-2p2d"))},
+        "benchmarks/routing/NOTES.md": {k: v for k, v in published.items() if k in NOTES_BLOCKS},
     }
 
 

@@ -8,7 +8,7 @@ come from inference-perf's JSON reports, server numbers from the simulators' ``/
 EPP's flow-control outcome counters. Writes ``results.json``, PNG plots and a Markdown report.
 
 Usage:
-  .venv/bin/python benchmarks/routing.py            # full run (~16 min): BENCHMARKS.md + plots
+  .venv/bin/python benchmarks/routing.py            # full run (~30 min): BENCHMARKS.md + plots
   .venv/bin/python benchmarks/routing.py --quick    # smoke run (< 3 min) into benchmarks/out/
   .venv/bin/python benchmarks/routing.py --workloads shared_prefix --arms round-robin,shipped \
       --out /tmp/sp                                  # a subset: results and REPORT.md in /tmp/sp
