@@ -145,6 +145,6 @@ async def test_one_priority_in_use_fills_every_slot() -> None:
 
     tasks = [asyncio.create_task(handle(req(0))) for _ in range(6)]
     await steps()
-    assert ep.inflight_requests == 4 and fc.backlog == 2  # no higher band: nothing held back
+    assert ep.inflight_requests == 4 and fc.registry.len == 2  # no higher band: nothing held back
     await fc.stop()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -141,11 +141,6 @@ class FlowController:
     def running(self) -> bool:
         return self._running
 
-    @property
-    def backlog(self) -> int:
-        """Requests queued in flow control now."""
-        return self.registry.len
-
     # -- admission ---------------------------------------------------------------------------
     @overload
     async def admit(self, request: InferenceRequest) -> None: ...
