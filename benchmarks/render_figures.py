@@ -31,6 +31,7 @@ sys.path.insert(0, str(HERE / "priority_bench"))
 from priority_figures import (  # noqa: E402
     SWEEP_COMMAND,
     ab_block,
+    ideal_block,
     readme_summary,
     regress_block,
     slow_block,
@@ -43,7 +44,14 @@ from results_file import RESULTS, read_results  # noqa: E402
 
 ROOT = HERE.parent
 # The marked blocks benchmarks/routing/NOTES.md carries (BENCHMARKS.md has them too).
-NOTES_BLOCKS = ("priority", "priority-4x4", "priority-slow", "priority-regress", "pd")
+NOTES_BLOCKS = (
+    "priority",
+    "priority-4x4",
+    "priority-slow",
+    "priority-regress",
+    "priority-ideal",
+    "pd",
+)
 COMMANDS = {
     "routing": ".venv/bin/python benchmarks/routing.py",
     "overhead": ".venv/bin/python benchmarks/overhead.py",
@@ -352,6 +360,7 @@ def blocks(directory: Path = RESULTS) -> dict[str, dict[str, str]]:
         "priority-slow": slow_block(results("priority-slow")),
         "priority-4x4": ab_block(results("priority-4x4"), results("priority-4x4-noview")),
         "priority-regress": regress_block(results("priority-regress")),
+        "priority-ideal": ideal_block(results("priority_ideal")),
     }
     return {
         "README.md": {"benchmarks": readme_table(results)},

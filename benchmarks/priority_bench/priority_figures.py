@@ -311,3 +311,67 @@ def ab_block(view: dict[str, Any] | None, noview: dict[str, Any] | None) -> str:
                 f"{'exact' if n['accounting_ok'] else 'off'} | {goal} |"
             )
     return "\n".join(lines) + "\n"
+
+
+IDEAL_COMMAND = ".venv/bin/python benchmarks/priority_ideal.py"
+
+
+def _reach(f: dict[str, Any] | None) -> str:
+    if f is None:
+        return "-"
+    if f["best_reserve"] is None:
+        return "none"
+    text = f"{f['best_reserve']} ({f['best_busy']:.0%} busy)"
+    return text + ("; shipped meets it" if f["shipped_meets"] else "; shipped does not")
+
+
+def _measured(f: dict[str, Any] | None) -> str:
+    if f is None:
+        return "-"
+    if f["measured_verdict"] != "missed":
+        return str(f["measured_verdict"])
+    return "missed " + ", ".join(g.replace("critical_", "") for g in f["measured_missed"])
+
+
+def ideal_tally(r: dict[str, Any]) -> Counter[str]:
+    """Cells (row x front) by what the model says of them: ``none`` (no reserve meets the goal),
+    ``shipped`` (the shipped reserve does), ``other`` (only another reserve does)."""
+    tally: Counter[str] = Counter()
+    for row in r["rows"]:
+        for f in row["fronts"].values():
+            if f["best_reserve"] is None:
+                tally["none"] += 1
+            elif f["shipped_meets"]:
+                tally["shipped"] += 1
+            else:
+                tally["other"] += 1
+    return tally
+
+
+def ideal_block(r: dict[str, Any] | None) -> str:
+    """BENCHMARKS.md's model of an ideal non-preemptive EPP against the sweep's small streaming
+    cells (``benchmarks/priority_ideal.py``)."""
+    if r is None:
+        return f"Not computed into `benchmarks/results/` yet: run `{IDEAL_COMMAND}`.\n"
+    t = ideal_tally(r)
+    total = sum(t.values())
+    lines = [
+        f"`{r['command']}` ({r['measured_at']}; {r['criticals']:,} critical arrivals a run; the "
+        f"sweep of {r['sweep']['measured_at']}). Model wait p90 / p99 in ms at the shipped "
+        "reserve; the goal's bounds are 2x / 3x the sweep's idle p90 + 50 ms. Cells (pool x "
+        f"front) no reserve reaches: **{t['none']} of {total}**; reached at the shipped reserve: "
+        f"{t['shipped']}; only with another: {t['other']}.",
+        "",
+        "| pool | output | overload | shipped reserve | model at it: wait p90 / p99 ms, busy | "
+        "smallest reserve meeting the goal (fast / extproc) | sweep measured (fast / extproc) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in r["rows"]:
+        k, at = row["shipped_reserve"], row["at_shipped"]
+        fast, ext = row["fronts"].get("fast"), row["fronts"].get("extproc")
+        lines.append(
+            f"| {row['servers']} x {row['seqs']} | {row['output']} | {row['overload']:g}x | {k} | "
+            f"{_ms(at['wait_p90'])} / {_ms(at['wait_p99'])}, {at['busy']:.0%} | "
+            f"{_reach(fast)} / {_reach(ext)} | {_measured(fast)} / {_measured(ext)} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -287,6 +287,8 @@ def test_show_prints_effective_parameters(capsys: pytest.CaptureFixture[str]) ->
         "kvCacheUtilThreshold": 0.95,
         "metricsStalenessThreshold": "2s",
         "holdback": 0.05,
+        "holdbackMissRate": 0.05,
+        "holdbackMaxIdle": 0.08,
         "affinityBudget": 2,
         "serverView": True,
         "transitAllowance": "100ms",

@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+import pytest
+
 from endpoint_picker.clock import FakeClock
 from endpoint_picker.config.loader import load_config_text
 from endpoint_picker.datastore import Endpoint, Metrics
 from endpoint_picker.flowcontrol import FlowControlConfig, FlowController, LearnedCapacityDetector
+from endpoint_picker.flowcontrol.controller import TopShare
 from endpoint_picker.requests.types import InferenceRequest
 from endpoint_picker.scheduling import Scheduler, SchedulerProfile
 from endpoint_picker.scheduling.plugins.handlers import SingleProfileHandler
@@ -146,5 +149,46 @@ async def test_one_priority_in_use_fills_every_slot() -> None:
     tasks = [asyncio.create_task(handle(req(0))) for _ in range(6)]
     await steps()
     assert ep.inflight_requests == 4 and fc.registry.len == 2  # no higher band: nothing held back
+    await fc.stop()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def test_top_share_decays_with_time() -> None:
+    share = TopShare(tau=5.0)
+    assert share.value(0.0) == 0.0
+    for i in range(10):
+        share.add(i % 5 < 2, float(i) * 0.01)  # 4 of 10 top-band dispatches
+    assert share.value(0.1) == pytest.approx(0.4, abs=0.01)
+    assert share.value(100.0) == pytest.approx(0.4, abs=0.01)  # no news: the ratio holds
+    for i in range(200):
+        share.add(False, 100.0 + i * 0.1)  # 20 s of lower bands only: older counts fade
+    assert share.value(120.0) < 0.05
+
+
+async def test_reserve_grows_with_the_measured_top_band_share() -> None:
+    """Through the flow controller: with critical a large share of recent dispatches, bands
+    below it stop at 29 of 32 slots (three held back) instead of the 5% floor's 30."""
+    clock = FakeClock()
+    ep = Endpoint(name="e", pod_name="e", address="10.0.0.1", port=8000)
+    ep.metrics = Metrics(running_requests_size=0, update_time=clock.now())
+    det = LearnedCapacityDetector.from_params({"initialCapacity": 32, "maxCapacity": 32})
+    fc = FlowController(FlowControlConfig(), det, lambda: [ep], clock)
+    await fc.start()
+    running: list[InferenceRequest] = []
+
+    async def handle(r: InferenceRequest) -> None:
+        await fc.admit(r)
+        ep.inflight_requests += 1
+        running.append(r)
+
+    # History: 60 critical and 40 priority-0 requests, each done at once. With the 29 below,
+    # critical is 60/129 = 47% of the dispatches: 3 free slots leave none free 5.6% of the
+    # time, 4 would leave 3.2 idle on average (over 8% of 32), so 3.
+    for p in [10, 10, 10, 0, 0] * 20:
+        await handle(req(p))
+        ep.inflight_requests -= 1
+    tasks = [asyncio.create_task(handle(req(0))) for _ in range(40)]
+    await steps(200)
+    assert ep.inflight_requests == 29 and fc.registry.len == 11
     await fc.stop()
     await asyncio.gather(*tasks, return_exceptions=True)

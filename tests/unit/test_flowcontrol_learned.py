@@ -14,6 +14,7 @@ from endpoint_picker.datastore import Endpoint, Metrics
 from endpoint_picker.errors import ConfigError
 from endpoint_picker.flowcontrol import LearnedCapacityDetector, detector_from_config
 from endpoint_picker.flowcontrol.capacity import CapacityLearner
+from endpoint_picker.flowcontrol.learned import demand_reserve
 from endpoint_picker.metrics import REGISTRY
 
 SCRAPE = 0.05
@@ -348,3 +349,38 @@ def test_the_server_view_frees_at_most_a_quarter_of_the_capacity() -> None:
     assert ServerView(0.1).load(24, Metrics(running_requests_size=4, update_time=1.0), 16) == 20
     # A 4-slot server: one slot at most.
     assert ServerView(0.1).load(4, Metrics(running_requests_size=1, update_time=1.0), 4) == 3
+
+
+def test_demand_reserve_follows_the_birth_death_model() -> None:
+    # Critical takes 40% of the turnover (r = 2.5): free reserved slots j = 0..k weigh r**j,
+    # so none is free with chance 1 / sum(r**j): k = 2 gives 1/9.75 = 10%, k = 3 gives 3.9%.
+    assert demand_reserve(32, 0.4, miss_rate=0.05, max_idle=1.0) == 3
+    assert demand_reserve(32, 0.4, miss_rate=0.11, max_idle=1.0) == 2
+    # The idle budget caps it: k = 3 leaves 2.44 slots free on average (7.6% of 32, within
+    # 8%); in 16 slots k = 1 (0.71 free, 4.5%) is all that fits.
+    assert demand_reserve(32, 0.4, miss_rate=0.05, max_idle=0.08) == 3
+    assert demand_reserve(16, 0.4, miss_rate=0.05, max_idle=0.08) == 1
+    assert demand_reserve(8, 0.4, miss_rate=0.05, max_idle=0.08) == 0
+    # A heavier top band needs more; none at all, or a top band alone, needs none.
+    assert demand_reserve(64, 0.6, miss_rate=0.05, max_idle=0.08) == 5
+    assert demand_reserve(64, 0.0, miss_rate=0.05, max_idle=0.08) == 0
+    assert demand_reserve(64, 1.0, miss_rate=0.05, max_idle=0.08) == 0
+    assert demand_reserve(64, 0.4, miss_rate=0.0, max_idle=0.08) == 0  # off
+    assert demand_reserve(4, 0.9, miss_rate=0.01, max_idle=1.0) == 3  # never every slot
+
+
+def test_holdback_reserve_grows_with_the_top_bands_share() -> None:
+    det = LearnedCapacityDetector.from_params({"initialCapacity": 32, "maxCapacity": 32})
+    now = 1.0
+    ep = endpoint("a", 0, Metrics(running_requests_size=0, update_time=now))
+    assert det.holdback_ceiling([ep], now) == pytest.approx(30 / 32)  # 5%: ceil(1.6) = 2
+    assert det.holdback_ceiling([ep], now, top_share=0.2) == pytest.approx(30 / 32)
+    assert det.holdback_ceiling([ep], now, top_share=0.4) == pytest.approx(29 / 32)
+    fixed = LearnedCapacityDetector.from_params(
+        {"initialCapacity": 32, "maxCapacity": 32, "holdbackMissRate": 0}
+    )
+    assert fixed.holdback_ceiling([ep], now, top_share=0.4) == pytest.approx(30 / 32)
+    off = LearnedCapacityDetector.from_params(
+        {"initialCapacity": 32, "maxCapacity": 32, "holdback": 0}
+    )
+    assert off.holdback_ceiling([ep], now, top_share=0.4) == 1.0

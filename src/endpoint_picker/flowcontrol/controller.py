@@ -59,6 +59,37 @@ ERR_NO_ENDPOINTS = "no ready endpoints"
 IDLE_SATURATION_EVERY = 1.0
 
 
+class TopShare:
+    """The top band's share of recent dispatches: counts that decay with time constant
+    ``tau`` seconds. Under overload every top-band request is dispatched and the pool
+    dispatches as fast as it completes, so this is the top band's share of the pool's
+    turnover, which sizes the holdback reserve (``demand_reserve``)."""
+
+    __slots__ = ("_all", "_at", "_top", "tau")
+
+    def __init__(self, tau: float = 5.0) -> None:
+        self.tau = tau
+        self._top = self._all = 0.0
+        self._at = -math.inf
+
+    def _decay(self, now: float) -> None:
+        if now > self._at:
+            f = math.exp((self._at - now) / self.tau) if self._at > -math.inf else 0.0
+            self._top *= f
+            self._all *= f
+            self._at = now
+
+    def add(self, top: bool, now: float) -> None:
+        self._decay(now)
+        self._all += 1.0
+        if top:
+            self._top += 1.0
+
+    def value(self, now: float) -> float:
+        self._decay(now)
+        return self._top / self._all if self._all > 1e-9 else 0.0
+
+
 def outcome_error(outcome: Outcome) -> InferenceError | None:
     """The client-facing error for a non-dispatched outcome (upstream's table, spec 2.7)."""
     if outcome is Outcome.REJECTED_CAPACITY:
@@ -116,6 +147,7 @@ class FlowController:
         self._gc_timer: asyncio.TimerHandle | None = None
         self._children: dict[tuple[object, ...], Any] = {}  # histograms as FastHistogram
         self._dispatch_timer = FastHistogram(m.DISPATCH_CYCLE_DURATION)
+        self._share = TopShare()  # the top band's share of recent dispatches, for holdback
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -289,6 +321,7 @@ class FlowController:
             return
         picked = self.registry.select(saturation, now)
         if isinstance(picked, Item):
+            self._share.add(picked.key.priority >= self.registry.priorities()[0], now)
             self._finalize(picked, Outcome.DISPATCHED, now)
             self._unaccounted += 1
             if picked.future is not None and not picked.future.done():
@@ -301,14 +334,18 @@ class FlowController:
         """Holdback: when the detector reserves slots for the top band (``holdback_ceiling``,
         the learned-capacity detector does), a lower band's head waits at that ceiling, so a
         slot is free when a higher-priority request arrives. Strict priority is unchanged: the
-        head checked is the highest band with anything queued."""
+        head checked is the highest band with anything queued. The detector is told the top
+        band's share of recent dispatches, which sizes its reserve."""
         ceiling_of = getattr(self.detector, "holdback_ceiling", None)
         if ceiling_of is None or saturation < 0.5:
             return False
         bands = self.registry.bands
         order = self.registry.priorities()
         head = next((p for p in order if bands[p].len), None)
-        return head is not None and head < order[0] and saturation >= ceiling_of(endpoints, now)
+        if head is None or head >= order[0]:
+            return False
+        ceiling = ceiling_of(endpoints, now, top_share=self._share.value(now))
+        return bool(saturation >= ceiling)
 
     def _measure(self, endpoints: Sequence[Endpoint], now: float) -> float:
         saturation = self.detector.saturation(endpoints, now)

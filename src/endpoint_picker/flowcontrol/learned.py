@@ -9,7 +9,8 @@ fill it, and the pool is saturated when dispatching more would make a server que
 
 It also reserves the last slot(s) for the highest priority (holdback): bands below the top band
 stop at ``holdback_ceiling``, so a slot is usually free when a critical request arrives and it
-does not wait for one to finish, without preempting anything.
+does not wait for one to finish, without preempting anything. The reserve is ``holdback`` of the
+pool, grown to the top band's demand (:func:`demand_reserve`) within an idle budget.
 
 An endpoint's load is what it holds now, as best known: the EPP's in-flight count, lowered to
 the server's own view when that is smaller (:mod:`~endpoint_picker.flowcontrol.server_view`: its
@@ -52,9 +53,38 @@ class LearnedCapacityParams(PluginParams):
     kv_cache_util_threshold: float = Field(0.95, gt=0, le=1)
     metrics_staleness_threshold: Duration = Field(2.0, gt=0)
     holdback: float = Field(0.05, ge=0, le=0.5)
+    holdback_miss_rate: float = Field(0.05, ge=0, le=1)
+    holdback_max_idle: float = Field(0.08, ge=0, le=0.5)
     affinity_budget: int = Field(2, ge=0)
     server_view: bool = True
     transit_allowance: Duration = Field(0.1, ge=0)
+
+
+def demand_reserve(total: int, top_share: float, miss_rate: float, max_idle: float) -> int:
+    """Slots to keep free so that a top-band arrival finds one with chance ``1 - miss_rate``,
+    when the top band takes ``top_share`` of the dispatches of a saturated pool of ``total``
+    slots; shrunk until the slots it leaves idle average at most ``max_idle`` of the pool.
+
+    The model (docs/flow-control.md, "Holdback"): while the pool is full, the free reserved
+    slots are a birth-death chain; a completion anywhere refills one (the freed slot stays free
+    while the reserve is short), a top-band arrival takes one. Their rates are the pool's
+    completion rate and ``top_share`` of it, so ``r = 1 / top_share`` and P(j free) is
+    proportional to ``r**j`` for j = 0..k. Arrivals are Poisson, so they see the chain's
+    stationary law: the chance that none is free is ``1 / sum(r**j)``.
+    """
+    if total <= 1 or not 0 < top_share < 1 or miss_rate <= 0:
+        return 0
+    r = 1.0 / top_share
+    weights = [1.0]  # r**j for j = 0..k
+    while weights[0] / sum(weights) > miss_rate and len(weights) < total:
+        weights.append(weights[-1] * r)
+    k = len(weights) - 1
+    while k > 0:
+        w = weights[: k + 1]
+        if sum(j * x for j, x in enumerate(w)) / sum(w) <= max_idle * total:
+            break
+        k -= 1
+    return k
 
 
 class LearnedCapacityDetector:
@@ -190,11 +220,18 @@ class LearnedCapacityDetector:
         kept = [ep for ep in endpoints if self.has_room(ep, now)]
         return kept if kept else list(endpoints)
 
-    def holdback_ceiling(self, endpoints: Sequence[Endpoint], now: float) -> float:
-        """The saturation at which bands below the top band stop: the pool's capacity less
-        ``holdback`` of it (at least one slot, never every slot). 1.0 when holdback is off."""
-        if self.params.holdback <= 0:
+    def holdback_ceiling(
+        self, endpoints: Sequence[Endpoint], now: float, top_share: float = 0.0
+    ) -> float:
+        """The saturation at which bands below the top band stop: the pool's capacity less a
+        reserve of ``holdback`` of it (at least one slot), grown to what the top band's share of
+        recent dispatches needs (:func:`demand_reserve`); never every slot. 1.0 when holdback
+        is off."""
+        p = self.params
+        if p.holdback <= 0:
             return 1.0
         _, total = self._totals(endpoints, now)
-        reserve = min(max(1, math.ceil(self.params.holdback * total)), total - 1)
+        floor = max(1, math.ceil(p.holdback * total))
+        demand = demand_reserve(total, top_share, p.holdback_miss_rate, p.holdback_max_idle)
+        reserve = min(max(floor, demand), total - 1)
         return (total - reserve) / total if total > 1 and reserve > 0 else 1.0
