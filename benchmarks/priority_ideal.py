@@ -11,7 +11,9 @@ knowledge, nothing preempted) at every reserve of slots for critical, and report
   the sweep measured on each front) with at least 90% of slots busy, or that none does;
 - what the sweep measured in that cell.
 
-A cell no reserve reaches is out of reach for any EPP that does not preempt running requests.
+A cell no reserve reaches is out of reach for holdback, the mechanism the EPP uses: keeping a
+number of slots free for critical and preempting nothing. (A cleverer non-preemptive policy is
+not ruled out by the model in general.)
 Larger pools, and cells without streaming (whose allowance is a whole response), met the goal
 in the sweep and are left out. The model runs in seconds; it reads the sweep, it does not rerun
 it.

@@ -141,5 +141,5 @@ def meets(o: Outcome, idle_p90: float) -> bool:
 
 def best(outcomes: list[Outcome], idle_p90: float) -> Outcome | None:
     """The smallest reserve that :func:`meets` the goal; None when no reserve does (the cell is
-    out of reach without preemption)."""
+    out of reach for any holdback reserve)."""
     return next((o for o in outcomes if meets(o, idle_p90)), None)
