@@ -13,7 +13,8 @@ from endpoint_picker.config.loader import load_config_text
 from endpoint_picker.datastore import Endpoint, Metrics
 from endpoint_picker.flowcontrol import FlowControlConfig, FlowController, LearnedCapacityDetector
 from endpoint_picker.flowcontrol.controller import TopShare
-from endpoint_picker.requests.types import InferenceRequest
+from endpoint_picker.requests.types import TOP_BAND_KEY, InferenceRequest
+from endpoint_picker.runner.app import wire_detector
 from endpoint_picker.scheduling import Scheduler, SchedulerProfile
 from endpoint_picker.scheduling.plugins.handlers import SingleProfileHandler
 from endpoint_picker.scheduling.plugins.pickers import MaxScorePicker
@@ -62,6 +63,8 @@ async def test_lower_bands_leave_the_reserved_slot_for_the_top_band() -> None:
     crit = asyncio.create_task(handle(req(10)))
     await steps()
     assert dispatched[-1].priority == 10 and ep.inflight_requests == 4  # took the reserve
+    # Flow control tells the scheduler which requests are the top band's (no probe slots).
+    assert [r.state[TOP_BAND_KEY] for r in dispatched] == [True, False, False, False, True]
     ep.inflight_requests -= 2
     fc.notify()
     await steps()
@@ -85,10 +88,51 @@ def test_scheduler_room_check_skips_full_endpoints() -> None:
     handler = SingleProfileHandler.from_params("single-profile-handler", None)
     sched = Scheduler([profile], handler)
     request = req(0)
-    sched.room_check = lambda ep, affine: ep is b
+    sched.room_check = lambda ep, affine, confirmed: ep is b
     assert [sched.schedule(request, [a, b]).endpoints[0] for _ in range(5)] == [b] * 5
-    sched.room_check = lambda ep, affine: False  # none has room: every candidate stays
+    sched.room_check = lambda ep, affine, confirmed: False  # none has room: every candidate stays
     assert {sched.schedule(request, [a, b]).endpoints[0] for _ in range(40)} == {a, b}
+
+
+def test_the_top_band_goes_to_a_known_slot_before_a_probe() -> None:
+    # The runner's wiring: the scheduler asks the detector for a known slot (no capacity
+    # probe) for a request flow control dispatched from its top band, and falls back to a
+    # probe only where no known slot is free. Other requests may go to either.
+    clock = FakeClock()
+    det = LearnedCapacityDetector.from_params(
+        {"initialCapacity": 4, "probeInterval": 1, "serverView": False}
+    )
+    a = Endpoint(name="a", pod_name="a", address="10.0.0.1", port=8000)
+    b = Endpoint(name="b", pod_name="b", address="10.0.0.2", port=8000)
+    for _ in range(6):  # a queues while running 4: its plateau is 4
+        clock.advance(0.05)
+        a.metrics = Metrics(running_requests_size=4, waiting_queue_size=1, update_time=clock.now())
+        det.capacity(a, clock.now())
+    clock.advance(1.0)
+    a.metrics = Metrics(running_requests_size=4, update_time=clock.now())  # nothing waits
+    a.inflight_requests, b.inflight_requests = 4, 3
+    b.metrics = Metrics(running_requests_size=3, update_time=clock.now())
+    assert det.capacity(a, clock.now()) == 5 and det.learner(a).confirmed == 4  # a probe
+    profile = SchedulerProfile(
+        "default",
+        filters=[],
+        scorers=[],
+        picker=MaxScorePicker.from_params("max-score-picker", None),
+    )
+    sched = Scheduler([profile], SingleProfileHandler.from_params("single-profile-handler", None))
+    wire_detector(sched, det, clock)
+
+    def target(top: bool | None) -> Endpoint:
+        request = req(10 if top else 0)
+        if top is not None:
+            request.state[TOP_BAND_KEY] = top
+        return sched.schedule(request, [a, b]).endpoints[0]
+
+    assert {target(True) for _ in range(20)} == {b}
+    assert {target(False) for _ in range(40)} == {a, b}  # the probe is theirs to test
+    assert {target(None) for _ in range(40)} == {a, b}  # flow control off: no band known
+    b.inflight_requests = 4
+    assert {target(True) for _ in range(20)} == {a}  # no known slot free: the probe it is
 
 
 def test_dispatches_reach_the_detectors_server_view() -> None:

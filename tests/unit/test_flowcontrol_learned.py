@@ -239,6 +239,36 @@ def test_saturation_room_filter_and_holdback() -> None:
     )
 
 
+def test_an_open_probe_is_no_slot_for_the_top_band() -> None:
+    # A probe (one slot above a server's plateau) may be refused, and a request in it then
+    # queues in that server. Holdback reserves slots the servers are known to run, and the
+    # top band's room check (confirmed=True) counts only those.
+    clock = FakeClock()
+    det = LearnedCapacityDetector.from_params(
+        {"initialCapacity": 4, "probeInterval": 1, "holdback": 0.05, "serverView": False}
+    )
+    a, b = endpoint("a", 4, Metrics()), endpoint("b", 3, Metrics())
+    server = Server(4, clock)
+    drive(det.learner(a), server, 1.0)  # a's plateau: 4
+    clock.advance(1.0)
+    a.metrics = server.scrape(4)  # full, nothing waiting, the probe interval passed: a probe
+    now = clock.now()
+    b.metrics = Metrics(running_requests_size=3, update_time=now)
+    assert det.capacity(a, now) == 5 and det.learner(a).confirmed == 4
+    assert det.capacity(b, now) == det.learner(b).confirmed == 4
+    assert det.room_at_dispatch(a, now) and not det.room_at_dispatch(a, now, confirmed=True)
+    assert det.room_at_dispatch(b, now) and det.room_at_dispatch(b, now, confirmed=True)
+    # 7 of 9 slots in use, one of the two free ones a probe: the reserve (one slot) is b's
+    # known slot, so lower bands stop now (with the probe counted as a free slot they would
+    # take b's, and the top band would be left the probe).
+    assert det.saturation([a, b], now) == pytest.approx(7 / 9)
+    assert det.holdback_ceiling([a, b], now) == pytest.approx(7 / 9)
+    # A lower band's request in the probe takes nothing from the reserve: still b's slot.
+    a.inflight_requests = 5
+    assert det.saturation([a, b], now) == pytest.approx(8 / 9)
+    assert det.holdback_ceiling([a, b], now) == pytest.approx(8 / 9)
+
+
 def test_holdback_never_takes_every_slot() -> None:
     det = LearnedCapacityDetector.from_params({"initialCapacity": 1})
     m = Metrics(update_time=1.0)

@@ -92,6 +92,11 @@ class CapacityLearner:
         self._growing = True  # slow start until a plateau is seen
         self._probing = False  # capacity is one probe above the confirmed plateau
 
+    @property
+    def confirmed(self) -> int:
+        """The slots the server is known to run: ``capacity`` less an open probe."""
+        return self._plateau if self._probing else self.capacity
+
     def observe(self, metrics: Metrics, now: float, inflight: int = 0) -> bool:
         """Learn from ``metrics`` if it is a scrape not yet seen; True when capacity changed.
         ``inflight``: the EPP's requests in flight to the endpoint now."""

@@ -31,7 +31,7 @@ from endpoint_picker.datalayer.freshness import DEFAULT_STALENESS_THRESHOLD, rea
 from endpoint_picker.datastore import Endpoint
 from endpoint_picker.errors import InferenceError, Internal, ResourceExhausted, ServiceUnavailable
 from endpoint_picker.metrics import FAIRNESS_LABELS, FastHistogram
-from endpoint_picker.requests.types import DEFAULT_FAIRNESS_ID, InferenceRequest
+from endpoint_picker.requests.types import DEFAULT_FAIRNESS_ID, TOP_BAND_KEY, InferenceRequest
 
 from . import metrics as m
 from .bands import FlowRegistry, Hold
@@ -321,7 +321,9 @@ class FlowController:
             return
         picked = self.registry.select(saturation, now)
         if isinstance(picked, Item):
-            self._share.add(picked.key.priority >= self.registry.priorities()[0], now)
+            top = picked.key.priority >= self.registry.priorities()[0]
+            self._share.add(top, now)
+            picked.request.state[TOP_BAND_KEY] = top  # the room check keeps it out of probes
             self._finalize(picked, Outcome.DISPATCHED, now)
             self._unaccounted += 1
             if picked.future is not None and not picked.future.done():

@@ -198,19 +198,22 @@ class LearnedCapacityDetector:
         cap = self.capacity(endpoint, now)
         return self._fresh(endpoint, now) and self.load(endpoint) < cap
 
-    def room_at_dispatch(self, endpoint: Endpoint, now: float, affine: bool = False) -> bool:
+    def room_at_dispatch(
+        self, endpoint: Endpoint, now: float, affine: bool = False, confirmed: bool = False
+    ) -> bool:
         """The scheduler's dispatch-time check: room (:meth:`has_room`), or, for a request
         with affinity to this endpoint (its prefix or LoRA adapter is there), up to
         ``affinityBudget`` requests beyond its capacity. Affinity may then wait briefly for the
         server that has the request's cache (a cache miss elsewhere costs far more than one
         slot's turnover), while requests without it never queue in a full server: the
-        ordering stays in the EPP."""
-        if not affine or self.params.affinity_budget == 0:
-            return self.has_room(endpoint, now)
+        ordering stays in the EPP. ``confirmed``: count only the slots the server is known to
+        run, not an open capacity probe (for the top band, see ``holdback_ceiling``)."""
         cap = self.capacity(endpoint, now)
-        return self._fresh(endpoint, now) and self.load(endpoint) < (
-            cap + self.params.affinity_budget
-        )
+        if confirmed:
+            cap = self.learner(endpoint).confirmed
+        if affine:
+            cap += self.params.affinity_budget
+        return self._fresh(endpoint, now) and self.load(endpoint) < cap
 
     def endpoint_saturated(self, endpoint: Endpoint, now: float) -> bool:
         return not self.has_room(endpoint, now)
@@ -223,15 +226,29 @@ class LearnedCapacityDetector:
     def holdback_ceiling(
         self, endpoints: Sequence[Endpoint], now: float, top_share: float = 0.0
     ) -> float:
-        """The saturation at which bands below the top band stop: the pool's capacity less a
-        reserve of ``holdback`` of it (at least one slot), grown to what the top band's share of
-        recent dispatches needs (:func:`demand_reserve`); never every slot. 1.0 when holdback
-        is off."""
+        """The saturation at which bands below the top band stop: the slots the servers are
+        known to run less a reserve of ``holdback`` of them (at least one slot), grown to what
+        the top band's share of recent dispatches needs (:func:`demand_reserve`); never every
+        slot. 1.0 when holdback is off."""
         p = self.params
         if p.holdback <= 0:
             return 1.0
         _, total = self._totals(endpoints, now)
-        floor = max(1, math.ceil(p.holdback * total))
-        demand = demand_reserve(total, top_share, p.holdback_miss_rate, p.holdback_max_idle)
-        reserve = min(max(floor, demand), total - 1)
-        return (total - reserve) / total if total > 1 and reserve > 0 else 1.0
+        # The reserve is of slots the servers are known to run. An open capacity probe (one
+        # slot above a server's plateau) may be refused: it is no free slot for the top band,
+        # and a lower band's request in it does not take one from the reserve.
+        in_probes = known = 0
+        for ep in endpoints:
+            if self._fresh(ep, now):
+                cap, confirmed = self.capacity(ep, now), self.learner(ep).confirmed
+                load = self.load(ep)
+                known += confirmed
+                in_probes += min(load, cap) - min(load, confirmed)
+        floor = max(1, math.ceil(p.holdback * known))
+        demand = demand_reserve(known, top_share, p.holdback_miss_rate, p.holdback_max_idle)
+        reserve = min(max(floor, demand), known - 1)
+        if total <= 1 or known <= 1 or reserve <= 0:
+            return 1.0
+        # Lower bands stop once the known slots they may fill are taken: saturation (``used``
+        # over ``total``) reaches this when ``used - in_probes`` reaches ``known - reserve``.
+        return (known - reserve + in_probes) / total

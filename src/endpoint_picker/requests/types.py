@@ -30,6 +30,10 @@ SUBSET_NAMESPACE = "envoy.lb.subset_hint"
 SUBSET_KEY = "x-gateway-destination-endpoint-subset"
 DESTINATION_NAMESPACE = "envoy.lb"
 DEFAULT_FAIRNESS_ID = "default-flow"
+# request.state: flow control dispatched the request from its highest band, the one holdback
+# keeps slots free for. The dispatch-time room check then sends it only to a slot the server is
+# known to run (never into a capacity probe), while one is free.
+TOP_BAND_KEY = "_flow_control_top_band"
 
 # Characters per token when only text is known (upstream's averageCharactersPerToken): prefix
 # blocks are sized with it, and in-flight load and the fast front's usage are estimated with it.

@@ -266,7 +266,7 @@ def wire_detector(scheduler: Any, detector: Any, clock: Clock) -> None:
     view adds to the last scrape."""
     room = getattr(detector, "room_at_dispatch", None)
     if room is not None:
-        scheduler.room_check = lambda ep, affine: bool(room(ep, clock.now(), affine))
+        scheduler.room_check = lambda ep, affine, top: bool(room(ep, clock.now(), affine, top))
     record = getattr(detector, "record_dispatch", None)
     if record is not None:
         scheduler.on_dispatch = lambda ep: record(ep, clock.now())

@@ -15,7 +15,7 @@ from typing import Any
 from endpoint_picker.datastore import Endpoint
 from endpoint_picker.errors import InferenceError, ResourceExhausted
 from endpoint_picker.metrics import FastHistogram
-from endpoint_picker.requests.types import InferenceRequest, Usage
+from endpoint_picker.requests.types import TOP_BAND_KEY, InferenceRequest, Usage
 from endpoint_picker.scheduling import metrics as m
 from endpoint_picker.scheduling.framework import (
     Admitter,
@@ -78,8 +78,9 @@ class Scheduler:
         # Dispatch-time room check (the learned-capacity detector's ``room_at_dispatch``, bound
         # by the runner): a request never goes to a full endpoint while another has room, unless
         # the endpoint holds the request's affinity (the second argument) and a small budget
-        # allows it.
-        self.room_check: Callable[[Endpoint, bool], bool] | None = None
+        # allows it. The third argument asks for a slot the server is known to run (no probe):
+        # for a request flow control dispatched from its top band (``TOP_BAND_KEY``).
+        self.room_check: Callable[[Endpoint, bool, bool], bool] | None = None
         # Told of every dispatch (the learned-capacity detector's ``record_dispatch``, bound by
         # the runner): its server view counts requests still on their way to the endpoint.
         self.on_dispatch: Callable[[Endpoint], None] | None = None
@@ -193,16 +194,20 @@ class Scheduler:
         stays a candidate only for a request with affinity to it (:func:`affine_endpoints`),
         and only as far as the room check allows (the learned-capacity detector's
         ``affinityBudget``): a cache miss elsewhere costs more than one slot's turnover there.
+
+        A request of flow control's top band (``TOP_BAND_KEY``) first looks for a slot the
+        server is known to run: a capacity probe (one slot above what a server was seen to run)
+        may be refused, and the request would then queue in the server, behind a whole
+        response, while holdback kept a real slot free for it elsewhere.
         """
         room = self.room_check
         if room is None:
             return candidates
-        kept = [ep for ep in candidates if room(ep, False)]
-        if len(kept) == len(candidates):
-            return candidates
-        affine = affine_endpoints(request, candidates)
-        if affine:
-            kept = [ep for ep in candidates if room(ep, ep.name in affine)]
+        if request.state.get(TOP_BAND_KEY):
+            kept = _with_room(request, candidates, lambda ep, affine: room(ep, affine, True))
+            if kept:
+                return kept
+        kept = _with_room(request, candidates, lambda ep, affine: room(ep, affine, False))
         return kept if kept else candidates
 
     def _record(
@@ -276,3 +281,19 @@ class Scheduler:
 
     def __repr__(self) -> str:
         return f"Scheduler({list(self.profiles.values())}, handler={self.handler.name})"
+
+
+def _with_room(
+    request: InferenceRequest,
+    candidates: Sequence[Endpoint],
+    room: Callable[[Endpoint, bool], bool],
+) -> Sequence[Endpoint]:
+    """The candidates ``room`` keeps (all of them when it keeps every one): first without
+    affinity, then, where some are full, with the request's affinity to each."""
+    kept = [ep for ep in candidates if room(ep, False)]
+    if len(kept) == len(candidates):
+        return candidates
+    affine = affine_endpoints(request, candidates)
+    if affine:
+        kept = [ep for ep in candidates if room(ep, ep.name in affine)]
+    return kept
