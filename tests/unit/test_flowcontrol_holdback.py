@@ -40,19 +40,40 @@ async def steps(n: int = 20) -> None:
         await asyncio.sleep(0)
 
 
-async def test_lower_bands_leave_the_reserved_slot_for_the_top_band() -> None:
-    clock = FakeClock()
-    ep = Endpoint(name="e", pod_name="e", address="10.0.0.1", port=8000)
-    ep.metrics = Metrics(running_requests_size=0, update_time=clock.now())
-    det = LearnedCapacityDetector.from_params({"initialCapacity": 4, "holdback": 0.05})
-    fc = FlowController(FlowControlConfig(), det, lambda: [ep], clock)
-    await fc.start()
-    dispatched: list[InferenceRequest] = []
+def plain_scheduler() -> Scheduler:
+    """One profile, no filters or scorers: the picker chooses at random among candidates."""
+    profile = SchedulerProfile(
+        "default",
+        filters=[],
+        scorers=[],
+        picker=MaxScorePicker.from_params("max-score-picker", None),
+    )
+    return Scheduler([profile], SingleProfileHandler.from_params("single-profile-handler", None))
 
-    async def handle(r: InferenceRequest) -> None:
-        await fc.admit(r)
-        ep.inflight_requests += 1
-        dispatched.append(r)
+
+class OneEndpoint:
+    """Flow control over one endpoint with ``det``; ``handle`` admits a request and counts it
+    in flight on the endpoint, as the director does; ``dispatched`` lists them in order."""
+
+    def __init__(self, det: LearnedCapacityDetector) -> None:
+        self.clock = FakeClock()
+        self.ep = Endpoint(name="e", pod_name="e", address="10.0.0.1", port=8000)
+        self.ep.metrics = Metrics(running_requests_size=0, update_time=self.clock.now())
+        self.fc = FlowController(FlowControlConfig(), det, lambda: [self.ep], self.clock)
+        self.dispatched: list[InferenceRequest] = []
+
+    async def handle(self, r: InferenceRequest) -> None:
+        await self.fc.admit(r)
+        self.ep.inflight_requests += 1
+        self.dispatched.append(r)
+
+
+async def test_lower_bands_leave_the_reserved_slot_for_the_top_band() -> None:
+    pool = OneEndpoint(
+        LearnedCapacityDetector.from_params({"initialCapacity": 4, "holdback": 0.05})
+    )
+    ep, fc, handle, dispatched = pool.ep, pool.fc, pool.handle, pool.dispatched
+    await fc.start()
 
     # A critical request makes band 10 the top band; it completes at once.
     await handle(req(10))
@@ -79,14 +100,7 @@ async def test_lower_bands_leave_the_reserved_slot_for_the_top_band() -> None:
 def test_scheduler_room_check_skips_full_endpoints() -> None:
     a = Endpoint(name="a", pod_name="a", address="10.0.0.1", port=8000)
     b = Endpoint(name="b", pod_name="b", address="10.0.0.2", port=8000)
-    profile = SchedulerProfile(
-        "default",
-        filters=[],
-        scorers=[],
-        picker=MaxScorePicker.from_params("max-score-picker", None),
-    )
-    handler = SingleProfileHandler.from_params("single-profile-handler", None)
-    sched = Scheduler([profile], handler)
+    sched = plain_scheduler()
     request = req(0)
     sched.room_check = lambda ep, affine, confirmed: ep is b
     assert [sched.schedule(request, [a, b]).endpoints[0] for _ in range(5)] == [b] * 5
@@ -113,13 +127,7 @@ def test_the_top_band_goes_to_a_known_slot_before_a_probe() -> None:
     a.inflight_requests, b.inflight_requests = 4, 3
     b.metrics = Metrics(running_requests_size=3, update_time=clock.now())
     assert det.capacity(a, clock.now()) == 5 and det.learner(a).confirmed == 4  # a probe
-    profile = SchedulerProfile(
-        "default",
-        filters=[],
-        scorers=[],
-        picker=MaxScorePicker.from_params("max-score-picker", None),
-    )
-    sched = Scheduler([profile], SingleProfileHandler.from_params("single-profile-handler", None))
+    sched = plain_scheduler()
     wire_detector(sched, det, clock)
 
     def target(top: bool | None) -> Endpoint:
@@ -140,13 +148,7 @@ def test_dispatches_reach_the_detectors_server_view() -> None:
     # the director counts it in flight); the learned-capacity detector then counts it as on
     # its way until a scrape well after it, so the server's view cannot count it out.
     a = Endpoint(name="a", pod_name="a", address="10.0.0.1", port=8000)
-    profile = SchedulerProfile(
-        "default",
-        filters=[],
-        scorers=[],
-        picker=MaxScorePicker.from_params("max-score-picker", None),
-    )
-    sched = Scheduler([profile], SingleProfileHandler.from_params("single-profile-handler", None))
+    sched = plain_scheduler()
     det = LearnedCapacityDetector.from_params({"initialCapacity": 4, "maxCapacity": 4})
     clock = FakeClock()
     sched.on_dispatch = lambda ep: det.record_dispatch(ep, clock.now())
@@ -212,18 +214,11 @@ def test_top_share_decays_with_time() -> None:
 async def test_reserve_grows_with_the_measured_top_band_share() -> None:
     """Through the flow controller: with critical a large share of recent dispatches, bands
     below it stop at 29 of 32 slots (three held back) instead of the 5% floor's 30."""
-    clock = FakeClock()
-    ep = Endpoint(name="e", pod_name="e", address="10.0.0.1", port=8000)
-    ep.metrics = Metrics(running_requests_size=0, update_time=clock.now())
-    det = LearnedCapacityDetector.from_params({"initialCapacity": 32, "maxCapacity": 32})
-    fc = FlowController(FlowControlConfig(), det, lambda: [ep], clock)
+    pool = OneEndpoint(
+        LearnedCapacityDetector.from_params({"initialCapacity": 32, "maxCapacity": 32})
+    )
+    ep, fc, handle = pool.ep, pool.fc, pool.handle
     await fc.start()
-    running: list[InferenceRequest] = []
-
-    async def handle(r: InferenceRequest) -> None:
-        await fc.admit(r)
-        ep.inflight_requests += 1
-        running.append(r)
 
     # History: 60 critical and 40 priority-0 requests, each done at once. With the 29 below,
     # critical is 60/129 = 47% of the dispatches: 3 free slots leave none free 5.6% of the
