@@ -108,25 +108,33 @@ def test_scheduler_room_check_skips_full_endpoints() -> None:
     assert {sched.schedule(request, [a, b]).endpoints[0] for _ in range(40)} == {a, b}
 
 
-def test_the_top_band_goes_to_a_known_slot_before_a_probe() -> None:
-    # The runner's wiring: the scheduler asks the detector for a known slot (no capacity
-    # probe) for a request flow control dispatched from its top band, and falls back to a
-    # probe only where no known slot is free. Other requests may go to either.
-    clock = FakeClock()
+def probing(clock: FakeClock) -> tuple[LearnedCapacityDetector, Endpoint]:
+    """A detector and an endpoint "a" running 4 of its learned 4 slots, with a probe open
+    (capacity 5, confirmed 4)."""
     det = LearnedCapacityDetector.from_params(
         {"initialCapacity": 4, "probeInterval": 1, "serverView": False}
     )
     a = Endpoint(name="a", pod_name="a", address="10.0.0.1", port=8000)
-    b = Endpoint(name="b", pod_name="b", address="10.0.0.2", port=8000)
     for _ in range(6):  # a queues while running 4: its plateau is 4
         clock.advance(0.05)
         a.metrics = Metrics(running_requests_size=4, waiting_queue_size=1, update_time=clock.now())
         det.capacity(a, clock.now())
     clock.advance(1.0)
     a.metrics = Metrics(running_requests_size=4, update_time=clock.now())  # nothing waits
-    a.inflight_requests, b.inflight_requests = 4, 3
-    b.metrics = Metrics(running_requests_size=3, update_time=clock.now())
+    a.inflight_requests = 4
     assert det.capacity(a, clock.now()) == 5 and det.learner(a).confirmed == 4  # a probe
+    return det, a
+
+
+def test_the_top_band_goes_to_a_known_slot_before_a_probe() -> None:
+    # The runner's wiring: the scheduler asks the detector for a known slot (no capacity
+    # probe) for a request flow control dispatched from its top band, and falls back to a
+    # probe only where no known slot is free. Other requests may go to either.
+    clock = FakeClock()
+    det, a = probing(clock)
+    b = Endpoint(name="b", pod_name="b", address="10.0.0.2", port=8000)
+    b.inflight_requests = 3
+    b.metrics = Metrics(running_requests_size=3, update_time=clock.now())
     sched = plain_scheduler()
     wire_detector(sched, det, clock)
 
@@ -141,6 +149,41 @@ def test_the_top_band_goes_to_a_known_slot_before_a_probe() -> None:
     assert {target(None) for _ in range(40)} == {a, b}  # flow control off: no band known
     b.inflight_requests = 4
     assert {target(True) for _ in range(20)} == {a}  # no known slot free: the probe it is
+
+
+async def test_the_top_band_waits_for_a_known_slot_rather_than_a_probe() -> None:
+    # With lower bands queued, a top-band request waits in the EPP for a slot the server is
+    # known to run instead of taking the open probe (which the server would likely refuse,
+    # keeping it in the server's queue); with no backlog below it, it takes the probe.
+    clock = FakeClock()
+    det, a = probing(clock)
+    a.inflight_requests = 3  # one known slot free
+    fc = FlowController(FlowControlConfig(), det, lambda: [a], clock)
+    await fc.start()
+    dispatched: list[InferenceRequest] = []
+
+    async def handle(r: InferenceRequest) -> None:
+        await fc.admit(r)
+        a.inflight_requests += 1
+        dispatched.append(r)
+
+    await handle(req(10))  # band 10 is the top band; it takes the known slot
+    low = asyncio.create_task(handle(req(0)))  # held back: only the probe is free
+    crit = asyncio.create_task(handle(req(10)))
+    await steps()
+    assert [r.priority for r in dispatched] == [10] and a.inflight_requests == 4
+    a.inflight_requests -= 1  # a completion frees a known slot
+    fc.notify()
+    await steps()
+    assert [r.priority for r in dispatched] == [10, 10]
+    assert fc.registry.len == 1  # priority 0 still held back
+    low.cancel()
+    await steps()
+    alone = asyncio.create_task(handle(req(10)))  # no backlog below: the probe is its to take
+    await steps()
+    assert [r.priority for r in dispatched] == [10, 10, 10] and a.inflight_requests == 5
+    await fc.stop()
+    await asyncio.gather(low, crit, alone, return_exceptions=True)
 
 
 def test_dispatches_reach_the_detectors_server_view() -> None:

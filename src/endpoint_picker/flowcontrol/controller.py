@@ -337,15 +337,25 @@ class FlowController:
         the learned-capacity detector does), a lower band's head waits at that ceiling, so a
         slot is free when a higher-priority request arrives. Strict priority is unchanged: the
         head checked is the highest band with anything queued. The detector is told the top
-        band's share of recent dispatches, which sizes its reserve."""
+        band's share of recent dispatches, which sizes its reserve.
+
+        The top band itself waits while the only free slots are open capacity probes
+        (``known_room``) and lower bands are queued: a probe is usually refused, and a
+        request in it waits in that server for one of its few slots, where the next
+        completion anywhere in the pool frees a slot sooner. Without a backlog below it the
+        top band takes probes as any request does, so capacity is still learned."""
         ceiling_of = getattr(self.detector, "holdback_ceiling", None)
         if ceiling_of is None or saturation < 0.5:
             return False
         bands = self.registry.bands
         order = self.registry.priorities()
         head = next((p for p in order if bands[p].len), None)
-        if head is None or head >= order[0]:
+        if head is None:
             return False
+        if head >= order[0]:
+            known_room = getattr(self.detector, "known_room", None)
+            lower = any(bands[p].len for p in order[1:])
+            return bool(lower and known_room is not None and not known_room(endpoints, now))
         ceiling = ceiling_of(endpoints, now, top_share=self._share.value(now))
         return bool(saturation >= ceiling)
 

@@ -215,6 +215,10 @@ class LearnedCapacityDetector:
             cap += self.params.affinity_budget
         return self._fresh(endpoint, now) and self.load(endpoint) < cap
 
+    def known_room(self, endpoints: Sequence[Endpoint], now: float) -> bool:
+        """Some fresh endpoint has a free slot it is known to run, not only an open probe."""
+        return any(self.room_at_dispatch(ep, now, confirmed=True) for ep in endpoints)
+
     def endpoint_saturated(self, endpoint: Endpoint, now: float) -> bool:
         return not self.has_room(endpoint, now)
 
